@@ -1,0 +1,48 @@
+"""Helpers shared by the benchmarks: locate/unpack the real archives, time things, report."""
+
+from __future__ import annotations
+
+import statistics
+import tarfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+DATA_CACHE = Path.home() / ".cache" / "visrep-data"
+
+
+def unpacked(name: str) -> Path:
+    """Return ~/.cache/visrep-data/<name>, unpacking ../shared/data/<name>.tar.gz once if needed."""
+    target = DATA_CACHE / name
+    if not (target / "train").is_dir():
+        archive = SHARED_DATA / f"{name}.tar.gz"
+        if not archive.is_file():
+            raise SystemExit(f"missing {archive}: the benchmarks need the shared real-data archives")
+        DATA_CACHE.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(archive, "r:gz") as tar:
+            tar.extractall(DATA_CACHE, filter="data")
+    return target
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def median_rate(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def machine_line() -> str:
+    import os
+    import platform
+
+    import torch
+
+    from visrep.runs import environment_info
+
+    info = environment_info()
+    return (f"{info['cpu']}, {os.cpu_count()} cores, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")

@@ -1,0 +1,5 @@
+import sys
+
+from visrep.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""The ``visrep`` command: one verb per stage, each a thin layer over the Python API.
+
+User mistakes (bad path, bad config key, unusable data) print one ``error:`` line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from visrep.errors import UserError
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML config file (sections run:, data:, ...)")
+    parser.add_argument("--name", help="run directory name under runs/ (same as run.name=...)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run of that name")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.image_size=32")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="visrep", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+
+    data = verbs.add_parser("data", help="inspect and prepare datasets").add_subparsers(dest="action", required=True)
+    inspect = data.add_parser("inspect", help="class counts per split, image sizes, skipped files")
+    inspect.add_argument("source", nargs="?", help="digits | mnist | fashionmnist | cifar10 | path to an image folder")
+    _add_common(inspect)
+
+    demo = verbs.add_parser("demo", help="the main job on the embedded digits data")
+    _add_common(demo)
+    return parser
+
+
+def load_cli_config(args, schema=None):
+    from visrep.config import Config, load_config
+
+    overrides = list(args.overrides or [])
+    source = getattr(args, "source", None)
+    if source and "=" in source:  # `visrep data inspect data.image_size=16`: no source given
+        overrides.insert(0, source)
+        source = None
+    if source:
+        overrides.insert(0, f"data.source={source}")
+    if args.name:
+        overrides.append(f"run.name={args.name}")
+    if args.overwrite:
+        overrides.append("run.overwrite=true")
+    return load_config(args.config, overrides, schema or Config)
+
+
+def cmd_data_inspect(args) -> int:
+    from visrep.data.inspect import format_summary, summarize
+    from visrep.data.manifest import write_manifest
+    from visrep.data.prepare import prepare_data
+    from visrep.runs import create_run
+
+    cfg = load_cli_config(args)
+    data = prepare_data(cfg.data)
+    run = create_run(cfg, "inspect")
+    write_manifest(data.manifest, run.file("manifest.json"))
+    run.write_json("normalization.json", data.normalization.to_dict())
+    summary = summarize(data)
+    run.write_json("data_summary.json", summary)
+    print(format_summary(summary))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from visrep.pipeline import run_demo
+
+    return run_demo(load_cli_config(args))
+
+
+COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo}
+
+
+def parse_args(argv: list[str] | None):
+    """Like parse_args, but overrides may also come after options (``--name x data.seed=1``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = list(args.overrides or []) + extra
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = COMMANDS[(args.verb, getattr(args, "action", None))]
+    try:
+        return command(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Typed configuration: dataclass schemas, YAML files and dotted command-line overrides.
+
+OmegaConf structured configs validate keys and types against the dataclasses, so a typo
+(``data.imgae_size=32``) or a wrong type (``data.image_size=big``) is rejected naming the key.
+No code is ever executed from a config file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from visrep.errors import UserError
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = False  # random horizontal flip, p = 0.5 per image
+    translate: int = 0  # random shift of up to this many pixels in x and y (reflect padding)
+
+
+@dataclass
+class DataConfig:
+    # digits | mnist | fashionmnist | cifar10 | path to an image folder
+    source: str = "digits"
+    root: Optional[str] = None  # where torchvision sets' files live (default ~/.cache/visrep-data/<name>)
+    download: bool = False  # torchvision sets only; never implied
+    image_size: int = 8  # pixels, square output
+    channels: Optional[int] = None  # 1 or 3; None = the source's own (folders: 3 if any colour image)
+    resize: str = "crop"  # crop: short side → size, centre crop | stretch | pad: long side → size, pad
+    val_fraction: float = 0.1  # of each class, carved from train
+    test_fraction: float = 0.2  # of each class, only when the folder has no split of its own
+    seed: int = 0  # split seed (independent of the training seed)
+    strict: bool = False  # corrupt / non-image files: skip and list (False) or fail (True)
+    cache_dir: Optional[str] = None  # default: $VISREP_CACHE or ~/.cache/visrep
+    in_memory: Optional[bool] = None  # None = auto (below memory_limit_gb); false: stream the cache from disk (mmap)
+    memory_limit_gb: float = 4.0  # decoded size up to which auto keeps a folder dataset in memory
+    batch_size: int = 256
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class RunConfig:
+    name: Optional[str] = None  # run directory name; default: <timestamp>-<verb>
+    root: str = "runs"
+    overwrite: bool = False  # replace an existing run directory of the same name
+    seed: int = 0  # seeds Python, NumPy and torch
+    deterministic: bool = False  # torch.use_deterministic_algorithms + single-threaded reductions
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+def _schema(schema: type = Config):
+    return OmegaConf.structured(schema)
+
+
+def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
+                schema: type = Config) -> Any:
+    """Build a validated config: schema defaults ← YAML file ← ``key.sub=value`` overrides.
+
+    Returns the typed OmegaConf object (attribute access like the dataclass).
+    Raises UserError naming the offending key or file.
+    """
+    cfg = _schema(schema)
+    try:
+        if path is not None:
+            cfg = OmegaConf.merge(cfg, _read_yaml(Path(path)))
+        if overrides:
+            _check_dotlist(overrides)
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as err:
+        raise UserError(_describe(err)) from None
+    return cfg
+
+
+def _read_yaml(path: Path):
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections (run:, data:, ...)")
+    return OmegaConf.create(loaded)
+
+
+def _check_dotlist(overrides: list[str]) -> None:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise UserError(f"override '{item}' must look like section.key=value")
+
+
+def _describe(err: OmegaConfBaseException) -> str:
+    key = getattr(err, "full_key", None)
+    first_line = str(err).splitlines()[0]
+    if type(err).__name__ == "ConfigKeyError" or "not in struct" in first_line.lower():
+        return f"unknown config key '{key}'"
+    if key:
+        return f"bad value for config key '{key}': {first_line}"
+    return f"invalid config: {first_line}"
+
+
+def to_yaml(cfg) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def to_dict(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)

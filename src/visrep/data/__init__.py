@@ -1,0 +1,1 @@
+"""Data: scan, split, decode once, cache, batch."""

@@ -1,0 +1,117 @@
+"""Decode every image of a folder once, into a uint8 array cached on disk.
+
+The cache key is a SHA-256 over the sorted file list with each file's size and modification
+time, plus the output size, channels, resize policy and decoder version. Any added, removed,
+renamed or edited file changes the key, so a stale cache is never read (old entries are left
+for ``visrep data clean-cache``-style pruning by hand: they are plain folders).
+
+Layout: ``<cache_dir>/decoded/<key>/images.npy`` (N_ok, C, H, W) uint8 and ``meta.json``
+(which files decoded, why the others failed, their original sizes and modes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from visrep.data.images import ImageDecodeError, decode_to_array
+
+DECODER_VERSION = 1
+PARALLEL_THRESHOLD = 2000  # files; below this a process pool costs more than it saves
+
+
+@dataclass
+class DecodedImages:
+    images: np.ndarray  # (N_ok, C, H, W) uint8, memory-mapped from the cache file
+    ok_indices: np.ndarray  # (N_ok,) index into the scanned file list
+    failures: list[dict]  # {"id": relpath, "reason": ...}
+    original_sizes: np.ndarray  # (N_ok, 2) width, height before resizing
+    original_modes: dict[str, int]
+    path: Path
+    hit: bool
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("VISREP_CACHE", Path.home() / ".cache" / "visrep"))
+
+
+def fingerprint(root: Path, files: list[str], size: int, channels: int, resize: str) -> str:
+    digest = hashlib.sha256(f"v{DECODER_VERSION}|{size}|{channels}|{resize}\n".encode())
+    for relpath in files:
+        try:
+            stat = os.stat(root / relpath)
+            digest.update(f"{relpath}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{relpath}\tunreadable\n".encode())
+    return digest.hexdigest()
+
+
+def decode_folder(root: Path, files: list[str], size: int, channels: int, resize: str,
+                  cache_dir: Path | None = None, workers: int = 2, progress: bool = True) -> DecodedImages:
+    """Return the decoded images of ``files``, from the cache when it is valid."""
+    key = fingerprint(root, files, size, channels, resize)
+    entry = Path(cache_dir or default_cache_dir()) / "decoded" / key[:32]
+    if (entry / "meta.json").is_file() and (entry / "images.npy").is_file():
+        return _load_entry(entry, hit=True)
+    results = _decode_all(root, files, size, channels, resize, workers, progress)
+    _write_entry(entry, files, results, size, channels)
+    return _load_entry(entry, hit=False)
+
+
+def _decode_one(job: tuple[str, str, int, int, str]):
+    path, relpath, size, channels, resize = job
+    try:
+        array, original_size, mode = decode_to_array(path, size, channels, resize)
+        return relpath, array, original_size, mode, None
+    except ImageDecodeError as err:
+        return relpath, None, None, None, str(err)
+
+
+def _decode_all(root, files, size, channels, resize, workers, progress):
+    jobs = [(str(root / rel), rel, size, channels, resize) for rel in files]
+    bar = dict(total=len(jobs), desc="decoding images", unit="img", disable=not progress or len(jobs) < 500,
+               leave=False, mininterval=0.5)
+    if workers > 1 and len(jobs) >= PARALLEL_THRESHOLD:
+        with get_context("fork").Pool(workers) as pool:
+            return list(tqdm(pool.imap(_decode_one, jobs, chunksize=256), **bar))
+    return [_decode_one(job) for job in tqdm(jobs, **bar)]
+
+
+def _write_entry(entry: Path, files: list[str], results: list, size: int, channels: int) -> None:
+    ok = [i for i, result in enumerate(results) if result[4] is None]
+    images = np.empty((len(ok), channels, size, size), dtype=np.uint8)
+    for row, index in enumerate(ok):
+        images[row] = results[index][1]
+    meta = {
+        "decoder_version": DECODER_VERSION,
+        "ok_indices": ok,
+        "failures": [{"id": r[0], "reason": r[4]} for r in results if r[4] is not None],
+        "original_sizes": [list(results[i][2]) for i in ok],
+        "original_modes": dict(Counter(results[i][3] for i in ok)),
+    }
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
+    np.save(staging / "images.npy", images)
+    (staging / "meta.json").write_text(json.dumps(meta))
+    try:
+        os.replace(staging, entry)  # atomic: a reader never sees a half-written entry
+    except OSError:  # another process won the race and wrote the same entry
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_entry(entry: Path, hit: bool) -> DecodedImages:
+    meta = json.loads((entry / "meta.json").read_text())
+    images = np.load(entry / "images.npy", mmap_mode="r")
+    sizes = np.asarray(meta["original_sizes"], dtype=np.int64).reshape(-1, 2)
+    return DecodedImages(images, np.asarray(meta["ok_indices"], dtype=np.int64), meta["failures"],
+                         sizes, meta["original_modes"], entry, hit)

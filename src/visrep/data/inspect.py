@@ -1,0 +1,59 @@
+"""A human-readable summary of a prepared data source: counts, image sizes, skipped files."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from visrep.data.prepare import PreparedData
+
+
+def summarize(data: PreparedData) -> dict:
+    sizes = data.source.original_sizes
+    size_stats = {}
+    if sizes is not None and len(sizes):
+        for axis, name in enumerate(("width", "height")):
+            values = sizes[:, axis]
+            size_stats[name] = {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
+        size_stats["distinct_sizes"] = int(len(np.unique(sizes, axis=0)))
+    return {
+        "source": data.manifest["source"],
+        "classes": data.class_names,
+        "counts": data.manifest["counts"],
+        "totals": {split: len(ds) for split, ds in data.splits.items()},
+        "image_shape": list(data.image_shape),
+        "original_sizes": size_stats,
+        "original_modes": data.source.original_modes,
+        "skipped": data.manifest["skipped"],
+        "normalization": data.normalization.to_dict(),
+        "manifest_hash": data.manifest["hash"],
+        "cache_hit": data.source.cache_hit,
+    }
+
+
+def format_summary(summary: dict, max_skipped: int = 20) -> str:
+    lines = [f"source: {summary['source']}", f"image shape (C, H, W): {tuple(summary['image_shape'])}"]
+    lines.append(_count_table(summary["classes"], summary["counts"]))
+    sizes = summary["original_sizes"]
+    if sizes:
+        lines.append("original sizes: " + ", ".join(
+            f"{axis} min {sizes[axis]['min']} / median {sizes[axis]['median']:g} / max {sizes[axis]['max']}"
+            for axis in ("width", "height")) + f"; {sizes['distinct_sizes']} distinct")
+    lines.append("original modes: " + ", ".join(f"{m}: {n}" for m, n in sorted(summary["original_modes"].items())))
+    norm = summary["normalization"]
+    lines.append("train mean/std: " + " ".join(f"{m:.4f}/{s:.4f}" for m, s in zip(norm["mean"], norm["std"])))
+    skipped = summary["skipped"]
+    lines.append(f"skipped files: {len(skipped)}")
+    lines.extend(f"  {entry['id']}: {entry['reason']}" for entry in skipped[:max_skipped])
+    if len(skipped) > max_skipped:
+        lines.append(f"  ... and {len(skipped) - max_skipped} more (all listed in manifest.json)")
+    lines.append(f"manifest hash: {summary['manifest_hash']}")
+    return "\n".join(lines)
+
+
+def _count_table(classes: list[str], counts: dict) -> str:
+    width = max([len(c) for c in classes] + [5])
+    rows = [f"{'class':<{width}} {'train':>7} {'val':>7} {'test':>7}"]
+    for name in classes:
+        rows.append(f"{name:<{width}} " + " ".join(f"{counts[s][name]:>7}" for s in ("train", "val", "test")))
+    rows.append(f"{'total':<{width}} " + " ".join(f"{sum(counts[s].values()):>7}" for s in ("train", "val", "test")))
+    return "\n".join(rows)

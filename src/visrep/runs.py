@@ -1,0 +1,152 @@
+"""Run directories: every command leaves ``runs/<name>/`` describing exactly what it did.
+
+Contents written here: ``config.yaml`` (resolved), ``environment.json`` (versions, git commit,
+CPU/GPU, command line), ``seed.txt`` and ``log.txt``; stages add the manifest, metrics and
+artefacts. An existing run is never replaced unless ``run.overwrite=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from visrep import __version__
+from visrep.config import to_yaml
+from visrep.errors import UserError
+
+
+@dataclass
+class Run:
+    path: Path
+    logger: logging.Logger
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, data) -> Path:
+        return atomic_write_text(self.path / name, json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+    def write_text(self, name: str, text: str) -> Path:
+        return atomic_write_text(self.path / name, text)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write via a temporary file + fsync + rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def create_run(cfg, verb: str, is_main_process: bool = True) -> Run:
+    """Make the run directory (rank 0 only writes) and record config, environment and seed."""
+    path = _run_path(cfg.run, verb)
+    if is_main_process:
+        _claim_directory(path, cfg.run.overwrite)
+    run = Run(path, _make_logger(path, is_main_process))
+    if is_main_process:
+        run.write_text("config.yaml", to_yaml(cfg))
+        run.write_json("environment.json", environment_info())
+        run.write_text("seed.txt", f"{cfg.run.seed}\n")
+        run.logger.info("run directory: %s", path)
+    return run
+
+
+def _run_path(run_cfg, verb: str) -> Path:
+    root = Path(run_cfg.root).expanduser()
+    if run_cfg.name:
+        if "/" in run_cfg.name or run_cfg.name in (".", ".."):
+            raise UserError(f"run.name must be a plain folder name (got '{run_cfg.name}')")
+        return root / run_cfg.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, suffix = root / f"{stamp}-{verb}", 1
+    while path.exists():  # two commands in the same second: never share a directory
+        suffix += 1
+        path = root / f"{stamp}-{verb}-{suffix}"
+    return path
+
+
+def _claim_directory(path: Path, overwrite: bool) -> None:
+    if path.exists():
+        if not overwrite:
+            raise UserError(f"run directory {path} already exists; choose another run.name or set run.overwrite=true")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def _make_logger(path: Path, is_main_process: bool) -> logging.Logger:
+    logger = logging.getLogger(f"visrep.run.{path}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.handlers.clear()
+    if is_main_process:
+        file_handler = logging.FileHandler(path / "log.txt")
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(file_handler)
+        logger.addHandler(console)
+    else:
+        logger.addHandler(logging.NullHandler())
+    return logger
+
+
+def environment_info() -> dict:
+    import numpy
+    import torch
+    import torchvision
+
+    return {
+        "visrep": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else [],
+        "git_commit": _git_commit(),
+        "command": sys.argv,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    source_dir = Path(__file__).resolve().parent
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=source_dir, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=source_dir,
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
