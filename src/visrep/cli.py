@@ -27,6 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("source", nargs="?", help="digits | mnist | fashionmnist | cifar10 | path to an image folder")
     _add_common(inspect)
 
+    train = verbs.add_parser("train", help="train a stage").add_subparsers(dest="action", required=True)
+    classifier = train.add_parser("classifier", help="train the CNN classifier")
+    classifier.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its last checkpoint")
+    _add_common(classifier)
+
+    evaluate = verbs.add_parser("evaluate", help="evaluate a trained stage").add_subparsers(dest="action", required=True)
+    eval_classifier = evaluate.add_parser("classifier", help="accuracy, P/R/F1, confusion matrix, calibration, curves")
+    eval_classifier.add_argument("run", help="a classifier run directory")
+    eval_classifier.add_argument("--split", default="test", help="val | test (default: test)")
+    eval_classifier.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    eval_classifier.add_argument("--weights", default="best", help="best | last")
+
+    models = verbs.add_parser("models", help="list the classifier architectures")
+    models.set_defaults(action=None)
+
     demo = verbs.add_parser("demo", help="the main job on the embedded digits data")
     _add_common(demo)
     return parser
@@ -67,12 +82,49 @@ def cmd_data_inspect(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from visrep.config import ClassifierConfig
     from visrep.pipeline import run_demo
 
-    return run_demo(load_cli_config(args))
+    return run_demo(load_cli_config(args, ClassifierConfig))
 
 
-COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo}
+def cmd_train_classifier(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import ClassifierConfig
+    from visrep.runs import load_run_config
+    from visrep.training.classifier import train_classifier
+
+    if args.resume:
+        if args.config or args.overrides or args.name:
+            raise UserError("--resume continues a run with its own saved config; drop --config, --name and overrides")
+        cfg = load_run_config(Path(args.resume), ClassifierConfig)
+        train_classifier(cfg, resume=Path(args.resume))
+        return 0
+    train_classifier(load_cli_config(args, ClassifierConfig))
+    return 0
+
+
+def cmd_evaluate_classifier(args) -> int:
+    from pathlib import Path
+
+    from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
+
+    metrics = evaluate_classifier(Path(args.run), args.split, tta_flip=True if args.tta else None, weights=args.weights)
+    print(format_metrics(metrics))
+    return 0
+
+
+def cmd_models(args) -> int:
+    from visrep.models import list_models
+
+    print("\n".join(list_models()))
+    return 0
+
+
+COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
+            ("train", "classifier"): cmd_train_classifier, ("evaluate", "classifier"): cmd_evaluate_classifier,
+            ("models", None): cmd_models}
 
 
 def parse_args(argv: list[str] | None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, List, Optional
 
 import yaml
 from omegaconf import OmegaConf
@@ -57,6 +57,46 @@ class RunConfig:
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "fastcnn"  # see `visrep models`; tv:<arch> for any torchvision classifier
+    options: Dict[str, Any] = field(default_factory=dict)  # builder kwargs, e.g. {widths: [32, 64, 64]}
+    pretrained_path: Optional[str] = None  # a local .safetensors/.pt state dict; never downloaded
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
+    lr: float = 0.05  # peak learning rate
+    momentum: float = 0.9  # sgd momentum / adamw beta1
+    weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd (not applied to BN and biases)
+    schedule: str = "onecycle"  # onecycle: linear warmup then linear decay to 0 | cosine: warmup then cosine | constant
+    warmup_fraction: float = 0.2  # of all optimizer steps
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
+    precision: str = "bf16"  # bf16 autocast (CPU and CUDA) | fp32
+    channels_last: bool = True
+    early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
+    keep_checkpoints: int = 2  # training-state files kept (newest first)
+    tensorboard: bool = True
+    threads: Optional[int] = None  # torch CPU threads; None = torch's default
+
+
+@dataclass
+class EvalConfig:
+    tta_flip: bool = False  # average logits over the image and its mirror
+    topk: List[int] = field(default_factory=lambda: [1, 5])
+    calibration_bins: int = 15
+
+
+@dataclass
+class ClassifierConfig(Config):
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 def _schema(schema: type = Config):

@@ -97,7 +97,7 @@ def _make_logger(path: Path, is_main_process: bool) -> logging.Logger:
     logger.propagate = False
     logger.handlers.clear()
     if is_main_process:
-        file_handler = logging.FileHandler(path / "log.txt")
+        file_handler = logging.FileHandler(path / "log.txt", mode="a")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("%(message)s"))
@@ -150,3 +150,34 @@ def _git_commit() -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def open_run(path: Path, manifest_hash: str | None = None) -> Run:
+    """Reopen an existing run directory (to resume or evaluate it), checking it is what it claims."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"run directory not found: {path}")
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
+    if manifest_hash is not None:
+        check_manifest(path, manifest_hash)
+    run = Run(path, _make_logger(path, True))
+    return run
+
+
+def check_manifest(path: Path, manifest_hash: str) -> None:
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        raise UserError(f"{path} has no manifest.json: it is not a training run")
+    recorded = json.loads(manifest.read_text())["hash"]
+    if recorded != manifest_hash:
+        raise UserError(f"data mismatch: {path} was trained on data with manifest {recorded[:12]}, "
+                        f"but the configured data has manifest {manifest_hash[:12]}")
+
+
+def load_run_config(path: Path, schema: type):
+    from visrep.config import load_config
+
+    if not (Path(path) / "config.yaml").is_file():
+        raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
+    return load_config(Path(path) / "config.yaml", schema=schema)

@@ -1,0 +1,103 @@
+"""`visrep evaluate classifier <run>`: the full classification report of a trained run.
+
+Temperature scaling is fitted on the validation split and then applied to the evaluated split,
+so a test report never tunes anything on test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from visrep.config import ClassifierConfig
+from visrep.data.prepare import prepare_data
+from visrep.errors import UserError
+from visrep.evaluation.classification import (calibration_report, classification_metrics, curve_summary,
+                                              reliability_bins, softmax_probabilities, write_history_csv,
+                                              apply_temperature, fit_temperature)
+from visrep.evaluation.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
+from visrep.evaluation.predict import predict_logits
+from visrep.models import create_model
+from visrep.runs import check_manifest, load_run_config, open_run
+from visrep.training.checkpoint import load_weights
+
+SPLITS = ("train", "val", "test")
+
+
+def load_classifier(run_path: Path, weights: str = "best") -> tuple[torch.nn.Module, object]:
+    """Rebuild a trained classifier from its run directory: (model in eval mode, run config)."""
+    cfg = load_run_config(run_path, ClassifierConfig)
+    tensors, model_config = load_weights(Path(run_path) / f"{weights}.safetensors")
+    model = create_model(**model_config)
+    model.load_state_dict(tensors)
+    return model.eval(), cfg
+
+
+def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | None = None,
+                        weights: str = "best") -> dict:
+    if split not in SPLITS:
+        raise UserError(f"--split must be one of {', '.join(SPLITS)} (got '{split}')")
+    run = open_run(run_path)
+    model, cfg = load_classifier(run.path, weights)
+    data = prepare_data(cfg.data)
+    check_manifest(run.path, data.manifest["hash"])
+    tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = model.to(device)
+    predict = lambda name: predict_logits(model, data.loader(name, 512), device, cfg.train.precision, tta)  # noqa: E731
+    logits, labels = predict(split)
+    val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
+    out = run.path / f"eval-{split}{'-tta' if tta else ''}"
+    out.mkdir(exist_ok=True)
+    metrics = classification_metrics(logits, labels, data.class_names, topk=tuple(cfg.eval.topk))
+    temperature = fit_temperature(val_logits, val_labels)
+    metrics["calibration"] = calibration_report(logits, labels, temperature, cfg.eval.calibration_bins)
+    metrics.update({"split": split, "tta_flip": tta, "weights": weights, "run": str(run.path)})
+    _write_artefacts(out, metrics, logits, labels, temperature, data.class_names, cfg.eval.calibration_bins)
+    _write_curves(run.path, out)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    run.logger.info("evaluated %s on %s: accuracy %.4f, macro F1 %.4f → %s", weights, split, metrics["accuracy"],
+                    metrics["f1"]["macro"], out)
+    return metrics
+
+
+def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: float, class_names, n_bins: int) -> None:
+    (out / "classification_report.txt").write_text(metrics["report_text"])
+    (out / "confusion_matrix.json").write_text(json.dumps({
+        "classes": class_names, "raw": metrics["confusion_matrix"],
+        "normalised": metrics["confusion_matrix_normalised"]}, indent=1))
+    plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / "confusion_matrix.png", normalised=False)
+    plot_confusion_matrix(metrics["confusion_matrix_normalised"], class_names, out / "confusion_matrix_normalised.png",
+                          normalised=True)
+    for name, scaled in (("before", logits), ("after", apply_temperature(logits, temperature))):
+        bins = reliability_bins(softmax_probabilities(scaled), labels, n_bins)
+        plot_reliability_diagram(bins, out / f"reliability_{name}_temperature.png",
+                                 f"reliability {name} temperature scaling (T={temperature:.2f})")
+
+
+def _write_curves(run_path: Path, out: Path) -> None:
+    log = run_path / "metrics.jsonl"
+    if not log.is_file():
+        return
+    history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    if not history:
+        return
+    summary = curve_summary(history)
+    write_history_csv(history, out / "curves.csv")
+    plot_training_curves(history, out / "curves.png", summary["best_epoch"])
+    (out / "curves_summary.json").write_text(json.dumps(summary, indent=1))
+
+
+def format_metrics(metrics: dict) -> str:
+    calibration = metrics["calibration"]
+    lines = [f"{metrics['split']} (n={metrics['n']}, tta_flip={metrics['tta_flip']}):",
+             f"  accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
+             + "  ".join(f"{k} {v:.4f}" for k, v in metrics["top_k_accuracy"].items()),
+             f"  precision macro {metrics['precision']['macro']:.4f} weighted {metrics['precision']['weighted']:.4f}",
+             f"  recall    macro {metrics['recall']['macro']:.4f} weighted {metrics['recall']['weighted']:.4f}",
+             f"  F1        macro {metrics['f1']['macro']:.4f} weighted {metrics['f1']['weighted']:.4f}",
+             f"  ECE {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} after temperature "
+             f"{calibration['temperature']:.3f} (fitted on val)"]
+    return "\n".join(lines)

@@ -1,0 +1,270 @@
+"""Classifier training: config → data → model → explicit loop → checkpoints and curves.
+
+Written for DistributedDataParallel: each rank gets its own data shard, only rank 0 writes
+files, logs or shows progress, and nothing lives in module-level state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from visrep.data.manifest import write_manifest
+from visrep.data.prepare import PreparedData, prepare_data
+from visrep.errors import UserError
+from visrep.evaluation.classification import curve_summary, write_history_csv
+from visrep.evaluation.plots import plot_training_curves
+from visrep.evaluation.predict import autocast_context, predict_logits
+from visrep.models import create_model
+from visrep.runs import Run, create_run, open_run
+from visrep.seeding import seed_everything, set_deterministic
+from visrep.training.checkpoint import (load_state, restore_rng_state, rng_state, save_state, save_weights)
+from visrep.training.distributed import DistInfo, all_reduce_sum, pick_device, setup_distributed
+from visrep.training.ema import EMA
+from visrep.training.optim import build_optimizer, build_schedule
+
+PRECISIONS = ("bf16", "fp32")
+
+
+@dataclass
+class TrainingState:
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    train_seconds: float = 0.0  # time inside training steps only (no evaluation, no I/O)
+    history: list[dict] = field(default_factory=list)
+
+
+def build_classifier(cfg, data: PreparedData) -> torch.nn.Module:
+    channels, size, _ = data.image_shape
+    options = OmegaConf.to_container(cfg.model.options, resolve=True) if OmegaConf.is_config(cfg.model.options) \
+        else dict(cfg.model.options)
+    if cfg.model.pretrained_path:
+        options["pretrained_path"] = cfg.model.pretrained_path
+    return create_model(cfg.model.name, num_classes=len(data.class_names), in_channels=channels, image_size=size,
+                        **options)
+
+
+def train_classifier(cfg, resume: Path | None = None, progress: bool = True) -> Path:
+    """Train per ``cfg`` (or continue the run at ``resume``) and return the run directory."""
+    _check_train_config(cfg.train)
+    dist_info = setup_distributed()
+    seed_everything(cfg.run.seed + dist_info.rank)
+    set_deterministic(cfg.run.deterministic)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    data = prepare_data(cfg.data, progress=progress and dist_info.is_main)
+    run = open_run(resume, data.manifest["hash"]) if resume else create_run(cfg, "classifier", dist_info.is_main)
+    if dist_info.is_main and not resume:
+        write_manifest(data.manifest, run.file("manifest.json"))
+        run.write_json("normalization.json", data.normalization.to_dict())
+    trainer = ClassifierTrainer(cfg, data, run, dist_info, progress)
+    if resume:
+        trainer.restore_latest()
+    trainer.fit()
+    return run.path
+
+
+def _check_train_config(train_cfg) -> None:
+    if train_cfg.precision not in PRECISIONS:
+        raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)} (got '{train_cfg.precision}')")
+    if train_cfg.epochs < 1:
+        raise UserError(f"train.epochs must be ≥ 1 (got {train_cfg.epochs})")
+    if not 0 <= train_cfg.ema_decay < 1:
+        raise UserError(f"train.ema_decay must be in [0, 1) (got {train_cfg.ema_decay})")
+
+
+class ClassifierTrainer:
+    def __init__(self, cfg, data: PreparedData, run: Run, dist_info: DistInfo, progress: bool):
+        self.cfg, self.data, self.run, self.dist, self.progress = cfg, data, run, dist_info, progress
+        self.device = pick_device(dist_info)
+        self.model = build_classifier(cfg, data).to(self.device)
+        if cfg.train.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.train_loader = data.loader("train", cfg.data.batch_size, train=True, augment=cfg.data.augment,
+                                        seed=cfg.run.seed, rank=dist_info.rank, world_size=dist_info.world_size,
+                                        drop_last=len(data.splits["train"]) >= 2 * cfg.data.batch_size,
+                                        channels_last=cfg.train.channels_last)
+        self.val_loader = data.loader("val", max(cfg.data.batch_size, 512), channels_last=cfg.train.channels_last)
+        if len(data.splits["val"]) == 0:
+            raise UserError("the validation split is empty: set data.val_fraction > 0")
+        self.total_steps = cfg.train.epochs * len(self.train_loader)
+        self.optimizer = build_optimizer(self.model, cfg.train)
+        self.schedule = build_schedule(self.optimizer, cfg.train, self.total_steps)
+        self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.wrapped = self._wrap_ddp(self.model)
+        self.state = TrainingState()
+        self.tensorboard = self._open_tensorboard()
+
+    def _wrap_ddp(self, model):
+        if not self.dist.enabled:
+            return model
+        ids = [self.dist.local_rank] if self.device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def _open_tensorboard(self):
+        if not (self.cfg.train.tensorboard and self.dist.is_main):
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.run.file("tensorboard")))
+
+    # ---- the loop -------------------------------------------------------------------------
+    def fit(self) -> None:
+        start_epoch = self.state.epoch
+        self.run.logger.info("training %s for %d epochs (%d steps) on %s, %s", self.cfg.model.name,
+                             self.cfg.train.epochs, self.total_steps, self.device, self.cfg.train.precision)
+        for epoch in range(start_epoch, self.cfg.train.epochs):
+            train_metrics = self._train_epoch(epoch)
+            val_loss, val_acc = self._validate()
+            self._end_epoch(epoch, train_metrics, val_loss, val_acc)
+            if self._should_stop_early():
+                self.run.logger.info("early stopping after epoch %d (no val improvement for %d epochs)",
+                                     epoch + 1, self.state.epochs_without_improvement)
+                break
+        self._finish()
+
+    def _train_epoch(self, epoch: int) -> dict:
+        self.wrapped.train()
+        self.train_loader.set_epoch(epoch)
+        totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", leave=False,
+                   disable=not (self.progress and self.dist.is_main) or None, mininterval=1.0)
+        started = time.perf_counter()
+        for images, labels in bar:
+            loss, correct = self._train_step(images.to(self.device, non_blocking=True), labels.to(self.device))
+            totals += torch.tensor([loss * len(labels), correct, len(labels)], dtype=torch.float64)
+        elapsed = time.perf_counter() - started
+        totals = all_reduce_sum(totals.to(self.device), self.dist).cpu()
+        self.state.train_seconds += elapsed
+        return {"train_loss": float(totals[0] / totals[2]), "train_acc": float(totals[1] / totals[2]),
+                "epoch_seconds": elapsed, "images_per_s": float(totals[2]) / elapsed}
+
+    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+        with autocast_context(self.device, self.cfg.train.precision):
+            logits = self.wrapped(images)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.train.label_smoothing)
+        if not torch.isfinite(loss):
+            raise UserError(f"classifier training: loss became {loss.item()} at step {self.state.step} "
+                            f"(epoch {self.state.epoch + 1}); lower train.lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.schedule.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.state.step += 1
+        return float(loss.detach()), int((logits.argmax(1) == labels).sum())
+
+    def _validate(self) -> tuple[float, float]:
+        model = self.ema.model if self.ema is not None else self.model
+        logits, labels = predict_logits(model, self.val_loader, self.device, self.cfg.train.precision)
+        logits_t, labels_t = torch.from_numpy(logits), torch.from_numpy(labels)
+        return float(F.cross_entropy(logits_t, labels_t)), float((logits_t.argmax(1) == labels_t).float().mean())
+
+    def _end_epoch(self, epoch: int, train_metrics: dict, val_loss: float, val_acc: float) -> None:
+        self.state.epoch = epoch + 1
+        record = {"epoch": epoch + 1, "step": self.state.step, **train_metrics, "val_loss": val_loss,
+                  "val_acc": val_acc, "lr": self.optimizer.param_groups[0]["lr"],
+                  "train_seconds": self.state.train_seconds}
+        self.state.history.append(record)
+        improved = val_acc > self.state.best_metric
+        if improved:
+            self.state.best_metric, self.state.best_epoch = val_acc, epoch + 1
+            self.state.epochs_without_improvement = 0
+        else:
+            self.state.epochs_without_improvement += 1
+        if not self.dist.is_main:
+            return
+        self.run.logger.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
+                             epoch + 1, record["train_loss"], record["train_acc"], val_loss, val_acc,
+                             record["images_per_s"])
+        with open(self.run.file("metrics.jsonl"), "a") as stream:
+            stream.write(json.dumps(record) + "\n")
+        if self.tensorboard is not None:
+            for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"):
+                self.tensorboard.add_scalar(key, record[key], epoch + 1)
+        if improved:
+            save_weights(self._eval_model(), self.run.file("best.safetensors"), self.model.config)
+        self._save_training_state()
+
+    def _should_stop_early(self) -> bool:
+        patience = self.cfg.train.early_stopping_patience
+        return patience > 0 and self.state.epochs_without_improvement >= patience
+
+    def _eval_model(self) -> torch.nn.Module:
+        return self.ema.model if self.ema is not None else self.model
+
+    def _finish(self) -> None:
+        if not self.dist.is_main:
+            return
+        save_weights(self._eval_model(), self.run.file("last.safetensors"), self.model.config)
+        summary = curve_summary(self.state.history)
+        write_history_csv(self.state.history, self.run.file("curves.csv"))
+        plot_training_curves(self.state.history, self.run.file("curves.png"), summary["best_epoch"])
+        last = self.state.history[-1]
+        self.run.write_json("metrics.json", {
+            "stage": "classifier", "epochs": self.state.epoch, "steps": self.state.step,
+            "best_epoch": self.state.best_epoch, "best_val_acc": self.state.best_metric,
+            "final_val_acc": last["val_acc"], "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
+            "train_seconds": self.state.train_seconds, "overfitting": summary["overfitting"],
+            "overfitting_reason": summary["overfitting_reason"]})
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        self.run.logger.info("best val acc %.4f at epoch %d; %.1f s of training", self.state.best_metric,
+                             self.state.best_epoch, self.state.train_seconds)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def _save_training_state(self) -> None:
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+            "rng": rng_state(), "trainer": self.state.__dict__.copy(),
+        }
+        folder = self.run.file("checkpoints")
+        save_state(state, folder / f"state-{self.state.epoch:05d}.pt")
+        for old in sorted(folder.glob("state-*.pt"))[:-max(1, self.cfg.train.keep_checkpoints)]:
+            old.unlink()
+
+    def restore_latest(self) -> None:
+        """Load the newest readable training state; a corrupt newest file falls back to the previous."""
+        candidates = sorted(self.run.file("checkpoints").glob("state-*.pt"), reverse=True)
+        if not candidates:
+            raise UserError(f"nothing to resume in {self.run.path}: no checkpoints/state-*.pt")
+        for path in candidates:
+            try:
+                state = load_state(path)
+            except UserError as err:
+                self.run.logger.warning("skipping unreadable checkpoint %s (%s)", path.name, err)
+                continue
+            self._load(state)
+            self.run.logger.info("resumed from %s (epoch %d, step %d)", path.name, self.state.epoch, self.state.step)
+            return
+        raise UserError(f"no readable training state in {self.run.file('checkpoints')}")
+
+    def _load(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        restore_rng_state(state["rng"])
+        self.state = TrainingState(**state["trainer"])
+        self._truncate_metrics_log(self.state.epoch)
+
+    def _truncate_metrics_log(self, epochs: int) -> None:
+        """Drop log lines of epochs after the checkpoint (they will be recomputed)."""
+        path = self.run.file("metrics.jsonl")
+        if self.dist.is_main and path.is_file():
+            lines = [line for line in path.read_text().splitlines() if json.loads(line)["epoch"] <= epochs]
+            path.write_text("".join(line + "\n" for line in lines))

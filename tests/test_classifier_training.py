@@ -1,0 +1,122 @@
+"""Classifier training, checkpoints, resume and evaluation on a shrunk config (seconds)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from visrep.config import ClassifierConfig, load_config
+from visrep.evaluation.classifier_eval import evaluate_classifier, load_classifier
+from visrep.evaluation.predict import predict_logits
+from visrep.data.prepare import prepare_data
+from visrep.training.classifier import train_classifier
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "configs" / "tiny.yaml"
+
+
+def _cfg(tmp_path, *overrides):
+    return load_config(TINY, [f"run.root={tmp_path}/runs", f"data.cache_dir={tmp_path}/cache", *overrides],
+                       schema=ClassifierConfig)
+
+
+def _history(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    return train_classifier(_cfg(tmp, "run.name=base"), progress=False)
+
+
+def test_training_lowers_loss_and_beats_chance(trained_run):
+    history = _history(trained_run)
+    assert len(history) == 4
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["val_acc"] > 0.5  # chance is 0.1
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["best_val_acc"] == max(h["val_acc"] for h in history)
+    for name in ("best.safetensors", "last.safetensors", "curves.png", "curves.csv", "manifest.json"):
+        assert (trained_run / name).is_file(), name
+
+
+def test_checkpoint_round_trip_gives_identical_logits(trained_run):
+    model, cfg = load_classifier(trained_run, "last")
+    again, _ = load_classifier(trained_run, "last")
+    x = torch.randn(5, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+    tensors = load_file(str(trained_run / "last.safetensors"))
+    assert all(torch.equal(tensors[k], v) for k, v in model.state_dict().items())
+
+
+def test_evaluation_metrics_equal_sklearn(trained_run):
+    metrics = evaluate_classifier(trained_run, "test")
+    model, cfg = load_classifier(trained_run)
+    data = prepare_data(cfg.data, progress=False)
+    logits, labels = predict_logits(model, data.loader("test", 100), torch.device("cpu"), cfg.train.precision)
+    predictions = logits.argmax(1)
+    assert metrics["n"] == len(data.splits["test"])
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, predictions), abs=1e-12)
+    assert metrics["precision"]["macro"] == pytest.approx(precision_score(labels, predictions, average="macro",
+                                                                          zero_division=0), abs=1e-12)
+    assert metrics["recall"]["weighted"] == pytest.approx(recall_score(labels, predictions, average="weighted",
+                                                                       zero_division=0), abs=1e-12)
+    assert metrics["f1"]["macro"] == pytest.approx(f1_score(labels, predictions, average="macro"), abs=1e-12)
+    out = trained_run / "eval-test"
+    for name in ("confusion_matrix.png", "confusion_matrix_normalised.png", "confusion_matrix.json", "curves.png",
+                 "reliability_before_temperature.png", "reliability_after_temperature.png", "metrics.json"):
+        assert (out / name).is_file(), name
+
+
+def _train_process(tmp_path, *extra):
+    command = [sys.executable, "-m", "visrep", "train", "classifier", *extra]
+    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "VISREP_CACHE": str(tmp_path / "cache")})
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    common = ["--config", str(TINY), "train.epochs=10", f"run.root={tmp_path}/runs"]
+    reference = _train_process(tmp_path, *common, "--name", "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    victim = _train_process(tmp_path, *common, "--name", "victim")
+    checkpoints = tmp_path / "runs" / "victim" / "checkpoints"
+    deadline = time.time() + 240
+    while not list(checkpoints.glob("state-00003.pt")) and time.time() < deadline and victim.poll() is None:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (tmp_path / "runs" / "victim" / "metrics.json").exists()
+
+    resumed = _train_process(tmp_path, "--resume", str(tmp_path / "runs" / "victim"))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    ref_run, victim_run = tmp_path / "runs" / "reference", tmp_path / "runs" / "victim"
+    strip = lambda h: [{k: v for k, v in e.items() if "second" not in k and k != "images_per_s"} for e in h]  # noqa: E731
+    assert strip(_history(victim_run)) == strip(_history(ref_run))
+    ref_weights, victim_weights = load_file(str(ref_run / "last.safetensors")), load_file(str(victim_run / "last.safetensors"))
+    assert all(torch.equal(ref_weights[k], victim_weights[k]) for k in ref_weights)
+    assert "resumed from state-" in (victim_run / "log.txt").read_text()
+
+
+def test_resume_falls_back_past_a_corrupt_latest_checkpoint(tmp_path):
+    run = train_classifier(_cfg(tmp_path, "run.name=r", "train.epochs=3"), progress=False)
+    states = sorted((run / "checkpoints").glob("state-*.pt"))
+    assert [p.name for p in states] == ["state-00002.pt", "state-00003.pt"]  # keep_checkpoints=2
+    states[-1].write_bytes(states[-1].read_bytes()[:1000])  # truncated newest
+    from visrep.runs import load_run_config
+
+    train_classifier(load_run_config(run, ClassifierConfig), resume=run, progress=False)
+    log = (run / "log.txt").read_text()
+    assert "skipping unreadable checkpoint state-00003.pt" in log and "resumed from state-00002.pt" in log
+    assert len(_history(run)) == 3
