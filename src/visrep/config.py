@@ -81,6 +81,7 @@ class TrainConfig:
     channels_last: bool = True
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
     keep_checkpoints: int = 2  # training-state files kept (newest first)
+    skip_bad_batches: int = 0  # isolated NaN/Inf batches skipped before the run stops
     tensorboard: bool = True
     threads: Optional[int] = None  # torch CPU threads; None = torch's default
 

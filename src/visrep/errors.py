@@ -9,3 +9,9 @@ class UserError(Exception):
     """
 
     exit_code = 2
+
+
+class TrainingDiverged(UserError):
+    """A NaN/Inf loss or gradient stopped training; the last good checkpoint is kept as it was."""
+
+    exit_code = 3

@@ -28,8 +28,13 @@ SPLITS = ("train", "val", "test")
 
 def load_classifier(run_path: Path, weights: str = "best") -> tuple[torch.nn.Module, object]:
     """Rebuild a trained classifier from its run directory: (model in eval mode, run config)."""
+    if weights not in ("best", "last"):
+        raise UserError(f"--weights must be best or last (got '{weights}')")
     cfg = load_run_config(run_path, ClassifierConfig)
-    tensors, model_config = load_weights(Path(run_path) / f"{weights}.safetensors")
+    weights_file = Path(run_path) / f"{weights}.safetensors"
+    if not weights_file.is_file():
+        raise UserError(f"{run_path} is not a trained classifier run (no {weights}.safetensors)")
+    tensors, model_config = load_weights(weights_file)
     model = create_model(**model_config)
     model.load_state_dict(tensors)
     return model.eval(), cfg

@@ -29,7 +29,8 @@ from visrep.seeding import seed_everything, set_deterministic
 from visrep.training.checkpoint import (load_state, restore_rng_state, rng_state, save_state, save_weights)
 from visrep.training.distributed import DistInfo, all_reduce_sum, pick_device, setup_distributed
 from visrep.training.ema import EMA
-from visrep.training.optim import build_optimizer, build_schedule
+from visrep.training.guards import NonFiniteGuard, check_batch_fits
+from visrep.training.optim import build_optimizer, build_schedule, check_optim_config
 
 PRECISIONS = ("bf16", "fp32")
 
@@ -64,11 +65,12 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True) -> 
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     data = prepare_data(cfg.data, progress=progress and dist_info.is_main)
+    model = build_classifier(cfg, data)  # before the run directory exists: a bad model name leaves nothing behind
     run = open_run(resume, data.manifest["hash"]) if resume else create_run(cfg, "classifier", dist_info.is_main)
     if dist_info.is_main and not resume:
         write_manifest(data.manifest, run.file("manifest.json"))
         run.write_json("normalization.json", data.normalization.to_dict())
-    trainer = ClassifierTrainer(cfg, data, run, dist_info, progress)
+    trainer = ClassifierTrainer(cfg, data, run, dist_info, model, progress)
     if resume:
         trainer.restore_latest()
     trainer.fit()
@@ -80,15 +82,19 @@ def _check_train_config(train_cfg) -> None:
         raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)} (got '{train_cfg.precision}')")
     if train_cfg.epochs < 1:
         raise UserError(f"train.epochs must be ≥ 1 (got {train_cfg.epochs})")
+    check_optim_config(train_cfg)
     if not 0 <= train_cfg.ema_decay < 1:
         raise UserError(f"train.ema_decay must be in [0, 1) (got {train_cfg.ema_decay})")
 
 
 class ClassifierTrainer:
-    def __init__(self, cfg, data: PreparedData, run: Run, dist_info: DistInfo, progress: bool):
+    stage = "classifier"
+
+    def __init__(self, cfg, data: PreparedData, run: Run, dist_info: DistInfo, model: torch.nn.Module,
+                 progress: bool):
         self.cfg, self.data, self.run, self.dist, self.progress = cfg, data, run, dist_info, progress
         self.device = pick_device(dist_info)
-        self.model = build_classifier(cfg, data).to(self.device)
+        self.model = model.to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_loader = data.loader("train", cfg.data.batch_size, train=True, augment=cfg.data.augment,
@@ -104,6 +110,9 @@ class ClassifierTrainer:
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
         self.wrapped = self._wrap_ddp(self.model)
         self.state = TrainingState()
+        self.guard = NonFiniteGuard(self.stage, cfg.train.skip_bad_batches, run.logger)
+        sample = data.loader("train", 8).__iter__().__next__()[0].to(self.device)
+        check_batch_fits(self.model, sample, cfg.data.batch_size, self.device, self.stage)
         self.tensorboard = self._open_tensorboard()
 
     def _wrap_ddp(self, model):
@@ -143,6 +152,8 @@ class ClassifierTrainer:
         started = time.perf_counter()
         for images, labels in bar:
             loss, correct = self._train_step(images.to(self.device, non_blocking=True), labels.to(self.device))
+            if math.isnan(loss):  # a skipped bad batch
+                continue
             totals += torch.tensor([loss * len(labels), correct, len(labels)], dtype=torch.float64)
         elapsed = time.perf_counter() - started
         totals = all_reduce_sum(totals.to(self.device), self.dist).cpu()
@@ -154,11 +165,11 @@ class ClassifierTrainer:
         with autocast_context(self.device, self.cfg.train.precision):
             logits = self.wrapped(images)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.train.label_smoothing)
-        if not torch.isfinite(loss):
-            raise UserError(f"classifier training: loss became {loss.item()} at step {self.state.step} "
-                            f"(epoch {self.state.epoch + 1}); lower train.lr or check the data")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if not self.guard.batch_is_usable(loss, self.model.parameters(), self.state.step, self.state.epoch + 1):
+            self.optimizer.zero_grad(set_to_none=True)
+            return float("nan"), 0
         self.optimizer.step()
         self.schedule.step()
         if self.ema is not None:

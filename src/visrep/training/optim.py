@@ -12,10 +12,16 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
 
 
-def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
-    """Weight decay on weights only: BN scales/shifts and biases are not decayed."""
+def check_optim_config(train_cfg) -> None:
     if train_cfg.optimizer not in OPTIMIZERS:
         raise UserError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)} (got '{train_cfg.optimizer}')")
+    if train_cfg.schedule not in SCHEDULES:
+        raise UserError(f"train.schedule must be one of {', '.join(SCHEDULES)} (got '{train_cfg.schedule}')")
+
+
+def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
+    """Weight decay on weights only: BN scales/shifts and biases are not decayed."""
+    check_optim_config(train_cfg)
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -25,8 +31,7 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train_cfg, total_steps: int):
-    if train_cfg.schedule not in SCHEDULES:
-        raise UserError(f"train.schedule must be one of {', '.join(SCHEDULES)} (got '{train_cfg.schedule}')")
+    check_optim_config(train_cfg)
     warmup = max(1, round(train_cfg.warmup_fraction * total_steps))
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, warmup, train_cfg.schedule))

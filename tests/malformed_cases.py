@@ -1,0 +1,157 @@
+"""The malformed-input suite: each case is (name, setup) where setup(tmp) returns CLI argv.
+
+Every case must end with exit code 2 (user error), a single ``error:`` line, no traceback, and
+no change to anything saved before. Used by tests/test_malformed_inputs.py and by
+benchmarks/malformed_inputs.py (which prints the table in RESULTS.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from conftest import make_folder, write_image
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "configs" / "tiny.yaml")
+
+
+def _runs(tmp: Path) -> str:
+    return f"run.root={tmp}/runs"
+
+
+def _folder(tmp: Path, **kwargs) -> Path:
+    return make_folder(tmp / "images", **kwargs)
+
+
+def _trained_run(tmp: Path, source: str = "digits") -> Path:
+    from visrep.config import ClassifierConfig, load_config
+    from visrep.training.classifier import train_classifier
+
+    cfg = load_config(TINY, [_runs(tmp), "run.name=trained", "train.epochs=1", f"data.source={source}",
+                             f"data.cache_dir={tmp}/cache"], schema=ClassifierConfig)
+    return train_classifier(cfg, progress=False)
+
+
+def missing_path(tmp):
+    return ["data", "inspect", str(tmp / "nope"), _runs(tmp)]
+
+
+def empty_folder(tmp):
+    (tmp / "empty").mkdir()
+    return ["data", "inspect", str(tmp / "empty"), _runs(tmp)]
+
+
+def class_without_images(tmp):
+    root = _folder(tmp)
+    (root / "emu").mkdir()
+    return ["data", "inspect", str(root), _runs(tmp)]
+
+
+def class_too_small_for_split(tmp):
+    root = _folder(tmp)
+    write_image(root / "rare" / "0.png", np.random.default_rng(0))
+    return ["data", "inspect", str(root), _runs(tmp)]
+
+
+def corrupt_file_in_strict_mode(tmp):
+    root = _folder(tmp)
+    (root / "cat" / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return ["data", "inspect", str(root), _runs(tmp), "data.strict=true"]
+
+
+def source_is_a_file(tmp):
+    (tmp / "x.png").write_bytes(b"x")
+    return ["data", "inspect", str(tmp / "x.png"), _runs(tmp)]
+
+
+def torchvision_files_missing(tmp):
+    return ["data", "inspect", "cifar10", f"data.root={tmp}/none", _runs(tmp)]
+
+
+def unknown_config_key(tmp):
+    return ["train", "classifier", "--config", TINY, "train.epoch=3", _runs(tmp)]
+
+
+def wrong_config_type(tmp):
+    return ["train", "classifier", "--config", TINY, "train.lr=fast", _runs(tmp)]
+
+
+def missing_config_file(tmp):
+    return ["train", "classifier", "--config", str(tmp / "none.yaml"), _runs(tmp)]
+
+
+def malformed_yaml(tmp):
+    (tmp / "bad.yaml").write_text("train: {epochs: [1,\n")
+    return ["train", "classifier", "--config", str(tmp / "bad.yaml"), _runs(tmp)]
+
+
+def unknown_model_name(tmp):
+    return ["train", "classifier", "--config", TINY, "model.name=resnet9000", _runs(tmp)]
+
+
+def bad_option_value(tmp):
+    return ["train", "classifier", "--config", TINY, "train.optimizer=adam-ish", _runs(tmp)]
+
+
+def existing_run_name(tmp):
+    _trained_run(tmp)
+    return ["train", "classifier", "--config", TINY, "--name", "trained", _runs(tmp)]
+
+
+def evaluate_missing_run(tmp):
+    return ["evaluate", "classifier", str(tmp / "runs" / "absent")]
+
+
+def evaluate_empty_directory(tmp):
+    (tmp / "runs" / "empty").mkdir(parents=True)
+    return ["evaluate", "classifier", str(tmp / "runs" / "empty")]
+
+
+def evaluate_run_of_another_stage(tmp):
+    from visrep.cli import main
+
+    assert main(["data", "inspect", "digits", _runs(tmp), "--name", "inspected"]) == 0
+    return ["evaluate", "classifier", str(tmp / "runs" / "inspected")]
+
+
+def evaluate_bad_split(tmp):
+    return ["evaluate", "classifier", str(_trained_run(tmp)), "--split", "holdout"]
+
+
+def evaluate_truncated_weights(tmp):
+    run = _trained_run(tmp)
+    best = run / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:100])
+    return ["evaluate", "classifier", str(run)]
+
+
+def resume_after_data_changed(tmp):
+    root = _folder(tmp, per_class=12, size=(8, 8))
+    run = _trained_run(tmp, source=str(root))
+    write_image(root / "cat" / "added.png", np.random.default_rng(3), size=(8, 8))
+    return ["train", "classifier", "--resume", str(run)]
+
+
+def resume_with_overrides(tmp):
+    return ["train", "classifier", "--resume", str(_trained_run(tmp)), "train.epochs=9"]
+
+
+def resume_without_checkpoints(tmp):
+    run = _trained_run(tmp)
+    for state in (run / "checkpoints").glob("*.pt"):
+        state.unlink()
+    return ["train", "classifier", "--resume", str(run)]
+
+
+CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_split, corrupt_file_in_strict_mode,
+         source_is_a_file, torchvision_files_missing, unknown_config_key, wrong_config_type, missing_config_file,
+         malformed_yaml, unknown_model_name, bad_option_value, existing_run_name, evaluate_missing_run,
+         evaluate_empty_directory, evaluate_run_of_another_stage, evaluate_bad_split, evaluate_truncated_weights,
+         resume_after_data_changed, resume_with_overrides, resume_without_checkpoints]
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (the state a failing command must not change)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

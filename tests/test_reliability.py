@@ -1,0 +1,104 @@
+"""Safe loading, NaN guard, memory estimate and atomic writes (issue: reliability)."""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from visrep.config import ClassifierConfig, load_config
+from visrep.errors import TrainingDiverged, UserError
+from visrep.training import guards
+from visrep.training.checkpoint import load_state, save_state
+from visrep.training.classifier import train_classifier
+
+TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+
+
+def _cfg(tmp_path, *overrides):
+    return load_config(TINY, [f"run.root={tmp_path}/runs", f"data.cache_dir={tmp_path}/cache", *overrides],
+                       schema=ClassifierConfig)
+
+
+class _Payload:
+    """Unpickling this calls os.system: the classic malicious-checkpoint trick."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_checkpoint_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "state-00001.pt"
+    with open(path, "wb") as stream:
+        pickle.dump({"model": _Payload(marker)}, stream)
+    with pytest.raises(UserError, match="corrupt, truncated or unsafe"):
+        load_state(path)
+    assert not marker.exists()
+    # the same file through torch's own zip format
+    torch.save({"model": _Payload(marker)}, path)
+    with pytest.raises(UserError):
+        load_state(path)
+    assert not marker.exists()
+
+
+def test_state_round_trip_and_atomic_write_leaves_no_temp_files(tmp_path):
+    state = {"step": 3, "weights": torch.arange(4.0), "nested": {"lr": [0.1, 0.2]}}
+    save_state(state, tmp_path / "s.pt")
+    loaded = load_state(tmp_path / "s.pt")
+    assert loaded["step"] == 3 and torch.equal(loaded["weights"], state["weights"])
+    assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]
+
+
+def test_nan_loss_stops_naming_stage_and_step_and_keeps_checkpoints(tmp_path, monkeypatch):
+    run_cfg = _cfg(tmp_path, "run.name=nan", "train.epochs=3")
+    real_step = __import__("visrep.training.classifier", fromlist=["x"]).ClassifierTrainer._train_step
+    calls = {"n": 0}
+
+    def poisoned(self, images, labels):
+        calls["n"] += 1
+        if self.state.epoch >= 1:  # first epoch clean, then NaN inputs
+            images = images * float("nan")
+        return real_step(self, images, labels)
+
+    monkeypatch.setattr("visrep.training.classifier.ClassifierTrainer._train_step", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"classifier training stopped: loss is nan at step \d+ \(epoch 2\)"):
+        train_classifier(run_cfg, progress=False)
+    checkpoints = sorted((tmp_path / "runs" / "nan" / "checkpoints").glob("state-*.pt"))
+    assert [p.name for p in checkpoints] == ["state-00001.pt"]
+    assert torch.isfinite(load_state(checkpoints[0])["model"]["head.weight"]).all()
+
+
+def test_isolated_bad_batches_can_be_skipped(tmp_path, monkeypatch):
+    real_step = __import__("visrep.training.classifier", fromlist=["x"]).ClassifierTrainer._train_step
+    seen = {"n": 0}
+
+    def one_bad(self, images, labels):
+        seen["n"] += 1
+        if seen["n"] == 3:
+            images = images * float("inf")
+        return real_step(self, images, labels)
+
+    monkeypatch.setattr("visrep.training.classifier.ClassifierTrainer._train_step", one_bad)
+    run = train_classifier(_cfg(tmp_path, "run.name=skip", "train.epochs=1", "train.skip_bad_batches=1"),
+                           progress=False)
+    assert "batch skipped (1 of 1 allowed)" in (run / "log.txt").read_text()
+
+
+def test_batch_that_cannot_fit_fails_early_with_a_suggestion(tmp_path, monkeypatch):
+    monkeypatch.setattr(guards, "available_memory_bytes", lambda device: 64 * 2**20)  # pretend 64 MiB free
+    with pytest.raises(UserError, match=r"data.batch_size=100000 needs about .* GiB .* try data.batch_size=\d+"):
+        train_classifier(_cfg(tmp_path, "run.name=oom", "data.batch_size=100000"), progress=False)
+
+
+def test_memory_estimate_scales_with_batch():
+    from visrep.models import create_model
+
+    model = create_model("fastcnn", 10, 1, 16, widths=[8, 16, 16])
+    sample = torch.randn(4, 1, 16, 16)
+    small, large = (guards.estimate_training_bytes(model, sample, b) for b in (10, 1000))
+    assert large > 50 * small / 2
