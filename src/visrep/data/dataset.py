@@ -30,16 +30,17 @@ class ImageSplit(Dataset):
                  row_index: np.ndarray | None = None):
         self.name, self.ids, self.class_names, self.normalization = name, list(ids), list(class_names), normalization
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-        self._images = torch.as_tensor(images) if isinstance(images, np.ndarray) and not isinstance(images, np.memmap) else images
+        # numpy, not torch: numpy's fancy indexing gathers a uint8 batch ~20× faster on CPU
+        self._images = images.numpy() if isinstance(images, torch.Tensor) else images
         self._cache_file, self._row_index = cache_file, row_index
 
     @property
     def in_memory(self) -> bool:
-        return isinstance(self._images, torch.Tensor)
+        return self._cache_file is None
 
     @property
-    def images(self):
-        """(N, C, H, W) uint8 — a tensor in memory, or a lazily opened memmap."""
+    def images(self) -> np.ndarray:
+        """(N, C, H, W) uint8 — an array in memory, or a lazily opened memmap of the cache file."""
         if self._images is None:
             self._images = np.load(self._cache_file, mmap_mode="r")
         return self._images
@@ -61,7 +62,7 @@ class ImageSplit(Dataset):
         """(B, C, H, W) uint8 for dataset positions ``indices``."""
         indices = np.asarray(indices, dtype=np.int64)
         if self.in_memory:
-            return self.images[torch.from_numpy(indices)]
+            return torch.from_numpy(self.images[indices])
         rows = self._row_index[indices] if self._row_index is not None else indices
         order = np.argsort(rows)  # sorted reads are sequential on disk
         gathered = np.asarray(self.images[rows[order]])

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from visrep.data.dataset import BatchLoader, ImageSplit
 from visrep.data.manifest import build_manifest
@@ -79,6 +78,6 @@ def _rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def _make_split(source: SourceData, rows: np.ndarray, name: str, norm: Normalization, in_memory: bool) -> ImageSplit:
     labels, ids = source.labels[rows], [source.ids[i] for i in rows]
     if in_memory:
-        return ImageSplit(torch.from_numpy(_rows(source.images, rows)), labels, ids, source.class_names, norm, name)
+        return ImageSplit(_rows(source.images, rows), labels, ids, source.class_names, norm, name)
     return ImageSplit(source.images, labels, ids, source.class_names, norm, name,
                       cache_file=source.images.filename, row_index=rows)
