@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     classifier = train.add_parser("classifier", help="train the CNN classifier")
     classifier.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its last checkpoint")
     _add_common(classifier)
+    evaluator = train.add_parser("evaluator", help="train the independent evaluator network (real data only)")
+    evaluator.add_argument("--conditioning", metavar="RUN",
+                           help="the conditioning classifier run it must differ from (architecture, seed, weights)")
+    _add_common(evaluator)
 
     evaluate = verbs.add_parser("evaluate", help="evaluate a trained stage").add_subparsers(dest="action", required=True)
     eval_classifier = evaluate.add_parser("classifier", help="accuracy, P/R/F1, confusion matrix, calibration, curves")
@@ -38,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     eval_classifier.add_argument("--split", default="test", help="val | test (default: test)")
     eval_classifier.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     eval_classifier.add_argument("--weights", default="best", help="best | last")
+    _add_generated_parser(evaluate)
+
+    _add_embed_parsers(verbs, evaluate)
 
     models = verbs.add_parser("models", help="list the classifier architectures")
     models.set_defaults(action=None)
@@ -45,6 +52,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="the main job on the embedded digits data")
     _add_common(demo)
     return parser
+
+
+def _add_generated_parser(evaluate) -> None:
+    generated = evaluate.add_parser("generated", help="FID/KID/PRDC, GAN-test, CAS, memorisation... of any images "
+                                    "in an independent evaluator's feature space")
+    generated.add_argument("--evaluator", metavar="RUN", help="evaluator run (visrep train evaluator)")
+    generated.add_argument("--fake", metavar="PATH", help="folder of images | .npz | generator run directory")
+    generated.add_argument("--real", metavar="SPEC", help="test (default) | val | <source or run>:<val|test>")
+    generated.add_argument("-n", type=int, help="images per side (default: min(10000, available))")
+    generated.add_argument("--in-loop", nargs="?", const="auto", metavar="RUN",
+                           help="also score with the conditioning CNN (labelled optimistic); no RUN: the one "
+                                "generator.json names")
+    generated.add_argument("--inception-weights", metavar="FILE", help="local Inception weights for Inception FID/KID")
+    generated.add_argument("--no-cas", action="store_true", help="skip the Classification Accuracy Score")
+    _add_common(generated)
+
+
+def _add_embed_parsers(verbs, evaluate) -> None:
+    embed = verbs.add_parser("embed", help="extract intermediate-layer embeddings of a classifier run, and analyse them")
+    embed.add_argument("run", help="a classifier run directory")
+    embed.add_argument("--layers", help="comma-separated layer names, 'stages' or 'all' (default: penultimate)")
+    embed.add_argument("--splits", help="comma-separated splits (default: train,val,test)")
+    embed.add_argument("--pooling", help="avg | max | flatten | spatial (default: avg)")
+    embed.add_argument("--l2", action="store_true", help="L2-normalise each embedding")
+    embed.add_argument("--weights", help="best | last (default: best)")
+    embed.add_argument("--out", help="embeddings folder (default: <run>/embeddings)")
+    embed.add_argument("--overwrite", action="store_true", help="replace existing embeddings of these layers")
+    embed.add_argument("--no-analysis", action="store_true", help="extract and save only")
+    embed.add_argument("--config", help="YAML with embed: and analysis: sections")
+    embed.add_argument("overrides", nargs="*", help="dotted overrides, e.g. analysis.knn_k=20 embed.batch_size=256")
+    embed.set_defaults(action=None)
+    analyse = evaluate.add_parser("embeddings", help="(re)analyse stored embeddings: kNN, probe, maps, retrieval")
+    analyse.add_argument("source", help="a classifier run or an embeddings folder")
+    analyse.add_argument("--layers", help="comma-separated layers (default: every stored layer)")
+    analyse.add_argument("--config", help="YAML with an analysis: section")
+    analyse.add_argument("overrides", nargs="*", help="dotted overrides, e.g. analysis.knn_k=20")
 
 
 def load_cli_config(args, schema=None):
@@ -115,6 +158,79 @@ def cmd_evaluate_classifier(args) -> int:
     return 0
 
 
+def cmd_train_evaluator(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import ClassifierConfig
+    from visrep.evaluation.evaluator import train_evaluator
+
+    conditioning = Path(args.conditioning) if args.conditioning else None
+    run_path = train_evaluator(load_cli_config(args, ClassifierConfig), conditioning)
+    print(f"evaluator run: {run_path}")
+    return 0
+
+
+def cmd_evaluate_generated(args) -> int:
+    from visrep.config import GenerativeEvalConfig
+    from visrep.evaluation.generative import evaluate_generated
+    from visrep.evaluation.generative_report import format_markdown
+
+    if args.in_loop and "=" in args.in_loop:  # `--in-loop run.root=x`: the override is not the RUN
+        args.overrides, args.in_loop = [args.in_loop, *(args.overrides or [])], "auto"
+    cfg = load_cli_config(args, GenerativeEvalConfig)
+    flags = {"evaluator": args.evaluator, "fake": args.fake, "real": args.real, "n": args.n,
+             "in_loop": args.in_loop, "inception_weights": args.inception_weights}
+    for key, value in flags.items():  # set directly: paths need no escaping from the dotted-override grammar
+        if value is not None:
+            cfg.generative[key] = value
+    if args.no_cas:
+        cfg.generative.cas = False
+    run_path, metrics = evaluate_generated(cfg)
+    print(format_markdown(metrics))
+    print(f"run directory: {run_path}")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import EmbedConfig, load_config
+    from visrep.embeddings import embed_classifier_run
+    from visrep.embeddings.report import format_table
+    from visrep.embeddings.store import read_json
+
+    cfg = load_config(args.config, args.overrides, EmbedConfig)
+    flags = {"layers": _comma_list(args.layers), "splits": _comma_list(args.splits), "pooling": args.pooling,
+             "weights": args.weights, "out": args.out, "l2_normalize": args.l2 or None,
+             "overwrite": args.overwrite or None}
+    for key, value in flags.items():  # set directly: paths need no escaping from the dotted-override grammar
+        if value is not None:
+            cfg.embed[key] = value
+    if args.no_analysis:
+        cfg.analysis.enabled = False
+    out = embed_classifier_run(Path(args.run), cfg)
+    if cfg.analysis.enabled:
+        print(format_table(read_json(out / "analysis.json")))
+    print(f"embeddings: {out}")
+    return 0
+
+
+def cmd_evaluate_embeddings(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import EmbedConfig, load_config
+    from visrep.embeddings import analyse_embeddings
+    from visrep.embeddings.report import format_table
+
+    cfg = load_config(args.config, args.overrides, EmbedConfig)
+    print(format_table(analyse_embeddings(Path(args.source), cfg.analysis, _comma_list(args.layers))))
+    return 0
+
+
+def _comma_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
 def cmd_models(args) -> int:
     from visrep.models import list_models
 
@@ -124,7 +240,10 @@ def cmd_models(args) -> int:
 
 COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
             ("train", "classifier"): cmd_train_classifier, ("evaluate", "classifier"): cmd_evaluate_classifier,
-            ("models", None): cmd_models}
+            ("models", None): cmd_models, ("train", "evaluator"): cmd_train_evaluator,
+            ("evaluate", "generated"): cmd_evaluate_generated}
+
+COMMANDS.update({("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
 
 
 def parse_args(argv: list[str] | None):

@@ -100,6 +100,76 @@ class ClassifierConfig(Config):
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+@dataclass
+class EmbedOptions:
+    # feature-layer names (see the model's feature_layers), or "stages" (every stageK) or "all"
+    layers: List[str] = field(default_factory=lambda: ["penultimate"])
+    splits: List[str] = field(default_factory=lambda: ["train", "val", "test"])
+    pooling: str = "avg"  # avg | max: global → (N, C) | flatten: (N, C·H·W) | spatial: keep (N, C, H, W)
+    l2_normalize: bool = False  # unit-length vectors after pooling (spatial: over the whole C·H·W map)
+    weights: str = "best"  # best | last checkpoint of the classifier run
+    batch_size: int = 512  # images per forward pass
+    precision: str = "bf16"  # bf16 autocast (CPU and CUDA) | fp32
+    out: Optional[str] = None  # default: <classifier run>/embeddings
+    overwrite: bool = False  # replace a layer's existing embeddings
+    kmeans_clusters: int = 100  # k-means centres over train embeddings (capped at the number of points)
+    covariance_max_dim: int = 2048  # per-class covariance (K, D, D) saved only up to this D; variances always
+
+
+@dataclass
+class AnalysisOptions:
+    enabled: bool = True
+    knn_k: int = 10  # neighbours that vote (cosine similarity, bank = train split)
+    probe_c: float = 1.0  # inverse L2 strength of the logistic-regression probe, on standardised features
+    probe_max_iter: int = 1000  # lbfgs iterations
+    sample_points: int = 5000  # random train points for silhouette and PCA dimensionality (cost O(n²))
+    map_points: int = 3000  # test points in the PCA / t-SNE / UMAP maps (t-SNE ≤ 5000 keeps it to seconds)
+    retrieval_queries: int = 10  # rows of the retrieval grid (test images, classes in turn)
+    retrieval_k: int = 8  # neighbours shown per query (from the train split)
+    seed: int = 0  # subsampling, k-means and t-SNE
+
+
+@dataclass
+class EmbedConfig:
+    embed: EmbedOptions = field(default_factory=EmbedOptions)
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
+
+
+@dataclass
+class GenerativeEvalOptions:
+    evaluator: Optional[str] = None  # evaluator run directory (`visrep train evaluator`)
+    fake: Optional[str] = None  # folder of images | .npz | generator run directory
+    real: str = "test"  # val | test of the evaluator's data, or <data source or run dir>:<val|test>
+    n: Optional[int] = None  # images per side (equal for real and fake); None = min(max_n, available)
+    max_n: int = 10000
+    weights: str = "best"  # evaluator checkpoint: best | last
+    precision: str = "fp32"  # evaluator forward: fp32 | bf16 (faster, features rounded)
+    batch_size: int = 500  # images per evaluator forward
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000  # capped at N
+    class_kid_subsets: int = 10  # per-class KID: subsets per class
+    prdc_k: int = 5  # nearest neighbours for precision/recall/density/coverage
+    cas: bool = True  # Classification Accuracy Score (trains a small classifier on the fakes)
+    cas_epochs: int = 5
+    cas_min_steps: int = 300  # optimizer steps at least (small N: more epochs; BatchNorm needs them)
+    cas_widths: List[int] = field(default_factory=lambda: [32, 64, 128])  # fastcnn stages of the CAS classifier
+    memorisation_bank: Optional[int] = None  # training images searched; None = the whole train split
+    memorisation_quantile: float = 0.01  # of held-out real distances: the "close" threshold
+    memorisation_flag_fraction: float = 0.05  # flag when more generated images than this are that close
+    floor: bool = True  # real-vs-real floor (train subset vs the real reference) for every metric
+    in_loop: Optional[str] = None  # conditioning classifier run: adds "in-loop, optimistic" numbers
+    inception_weights: Optional[str] = None  # local Inception (torch-fidelity) weights; never downloaded
+    grid_per_class: int = 8  # real and generated images per class in the side-by-side grid
+    seed: int = 0  # subsets, KID subsets, pairings, CAS
+    threads: Optional[int] = None  # torch CPU threads; None = torch's default (1 is faster on a busy machine)
+
+
+@dataclass
+class GenerativeEvalConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    generative: GenerativeEvalOptions = field(default_factory=GenerativeEvalOptions)
+
+
 def _schema(schema: type = Config):
     return OmegaConf.structured(schema)
 

@@ -1,0 +1,148 @@
+"""The embedding stage: a trained classifier run → embeddings files (+ statistics) → analysis.
+
+``embed_classifier_run(run, cfg)`` is what ``visrep embed`` calls. It refuses a run whose data
+manifest no longer matches its data (the embeddings would be labelled with the wrong images),
+and never silently replaces a layer's existing embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import torch
+
+from visrep.data.prepare import PreparedData, prepare_data
+from visrep.embeddings.evaluate import analyse_embeddings, check_analysis_options
+from visrep.embeddings.extract import PRECISIONS, Extraction, extract_features, resolve_layers
+from visrep.embeddings.pooling import check_pooling
+from visrep.embeddings.stats import class_statistics, kmeans_centres, save_class_stats, save_kmeans
+from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, save_embedding_set, split_file,
+                                     write_json)
+from visrep.embeddings.threads import single_threaded_numerics
+from visrep.errors import UserError
+from visrep.evaluation.classifier_eval import load_classifier
+from visrep.runs import check_manifest, environment_info, open_run
+
+WEIGHTS = ("best", "last")
+
+
+def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: PreparedData | None = None) -> Path:
+    """Extract ``cfg.embed.layers`` for ``cfg.embed.splits``, save them with per-class statistics and
+    k-means centres, then (``cfg.analysis.enabled``) analyse every layer. Returns the embeddings folder.
+
+    ``cfg`` is an EmbedConfig; ``data`` may pass already prepared data of the same run (saves a reload).
+    """
+    options = cfg.embed
+    _check_options(options)
+    if cfg.analysis.enabled:
+        check_analysis_options(cfg.analysis)  # fail before minutes of extraction, not after
+    run = open_run(Path(run_path))
+    model, classifier_cfg = load_classifier(run.path, options.weights)
+    layers = resolve_layers(model, list(options.layers))
+    data = data or prepare_data(classifier_cfg.data, progress=progress)
+    check_manifest(run.path, data.manifest["hash"])
+    out = Path(options.out).expanduser() if options.out else run.path / "embeddings"
+    _claim_layer_folders(out, layers, options.overwrite)
+    channels_last = bool(classifier_cfg.train.channels_last)
+    model = _inference_model(model, channels_last)
+    summary = _extract_splits(run, model, data, layers, out, cfg, progress, channels_last)
+    for layer in layers:
+        write_json(layer_folder(out, layer) / "info.json",
+                   {**summary, "layer": layer, "layer_module": model.feature_layers[layer]})
+    write_json(out / "embed.json", summary)
+    run.logger.info("embeddings of %s written to %s", ", ".join(layers), out)
+    if cfg.analysis.enabled:
+        analyse_embeddings(out, cfg.analysis, layers, data=data, logger=run.logger)
+    return out
+
+
+def _inference_model(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
+    model = model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    if channels_last:  # as in training: the fast layout for bf16 convolutions on CPU
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _extract_splits(run, model, data: PreparedData, layers: list[str], out: Path, cfg, progress: bool,
+                    channels_last: bool) -> dict:
+    """One pass per split (all layers together), saved at once; returns the embed.json summary."""
+    options = cfg.embed
+    base = _base_metadata(run.path, options, data, model)
+    timings, head_accuracy = {}, {}
+    for split in dict.fromkeys(options.splits):
+        if len(data.splits[split]) == 0:
+            run.logger.info("embed: split %s is empty, skipped", split)
+            continue
+        loader = data.loader(split, options.batch_size, channels_last=channels_last)
+        extraction = extract_features(model, loader, layers, options.pooling, options.l2_normalize, options.precision,
+                                      progress=progress, description=f"embed {split}")
+        timings[split] = {"images": len(extraction.labels), "seconds": round(extraction.seconds, 3),
+                          "images_per_s": round(extraction.images_per_s, 1)}
+        head_accuracy[split] = extraction.head_accuracy
+        run.logger.info("embedded %s: %d images, %d layer(s) in %.1f s (%.0f images/s)", split,
+                        len(extraction.labels), len(layers), extraction.seconds, extraction.images_per_s)
+        _save_split(out, split, extraction, data, base, model)
+        if split == "train":
+            _save_statistics(out, extraction, data.class_names, base, options, cfg.analysis.seed)
+    return {**base, "layers": layers, "splits": list(timings), "extraction": timings, "head_accuracy": head_accuracy,
+            "feature_layers": list(model.feature_layers), "environment": environment_info()}
+
+
+def _check_options(options) -> None:
+    check_pooling(options.pooling)
+    if options.precision not in PRECISIONS:
+        raise UserError(f"embed.precision must be one of {', '.join(PRECISIONS)} (got '{options.precision}')")
+    if options.weights not in WEIGHTS:
+        raise UserError(f"embed.weights must be one of {', '.join(WEIGHTS)} (got '{options.weights}')")
+    for key in ("batch_size", "kmeans_clusters"):
+        if getattr(options, key) < 1:
+            raise UserError(f"embed.{key} must be ≥ 1 (got {getattr(options, key)})")
+    unknown = [split for split in options.splits if split not in SPLIT_NAMES]
+    if unknown or not options.splits:
+        raise UserError(f"unknown split(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
+                        f"choose from: {', '.join(SPLIT_NAMES)}")
+
+
+def _claim_layer_folders(out: Path, layers: list[str], overwrite: bool) -> None:
+    existing = [layer for layer in layers if layer_folder(out, layer).exists()]
+    if existing and not overwrite:
+        raise UserError(f"{out} already has embeddings for {', '.join(existing)}; pass --overwrite "
+                        "(embed.overwrite=true) to replace them, or --out to write elsewhere")
+    for layer in existing:
+        shutil.rmtree(layer_folder(out, layer))
+
+
+def _base_metadata(run_path: Path, options, data: PreparedData, model) -> dict:
+    """What every file of this extraction carries: where the embeddings came from and how."""
+    weights_file = run_path / f"{options.weights}.safetensors"
+    return {"classifier_run": str(run_path.resolve()), "classifier_run_id": run_path.resolve().name,
+            "weights": options.weights, "weights_sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest(),
+            "manifest_hash": data.manifest["hash"], "pooling": options.pooling,
+            "l2_normalized": bool(options.l2_normalize), "precision": options.precision,
+            "model": dict(getattr(model, "config", {}))}
+
+
+def _save_split(out: Path, split: str, extraction: Extraction, data: PreparedData, base: dict, model) -> None:
+    ids = data.splits[split].ids
+    for layer, features in extraction.features.items():
+        metadata = {**base, "layer_module": model.feature_layers[layer],
+                    "layer_output_shape": list(extraction.raw_shapes[layer])}
+        embeddings = EmbeddingSet(features, extraction.labels, ids, split, layer, data.class_names, metadata)
+        save_embedding_set(split_file(out, layer, split), embeddings)
+
+
+def _save_statistics(out: Path, extraction: Extraction, class_names: list[str], base: dict, options,
+                     seed: int) -> None:
+    with single_threaded_numerics():  # k-means: scikit-learn's threads would fight torch's (see threads.py)
+        for layer, features in extraction.features.items():
+            _save_layer_statistics(out, layer, features, extraction.labels, class_names, base, options, seed)
+
+
+def _save_layer_statistics(out: Path, layer: str, features, labels, class_names: list[str], base: dict, options,
+                           seed: int) -> None:
+    stats = class_statistics(features, labels, class_names, layer, options.covariance_max_dim)
+    save_class_stats(layer_folder(out, layer) / "class_stats.safetensors", stats, base)
+    centres = kmeans_centres(features, labels, options.kmeans_clusters, layer, seed)
+    save_kmeans(layer_folder(out, layer) / "kmeans.safetensors", centres, base)

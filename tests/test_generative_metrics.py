@@ -1,0 +1,152 @@
+"""FID, KID and PRDC against straightforward SciPy / scikit-learn reference computations on random features."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+from sklearn.metrics import pairwise_distances
+from sklearn.metrics.pairwise import polynomial_kernel
+
+from visrep.evaluation.conditional_metrics import gan_test, per_class_kid
+from visrep.evaluation.distribution_metrics import fid, kid, prdc
+from visrep.evaluation.embedding_consistency import embedding_consistency, real_pair_partners
+from visrep.evaluation.memorisation import compare_distances, nearest_neighbours
+
+
+def _features(seed, n=300, dim=16, shift=0.0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(dim, dim)) / np.sqrt(dim)  # correlated features, like a network's
+    return (rng.normal(size=(n, dim)) @ mixing) * scale + shift
+
+
+def reference_fid(x, y):
+    mu1, mu2 = x.mean(0), y.mean(0)
+    s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def reference_mmd2(x, y):
+    k_xx = polynomial_kernel(x, x, degree=3, gamma=1.0 / x.shape[1], coef0=1)
+    k_yy = polynomial_kernel(y, y, degree=3, gamma=1.0 / x.shape[1], coef0=1)
+    k_xy = polynomial_kernel(x, y, degree=3, gamma=1.0 / x.shape[1], coef0=1)
+    m = len(x)
+    return ((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+            - 2 * k_xy.mean())
+
+
+def reference_prdc(real, fake, k):
+    d_rr, d_ff, d_rf = pairwise_distances(real), pairwise_distances(fake), pairwise_distances(real, fake)
+    r_real = np.sort(d_rr, axis=1)[:, k]  # column 0 is the point itself
+    r_fake = np.sort(d_ff, axis=1)[:, k]
+    inside = d_rf < r_real[:, None]  # (real, fake)
+    return {"precision": inside.any(0).mean(), "recall": (d_rf < r_fake[None, :]).any(1).mean(),
+            "density": inside.sum(0).mean() / k, "coverage": (d_rf.min(1) < r_real).mean()}
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.3, 2.0])
+def test_fid_matches_scipy_sqrtm(shift):
+    x, y = _features(0), _features(1, shift=shift, scale=1.3)
+    assert fid(x, y) == pytest.approx(reference_fid(x, y), rel=1e-6, abs=1e-8)
+
+
+def test_fid_is_zero_for_identical_sets_and_uses_float64():
+    x = _features(0).astype(np.float32)
+    assert abs(fid(x, x)) < 1e-9
+
+
+def test_kid_matches_sklearn_polynomial_kernel_on_whole_sets():
+    x, y = _features(0, n=200), _features(1, n=200, shift=0.5)
+    result = kid(x, y, subsets=1, subset_size=200)
+    assert result["subset_size"] == 200
+    assert result["mean"] == pytest.approx(reference_mmd2(x, y), rel=1e-9)
+
+
+def test_kid_subsets_average_reference_values_and_report_spread():
+    x, y = _features(0, n=400), _features(1, n=400, shift=0.5)
+    result = kid(x, y, subsets=20, subset_size=1000, seed=3)
+    assert result["subset_size"] == 200  # capped at half the set, so subsets differ
+    rng = np.random.default_rng(3)
+    values = [reference_mmd2(x[rng.choice(400, 200, replace=False)], y[rng.choice(400, 200, replace=False)])
+              for _ in range(20)]
+    assert result["mean"] == pytest.approx(np.mean(values), rel=1e-9)
+    assert result["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-9)
+
+
+def test_kid_is_near_zero_for_samples_of_one_distribution():
+    x, y = _features(0, n=400), _features(1, n=400)
+    x_shifted = _features(1, n=400, shift=1.0)
+    assert abs(kid(x, y, 20, 200)["mean"]) < kid(x, x_shifted, 20, 200)["mean"] / 10
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_prdc_matches_sklearn_pairwise_distances(k):
+    real, fake = _features(0, n=250), _features(1, n=180, shift=0.4, scale=0.8)
+    ours = prdc(real, fake, k=k, chunk=64)  # chunking must not change anything
+    expected = reference_prdc(real, fake, k)
+    for key, value in expected.items():
+        assert ours[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_prdc_of_identical_sets_is_perfect_on_precision_recall_coverage():
+    x = _features(0, n=120)
+    result = prdc(x, x, k=5)
+    assert result["precision"] == result["recall"] == result["coverage"] == 1.0
+
+
+def test_gan_test_overall_and_per_class():
+    logits = np.eye(3)[[0, 1, 2, 2, 0]]
+    result = gan_test(logits, np.array([0, 1, 2, 1, 1]), ["a", "b", "c"])
+    assert result["accuracy"] == pytest.approx(3 / 5)
+    assert result["per_class"] == {"a": 1.0, "b": pytest.approx(1 / 3), "c": 1.0}
+
+
+def test_per_class_kid_skips_missing_classes():
+    real, fake = _features(0, n=60), _features(1, n=60)
+    labels = np.repeat([0, 1], 30)
+    result = per_class_kid(real, labels, fake, np.zeros(60, dtype=int), ["a", "b", "c"], subsets=3)
+    assert result["per_class"]["b"] is None and result["per_class"]["c"] is None
+    assert result["mean"] == result["per_class"]["a"]["mean"]
+
+
+def test_nearest_neighbours_match_sklearn_and_are_exact_for_copies():
+    rng = np.random.default_rng(0)
+    bank = rng.integers(0, 256, (500, 64)).astype(np.uint8)
+    queries = np.concatenate([bank[:10], rng.integers(0, 256, (20, 64)).astype(np.uint8)])
+    import torch
+
+    distances, index = nearest_neighbours(torch.from_numpy(queries), torch.from_numpy(bank), 7, 64)
+    expected = pairwise_distances(queries.astype(np.float64), bank.astype(np.float64))
+    assert np.array_equal(index, expected.argmin(1))
+    assert np.allclose(distances, expected.min(1))
+    assert np.all(distances[:10] == 0)
+
+
+def test_memorisation_flags_copies_not_fresh_samples():
+    rng = np.random.default_rng(0)
+    reference = rng.gamma(4.0, 1.0, 500)
+    fresh = compare_distances(rng.gamma(4.0, 1.0, 500), reference)
+    copies = compare_distances(np.concatenate([np.zeros(100), rng.gamma(4.0, 1.0, 400)]), reference)
+    assert not fresh["flagged"] and fresh["close_fraction"] < 0.05
+    assert copies["flagged"] and copies["exact_copies"] == 100
+
+
+def test_real_pairs_never_pair_an_image_with_itself_and_keep_the_class():
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    partners = real_pair_partners(labels, same_class=True, seed=1)
+    assert partners[5] == -1  # a class of one has no partner
+    paired = partners >= 0
+    assert np.all(partners[paired] != np.flatnonzero(paired))
+    assert np.all(labels[partners[paired]] == labels[paired])
+
+
+def test_embedding_consistency_of_a_copy_is_one():
+    x = _features(0, n=50)
+    result = embedding_consistency(x, x.copy(), x, np.arange(50) % 5)
+    assert result["sample_to_condition"]["mean"] == pytest.approx(1.0)
+
+
+def test_prdc_with_precomputed_real_radii_is_identical():
+    from visrep.evaluation.distribution_metrics import knn_radii
+
+    real, fake = _features(0, n=150), _features(1, n=150, shift=0.3)
+    assert prdc(real, fake, 5, real_radii=knn_radii(real, 5)) == prdc(real, fake, 5)
