@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, median_rate, timed, unpacked  # noqa: E402
 
-from visrep.config import load_config  # noqa: E402
+from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.data.dataset import BatchLoader  # noqa: E402
 from visrep.data.prepare import prepare_data  # noqa: E402
 
@@ -62,7 +62,7 @@ def main() -> None:
 
     root = unpacked("cifar10")
     with tempfile.TemporaryDirectory() as cache:
-        cfg = load_config("configs/cifar10.yaml", [f"data.source={root}", f"data.cache_dir={cache}"])
+        cfg = load_config("configs/cifar10.yaml", [f"data.source={root}", f"data.cache_dir={cache}"], schema=ClassifierConfig)
         _, cold = timed(prepare_data, cfg.data, progress=False)
         data, warm = timed(prepare_data, cfg.data, progress=False)
         results = {"machine": machine_line(), "train_images": len(data.splits["train"]),
@@ -71,7 +71,7 @@ def main() -> None:
             loader = BatchLoader(data.splits["train"], args.batch_size, shuffle=True, flip=flip, translate=translate)
             results[f"in_memory_{name}_img_per_s"] = median_rate(delivery_rate(loader, args.repeats))
         streamed = prepare_data(load_config("configs/cifar10.yaml", [f"data.source={root}", f"data.cache_dir={cache}",
-                                                                     "data.in_memory=false"]).data, progress=False)
+                                                                     "data.in_memory=false"], schema=ClassifierConfig).data, progress=False)
         rates = delivery_rate(BatchLoader(streamed.splits["train"], args.batch_size, shuffle=True, flip=True,
                                           translate=2), args.repeats)
         results["streamed_flip+translate2_img_per_s"] = median_rate(rates)

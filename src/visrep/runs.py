@@ -14,7 +14,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from visrep import __version__
 from visrep.config import to_yaml
 from visrep.errors import UserError
+from visrep.training.checkpoint import atomic_write
 
 
 @dataclass
@@ -41,18 +41,7 @@ class Run:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write via a temporary file + fsync + rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(path), lambda temp: Path(temp).write_text(text))
 
 
 def create_run(cfg, verb: str, is_main_process: bool = True) -> Run:

@@ -22,8 +22,6 @@ same bytes — safetensors writes metadata keys in hash-map order).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from safetensors.torch import load, save
 from torch import Tensor
 
 from visrep.errors import UserError
+from visrep.training.checkpoint import atomic_write
 
 FORMAT = "visrep-embeddings/1"
 SPLIT_NAMES = ("train", "val", "test")
@@ -98,19 +97,7 @@ def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict) ->
     """Atomic write (temp file + fsync + rename); metadata values that are not strings become JSON."""
     text = {key: value if isinstance(value, str) else json.dumps(value) for key, value in metadata.items()}
     payload = save({name: tensor.contiguous() for name, tensor in tensors.items()}, metadata=text)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(payload)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(Path(path), lambda temp: Path(temp).write_bytes(payload))
 
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:

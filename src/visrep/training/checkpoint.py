@@ -20,7 +20,8 @@ from safetensors.torch import load_file, save_file
 from visrep.errors import UserError
 
 
-def _atomic(path: Path, write) -> Path:
+def atomic_write(path: Path, write) -> Path:
+    """Call ``write(temp_path)``, fsync, then rename onto ``path``: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -39,8 +40,8 @@ def _atomic(path: Path, write) -> Path:
 def save_weights(model: torch.nn.Module, path: Path, model_config: dict) -> Path:
     """``path`` (.safetensors) + ``path.with_suffix('.json')`` holding ``model_config``."""
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    _atomic(Path(path).with_suffix(".json"), lambda temp: Path(temp).write_text(json.dumps(model_config, indent=1)))
-    return _atomic(path, lambda temp: save_file(tensors, temp))
+    atomic_write(Path(path).with_suffix(".json"), lambda temp: Path(temp).write_text(json.dumps(model_config, indent=1)))
+    return atomic_write(path, lambda temp: save_file(tensors, temp))
 
 
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -56,7 +57,7 @@ def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
 
 
 def save_state(state: dict, path: Path) -> Path:
-    return _atomic(path, lambda temp: torch.save(state, temp))
+    return atomic_write(path, lambda temp: torch.save(state, temp))
 
 
 def load_state(path: Path) -> dict:
