@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, machine_line, unpacked  # noqa: E402
+from common import REPO, machine_line, report_json, unpacked  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.evaluation.classifier_eval import evaluate_classifier  # noqa: E402
@@ -114,10 +114,7 @@ def main() -> None:
         baseline = resnet18_throughput()
         report.update({"ours_train_img_per_s": ours, "resnet18_fp32_train_img_per_s": baseline,
                        "speed_ratio_ours_over_resnet18": ours / baseline})
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    report_json(report, args.out)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ Baseline in the same run: torchvision ImageFolder + DataLoader with RandomCrop(3
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, median_rate, timed, unpacked  # noqa: E402
+from common import machine_line, median_rate, report_json, timed, unpacked  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.data.dataset import BatchLoader  # noqa: E402
@@ -79,10 +78,7 @@ def main() -> None:
                                                                                    args.batch_size)
     results["speedup_vs_torchvision"] = results["in_memory_flip+translate2_img_per_s"] / results[
         "torchvision_imagefolder_0_workers_img_per_s"]
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    report_json(results, args.out)
 
 
 if __name__ == "__main__":

@@ -46,3 +46,13 @@ def machine_line() -> str:
     info = environment_info()
     return (f"{info['cpu']}, {os.cpu_count()} cores, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def report_json(results: dict, out: str | None) -> None:
+    """Print the results as JSON and, when ``out`` is given, write the same text there."""
+    import json
+
+    text = json.dumps(results, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text)

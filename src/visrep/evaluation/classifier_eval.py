@@ -82,6 +82,14 @@ def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: floa
                                  f"reliability {name} temperature scaling (T={temperature:.2f})")
 
 
+def write_curve_artefacts(history: list[dict], folder: Path) -> dict:
+    """curves.csv + curves.png (best epoch marked) in ``folder``; returns the curve summary."""
+    summary = curve_summary(history)
+    write_history_csv(history, folder / "curves.csv")
+    plot_training_curves(history, folder / "curves.png", summary["best_epoch"])
+    return summary
+
+
 def _write_curves(run_path: Path, out: Path) -> None:
     log = run_path / "metrics.jsonl"
     if not log.is_file():
@@ -89,9 +97,7 @@ def _write_curves(run_path: Path, out: Path) -> None:
     history = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     if not history:
         return
-    summary = curve_summary(history)
-    write_history_csv(history, out / "curves.csv")
-    plot_training_curves(history, out / "curves.png", summary["best_epoch"])
+    summary = write_curve_artefacts(history, out)
     (out / "curves_summary.json").write_text(json.dumps(summary, indent=1))
 
 

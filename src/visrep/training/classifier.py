@@ -20,8 +20,7 @@ from tqdm import tqdm
 from visrep.data.manifest import write_manifest
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
-from visrep.evaluation.classification import curve_summary, write_history_csv
-from visrep.evaluation.plots import plot_training_curves
+from visrep.evaluation.classifier_eval import write_curve_artefacts
 from visrep.evaluation.predict import autocast_context, predict_logits
 from visrep.models import create_model
 from visrep.runs import Run, create_run, open_run
@@ -111,7 +110,7 @@ class ClassifierTrainer:
         self.wrapped = self._wrap_ddp(self.model)
         self.state = TrainingState()
         self.guard = NonFiniteGuard(self.stage, cfg.train.skip_bad_batches, run.logger)
-        sample = data.loader("train", 8).__iter__().__next__()[0].to(self.device)
+        sample = next(iter(data.loader("train", 8)))[0].to(self.device)
         check_batch_fits(self.model, sample, cfg.data.batch_size, self.device, self.stage)
         self.tensorboard = self._open_tensorboard()
 
@@ -220,9 +219,7 @@ class ClassifierTrainer:
         if not self.dist.is_main:
             return
         save_weights(self._eval_model(), self.run.file("last.safetensors"), self.model.config)
-        summary = curve_summary(self.state.history)
-        write_history_csv(self.state.history, self.run.file("curves.csv"))
-        plot_training_curves(self.state.history, self.run.file("curves.png"), summary["best_epoch"])
+        summary = write_curve_artefacts(self.state.history, self.run.path)
         last = self.state.history[-1]
         self.run.write_json("metrics.json", {
             "stage": "classifier", "epochs": self.state.epoch, "steps": self.state.step,
