@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +64,26 @@ def data_cfg(cache_dir):
         return load_config(overrides=items).data
 
     return build
+
+
+# ---- kill-and-resume helpers (classifier and evaluator training) ------------------------------
+
+def start_visrep(cwd: Path, *argv: str) -> subprocess.Popen:
+    """``python -m visrep ARGV`` in the background, with a private decode cache under ``cwd``."""
+    return subprocess.Popen([sys.executable, "-m", "visrep", *argv], cwd=cwd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "VISREP_CACHE": str(cwd / "cache")})
+
+
+def sigkill_once_written(process: subprocess.Popen, path: Path, timeout: float = 240) -> None:
+    """SIGKILL ``process`` as soon as ``path`` exists (a checkpoint), and check it really died mid-run."""
+    deadline = time.time() + timeout
+    while not path.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+
+
+def comparable_history(run: Path) -> list[dict]:
+    """metrics.jsonl without timings, which differ between any two runs."""
+    history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in epoch.items() if "second" not in k and k != "images_per_s"} for epoch in history]

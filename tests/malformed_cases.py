@@ -145,11 +145,55 @@ def resume_without_checkpoints(tmp):
     return ["train", "classifier", "--resume", str(run)]
 
 
+def _truncate(path: Path) -> Path:
+    """Keep the PNG header and half the data: the format is recognised, the pixels are not there."""
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
+
+
+def embed_image_corrupted_after_training(tmp):
+    root = _folder(tmp, per_class=12, size=(32, 32))
+    run = _trained_run(tmp, source=str(root))
+    _truncate(root / "cat" / "003.png")
+    return ["embed", str(run), "--no-analysis"]
+
+
+def corrupt_image_among_images_to_score(tmp):
+    """`evaluate generated --fake FOLDER` extracts evaluator embeddings from every image of FOLDER."""
+    run = _trained_run(tmp)
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_image(tmp / "fake" / f"{i}.png", rng, size=(32, 32), mode="L")
+    _truncate(tmp / "fake" / "2.png")
+    return ["evaluate", "generated", "--evaluator", str(run), "--fake", str(tmp / "fake"), "--no-cas", _runs(tmp)]
+
+
+def resume_finished_evaluator(tmp):
+    from visrep.config import ClassifierConfig, load_config
+    from visrep.evaluation.evaluator import train_evaluator
+
+    cfg = load_config(TINY, [_runs(tmp), "run.name=evaluator", "train.epochs=1", f"data.cache_dir={tmp}/cache"],
+                      schema=ClassifierConfig)
+    return ["train", "evaluator", "--resume", str(train_evaluator(cfg, progress=False))]
+
+
+def resume_evaluator_from_run_of_another_stage(tmp):
+    from visrep.cli import main
+
+    assert main(["data", "inspect", "digits", _runs(tmp), "--name", "inspected"]) == 0
+    return ["train", "evaluator", "--resume", str(tmp / "runs" / "inspected")]
+
+
 CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_split, corrupt_file_in_strict_mode,
          source_is_a_file, torchvision_files_missing, unknown_config_key, wrong_config_type, missing_config_file,
          malformed_yaml, unknown_model_name, bad_option_value, existing_run_name, evaluate_missing_run,
          evaluate_empty_directory, evaluate_run_of_another_stage, evaluate_bad_split, evaluate_truncated_weights,
-         resume_after_data_changed, resume_with_overrides, resume_without_checkpoints]
+         resume_after_data_changed, resume_with_overrides, resume_without_checkpoints,
+         embed_image_corrupted_after_training, corrupt_image_among_images_to_score, resume_finished_evaluator,
+         resume_evaluator_from_run_of_another_stage]
+
+# Cases whose one line must name the file at fault (a corrupt image is useless to report without it).
+MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt_image_among_images_to_score: "fake/2.png"}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

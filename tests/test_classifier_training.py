@@ -1,11 +1,6 @@
 """Classifier training, checkpoints, resume and evaluation on a shrunk config (seconds)."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from conftest import comparable_history, sigkill_once_written, start_visrep
 
 from visrep.config import ClassifierConfig, load_config
 from visrep.evaluation.classifier_eval import evaluate_classifier, load_classifier
@@ -79,31 +76,19 @@ def test_evaluation_metrics_equal_sklearn(trained_run):
         assert (out / name).is_file(), name
 
 
-def _train_process(tmp_path, *extra):
-    command = [sys.executable, "-m", "visrep", "train", "classifier", *extra]
-    return subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "VISREP_CACHE": str(tmp_path / "cache")})
-
-
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
-    common = ["--config", str(TINY), "train.epochs=10", f"run.root={tmp_path}/runs"]
-    reference = _train_process(tmp_path, *common, "--name", "reference")
+    common = ["train", "classifier", "--config", str(TINY), "train.epochs=10", f"run.root={tmp_path}/runs"]
+    reference = start_visrep(tmp_path, *common, "--name", "reference")
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
-    victim = _train_process(tmp_path, *common, "--name", "victim")
-    checkpoints = tmp_path / "runs" / "victim" / "checkpoints"
-    deadline = time.time() + 240
-    while not list(checkpoints.glob("state-00003.pt")) and time.time() < deadline and victim.poll() is None:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)
-    assert victim.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    victim = start_visrep(tmp_path, *common, "--name", "victim")
+    sigkill_once_written(victim, tmp_path / "runs" / "victim" / "checkpoints" / "state-00003.pt")
     assert not (tmp_path / "runs" / "victim" / "metrics.json").exists()
 
-    resumed = _train_process(tmp_path, "--resume", str(tmp_path / "runs" / "victim"))
+    resumed = start_visrep(tmp_path, "train", "classifier", "--resume", str(tmp_path / "runs" / "victim"))
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     ref_run, victim_run = tmp_path / "runs" / "reference", tmp_path / "runs" / "victim"
-    strip = lambda h: [{k: v for k, v in e.items() if "second" not in k and k != "images_per_s"} for e in h]  # noqa: E731
-    assert strip(_history(victim_run)) == strip(_history(ref_run))
+    assert comparable_history(victim_run) == comparable_history(ref_run)
     ref_weights, victim_weights = load_file(str(ref_run / "last.safetensors")), load_file(str(victim_run / "last.safetensors"))
     assert all(torch.equal(ref_weights[k], victim_weights[k]) for k in ref_weights)
     assert "resumed from state-" in (victim_run / "log.txt").read_text()

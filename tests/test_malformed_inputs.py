@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from malformed_cases import CASES, snapshot
+from malformed_cases import CASES, MUST_NAME, snapshot
 from visrep.cli import main
 
 
@@ -19,6 +19,7 @@ def test_malformed_input_is_one_clear_line(case, tmp_path, capsys, monkeypatch):
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert MUST_NAME.get(case, "") in lines[0]
     assert "Traceback" not in err
     after = snapshot(tmp_path)
     assert {name: after.get(name) for name in before} == before  # nothing saved was changed or removed

@@ -1,5 +1,6 @@
-"""Safe loading, NaN guard, memory estimate and atomic writes (issue: reliability)."""
+"""Safe loading, NaN guard, memory estimate, atomic writes and evaluator resume (issue: reliability)."""
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import comparable_history, sigkill_once_written, start_visrep
 from visrep.config import ClassifierConfig, load_config
 from visrep.errors import TrainingDiverged, UserError
 from visrep.training import guards
@@ -14,6 +16,7 @@ from visrep.training.checkpoint import load_state, save_state
 from visrep.training.classifier import train_classifier
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
+EVALUATOR_TINY = TINY.with_name("evaluator_tiny.yaml")
 
 
 def _cfg(tmp_path, *overrides):
@@ -102,3 +105,32 @@ def test_memory_estimate_scales_with_batch():
     sample = torch.randn(4, 1, 16, 16)
     small, large = (guards.estimate_training_bytes(model, sample, b) for b in (10, 1000))
     assert large > 50 * small / 2
+
+
+def _without_timings(record: dict) -> dict:
+    return {key: value for key, value in record.items() if "second" not in key and key != "resumed"}
+
+
+def test_sigkill_then_resume_evaluator_matches_uninterrupted_run(tmp_path):
+    conditioning = train_classifier(_cfg(tmp_path, "run.name=conditioning", "train.epochs=1"), progress=False)
+    common = ["train", "evaluator", "--config", str(EVALUATOR_TINY), f"run.root={tmp_path}/runs",  # 6 epochs
+              "--conditioning", str(conditioning)]
+    reference = start_visrep(tmp_path, *common, "--name", "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+
+    victim = start_visrep(tmp_path, *common, "--name", "victim")
+    sigkill_once_written(victim, tmp_path / "runs" / "victim" / "checkpoints" / "state-00003.pt")
+    assert not (tmp_path / "runs" / "victim" / "evaluator.json").exists()
+
+    # --conditioning again: checked and recorded as on a fresh run
+    resumed = start_visrep(tmp_path, "train", "evaluator", "--resume", str(tmp_path / "runs" / "victim"),
+                           "--conditioning", str(conditioning))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    ref_run, victim_run = tmp_path / "runs" / "reference", tmp_path / "runs" / "victim"
+    assert comparable_history(victim_run) == comparable_history(ref_run)
+    for name in ("evaluator.json", "metrics.json"):  # stage "evaluator", weights hash, test accuracy, conditioning
+        ref, got = (json.loads((run / name).read_text()) for run in (ref_run, victim_run))
+        assert _without_timings(got) == _without_timings(ref), name
+    record = json.loads((victim_run / "evaluator.json").read_text())
+    assert record["stage"] == "evaluator" and record["resumed"] and record["conditioning"]["run"] == str(conditioning)
+    assert "resumed from state-" in (victim_run / "log.txt").read_text()

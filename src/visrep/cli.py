@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     classifier.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its last checkpoint")
     _add_common(classifier)
     evaluator = train.add_parser("evaluator", help="train the independent evaluator network (real data only)")
+    evaluator.add_argument("--resume", metavar="RUN", help="continue an interrupted evaluator run from its last checkpoint")
     evaluator.add_argument("--conditioning", metavar="RUN",
                            help="the conditioning classifier run it must differ from (architecture, seed, weights)")
     _add_common(evaluator)
@@ -139,13 +140,19 @@ def cmd_train_classifier(args) -> int:
     from visrep.training.classifier import train_classifier
 
     if args.resume:
-        if args.config or args.overrides or args.name:
-            raise UserError("--resume continues a run with its own saved config; drop --config, --name and overrides")
+        _check_resume_flags(args)
         cfg = load_run_config(Path(args.resume), ClassifierConfig)
         train_classifier(cfg, resume=Path(args.resume))
         return 0
     train_classifier(load_cli_config(args, ClassifierConfig))
     return 0
+
+
+def _check_resume_flags(args) -> None:
+    """A resumed run keeps its own saved config: anything that would change it is a mistake, not a wish."""
+    if args.config or args.overrides or args.name or args.overwrite:
+        raise UserError("--resume continues a run with its own saved config; drop --config, --name, --overwrite "
+                        "and overrides")
 
 
 def cmd_evaluate_classifier(args) -> int:
@@ -165,7 +172,11 @@ def cmd_train_evaluator(args) -> int:
     from visrep.evaluation.evaluator import train_evaluator
 
     conditioning = Path(args.conditioning) if args.conditioning else None
-    run_path = train_evaluator(load_cli_config(args, ClassifierConfig), conditioning)
+    if args.resume:  # --conditioning may be given again: it is checked as on a fresh run
+        _check_resume_flags(args)
+        run_path = train_evaluator(None, conditioning, resume=Path(args.resume))
+    else:
+        run_path = train_evaluator(load_cli_config(args, ClassifierConfig), conditioning)
     print(f"evaluator run: {run_path}")
     return 0
 

@@ -154,14 +154,34 @@ def open_run(path: Path, manifest_hash: str | None = None) -> Run:
     return run
 
 
-def check_manifest(path: Path, manifest_hash: str) -> None:
+def check_manifest(path: Path, current: dict | str) -> None:
+    """Refuse a run whose data changed; ``current`` is the data's manifest (or just its hash).
+
+    With the whole manifest the message names files that became unreadable since the run was
+    made: a corrupt image is then skipped, which changes the data, and the user needs its name.
+    """
     manifest = path / "manifest.json"
     if not manifest.is_file():
         raise UserError(f"{path} has no manifest.json: it is not a training run")
-    recorded = json.loads(manifest.read_text())["hash"]
-    if recorded != manifest_hash:
-        raise UserError(f"data mismatch: {path} was trained on data with manifest {recorded[:12]}, "
-                        f"but the configured data has manifest {manifest_hash[:12]}")
+    recorded = json.loads(manifest.read_text())
+    current_hash = current if isinstance(current, str) else current["hash"]
+    if recorded["hash"] == current_hash:
+        return
+    lost = "" if isinstance(current, str) else _newly_unreadable(recorded, current)
+    if lost:  # the file names first: they are what the user has to fix
+        raise UserError(f"data mismatch: {lost} became unreadable since {path} was made; restore it or train "
+                        f"a new run (manifest {recorded['hash'][:12]} → {current_hash[:12]})")
+    raise UserError(f"data mismatch: {path} was trained on data with manifest {recorded['hash'][:12]}, "
+                    f"but the configured data has manifest {current_hash[:12]}")
+
+
+def _newly_unreadable(recorded: dict, current: dict, shown: int = 3) -> str:
+    """'<file> (<reason>), ...' for items of the run that the data now skips as unreadable, or ''."""
+    items = {item["id"] for item in recorded.get("items", [])}
+    lost = [entry for entry in current.get("skipped", []) if entry["id"] in items]
+    root = current.get("source", {}).get("root")
+    names = [f"{Path(root) / entry['id'] if root else entry['id']} ({entry['reason']})" for entry in lost[:shown]]
+    return ", ".join(names) + (f" and {len(lost) - shown} more" if len(lost) > shown else "")
 
 
 def load_run_config(path: Path, schema: type):

@@ -42,7 +42,7 @@ def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: Prepa
     model, classifier_cfg = load_classifier(run.path, options.weights)
     layers = resolve_layers(model, list(options.layers))
     data = data or prepare_data(classifier_cfg.data, progress=progress)
-    check_manifest(run.path, data.manifest["hash"])
+    check_manifest(run.path, data.manifest)
     out = Path(options.out).expanduser() if options.out else run.path / "embeddings"
     _claim_layer_folders(out, layers, options.overwrite)
     channels_last = bool(classifier_cfg.train.channels_last)

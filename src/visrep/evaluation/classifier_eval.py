@@ -47,7 +47,7 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     run = open_run(run_path)
     model, cfg = load_classifier(run.path, weights)
     data = prepare_data(cfg.data)
-    check_manifest(run.path, data.manifest["hash"])
+    check_manifest(run.path, data.manifest)
     tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)

@@ -149,18 +149,28 @@ def extract_features(network: EvaluatorNetwork, images: Tensor, batch_size: int 
     return torch.cat(features).numpy(), torch.cat(logits).numpy()
 
 
-def train_evaluator(cfg, conditioning_run: Path | None = None, progress: bool = True) -> Path:
+def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bool = True,
+                    resume: Path | None = None) -> Path:
     """Train an evaluator per ``cfg`` (a ClassifierConfig) and record it as one; returns the run directory.
 
     With ``conditioning_run`` (the classifier whose embeddings condition the generators) the
     evaluator must differ from it in architecture and seed, and its hashes are recorded too.
+    With ``resume`` (an interrupted evaluator run) training continues from its newest readable
+    checkpoint; ``cfg`` may then be None to use the run's own saved config.
     """
     from visrep.evaluation.classifier_eval import evaluate_classifier
     from visrep.training.classifier import train_classifier
 
+    if resume is not None:
+        resume = Path(resume)
+        check_resumable(resume)
+        cfg = cfg if cfg is not None else load_run_config(resume, ClassifierConfig)
+    elif cfg is None:
+        raise UserError("train_evaluator needs a config (or resume= an interrupted evaluator run)")
+    # checked before training, on a resumed run too: a wrong pairing must not cost a training run
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
-    run_path = train_classifier(cfg, progress=progress)
+    run_path = train_classifier(cfg, resume=resume, progress=progress)
     hashes = weights_hashes(run_path / "best.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:
         raise UserError("the evaluator's weights are identical to the conditioning CNN's")  # cannot happen by chance
@@ -169,9 +179,32 @@ def train_evaluator(cfg, conditioning_run: Path | None = None, progress: bool = 
               "weights_file_sha256": hashes["file"], "model": cfg.model.name,
               "model_options": _plain_options(cfg.model.options), "seed": int(cfg.run.seed),
               "test_accuracy": test_metrics["accuracy"], "test_n": test_metrics["n"],
-              "seconds": time.perf_counter() - started, "conditioning": conditioning}
+              "seconds": time.perf_counter() - started, "resumed": resume is not None, "conditioning": conditioning}
     _write_record(run_path, record)
     return run_path
+
+
+def check_resumable(run_path: Path) -> None:
+    """Refuse, before any work, a directory that is not an interrupted classifier-loop training run.
+
+    The training loop writes metrics.json only when it ends and evaluator.json is written after
+    that, so either file means there is nothing left to resume. An interrupted evaluator cannot be
+    told apart from an interrupted conditioning classifier (the loop labels both "classifier"
+    until the end): resuming either records it as an evaluator.
+    """
+    if not run_path.is_dir():
+        raise UserError(f"run directory not found: {run_path}")
+    if (run_path / EVALUATOR_RECORD).is_file():
+        raise UserError(f"{run_path} is a finished evaluator run ({EVALUATOR_RECORD} exists); nothing to resume")
+    if (run_path / "metrics.json").is_file():
+        stage = _read_json(run_path / "metrics.json").get("stage", "unknown")
+        raise UserError(f"{run_path} has finished (metrics.json of stage '{stage}', no {EVALUATOR_RECORD}); "
+                        "nothing to resume as an evaluator")
+    if not (run_path / "config.yaml").is_file():
+        raise UserError(f"{run_path} is not a visrep run directory (no config.yaml)")
+    if not list((run_path / "checkpoints").glob("state-*.pt")):
+        raise UserError(f"{run_path} has no training checkpoints (checkpoints/state-*.pt): "
+                        "not an interrupted evaluator run")
 
 
 def _conditioning_summary(cfg, conditioning_run: Path) -> dict:

@@ -51,7 +51,7 @@ def load_real_reference(evaluator, spec: str, progress: bool = True) -> RealRefe
     data_cfg = _data_config(evaluator.cfg.data, source, evaluator.network.image_shape[0])
     data = prepare_data(data_cfg, progress=progress)
     if source is None:
-        check_manifest(evaluator.run_path, data.manifest["hash"])
+        check_manifest(evaluator.run_path, data.manifest)
     if list(data.class_names) != list(evaluator.class_names):
         raise UserError(f"the real data's classes {data.class_names[:5]}… differ from the evaluator's "
                         f"{evaluator.class_names[:5]}…; evaluate against the data the evaluator was trained on")
