@@ -2,11 +2,17 @@
 
     python benchmarks/bench_classifier.py digits  --seeds 0 1 2
     python benchmarks/bench_classifier.py mnist   --seeds 0 1 2
-    python benchmarks/bench_classifier.py cifar10 --seeds 0 --resnet-baseline
+    python benchmarks/bench_classifier.py cifar10 --seeds 0 1 2 --resnet-baseline --anchor configs/cifar10_airbench94.yaml
     python benchmarks/bench_classifier.py generalise      # MNIST as 32 px RGB with the CIFAR config
 
 Training time is the time inside training steps (no validation, no I/O), as recorded by the
-trainer in metrics.json; wall time of the whole command is reported beside it. Hyper-parameters
+trainer in metrics.json; wall time of the whole command is reported beside it.
+
+``--anchor CONFIG`` compares the work of two recipes on this machine, whose speed drifts by up to
+2x within minutes (a shared host): one optimizer step of each recipe (its model, batch size and
+image sizes, real SGD with bf16 autocast) is timed in alternation, several rounds, and each
+recipe's training time is predicted as steps x median step time. The ratio of the predictions is
+the figure that survives the drift; the measured seconds of the runs are reported beside it. Hyper-parameters
 were chosen on the validation split; the test split is only read here, once per run.
 """
 
@@ -37,14 +43,17 @@ def run_once(config: str, seed: int, runs_root: Path, extra: list[str]) -> dict:
     run = train_classifier(cfg, progress=False)
     wall = time.perf_counter() - started
     trained = json.loads((run / "metrics.json").read_text())
-    plain = evaluate_classifier(run, "test", tta_flip=False)
+    plain = evaluate_classifier(run, "test", tta_flip=False, tta_translate=0)
     result = {"seed": seed, "train_seconds": trained["train_seconds"], "train_wall_seconds": wall,
               "best_epoch": trained["best_epoch"], "val_acc": trained["best_val_acc"],
               "test_acc": plain["accuracy"], "test_macro_f1": plain["f1"]["macro"],
               "curve": [{"train_seconds": h["train_seconds"], "val_acc": h["val_acc"]}
                         for h in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]}
     if cfg.data.augment.flip:
-        result["test_acc_tta_flip"] = evaluate_classifier(run, "test", tta_flip=True)["accuracy"]
+        result["test_acc_tta_flip"] = evaluate_classifier(run, "test", tta_flip=True, tta_translate=0)["accuracy"]
+    if cfg.eval.tta_translate:
+        result["test_acc_tta_flip_translate"] = evaluate_classifier(run, "test", tta_flip=True,
+                                                                    tta_translate=cfg.eval.tta_translate)["accuracy"]
     return result
 
 
@@ -77,6 +86,60 @@ def _throughput(name, channels, size, batch_size, steps, bf16, channels_last, op
     return statistics.median(rates[1:])  # the first step includes one-off kernel selection
 
 
+def recipe_step_seconds(cfg, size: int, steps: int = 4) -> float:
+    """Median seconds of one training step of ``cfg``'s recipe on random (batch, C, size, size) images."""
+    import torch
+    import torch.nn.functional as F
+
+    from visrep.models import create_model
+    from visrep.training.optim import build_optimizer
+
+    model = create_model(cfg.model.name, 10, 3, cfg.data.image_size, **dict(cfg.model.options))
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = build_optimizer(model, cfg.train)
+    images = torch.randn(cfg.data.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (cfg.data.batch_size,))
+    seconds = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+            loss = F.cross_entropy(model(images).float(), labels, label_smoothing=cfg.train.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds[1:])
+
+
+def recipe_images_by_size(cfg, train_images: int) -> dict[int, int]:
+    """{image size: training images processed at that size} (progressive resizing starts smaller)."""
+    steps_per_epoch = train_images // cfg.data.batch_size  # drop_last, as the trainer does
+    low = min(cfg.data.augment.low_res_epochs, cfg.train.epochs) if cfg.data.augment.low_res_size > 0 else 0
+    images = {cfg.data.image_size: (cfg.train.epochs - low) * steps_per_epoch * cfg.data.batch_size}
+    if low:
+        images[cfg.data.augment.low_res_size] = low * steps_per_epoch * cfg.data.batch_size
+    return images
+
+
+# airbench94 as published: 9.9 epochs of the 50k CIFAR-10 training images at 32 px
+ANCHOR_IMAGES = {32: round(9.9 * 50_000)}
+
+
+def compare_recipes(ours, anchor, our_train_images: int, rounds: int = 5) -> dict:
+    """Predicted training seconds of both recipes from alternating step timings (see module doc)."""
+    recipes = {"ours": (ours, recipe_images_by_size(ours, our_train_images)), "anchor": (anchor, ANCHOR_IMAGES)}
+    samples = {(name, size): [] for name, (_, images) in recipes.items() for size in images}
+    for round_no in range(rounds):
+        for name, size in (list(samples) if round_no % 2 == 0 else list(samples)[::-1]):
+            samples[(name, size)].append(recipe_step_seconds(recipes[name][0], size))
+    predicted = {name: sum(count / cfg.data.batch_size * statistics.median(samples[(name, size)])
+                           for size, count in images.items()) for name, (cfg, images) in recipes.items()}
+    return {"predicted_train_seconds": predicted, "time_ratio_ours_over_anchor": predicted["ours"] / predicted["anchor"],
+            "images_by_size": {name: images for name, (_, images) in recipes.items()},
+            "step_seconds": {f"{name}@{size}px": statistics.median(v) for (name, size), v in samples.items()},
+            "rounds": rounds}
+
+
 def summarize(results: list[dict], key: str) -> str:
     values = [r[key] for r in results if key in r]
     if not values:
@@ -91,6 +154,7 @@ def main() -> None:
     parser.add_argument("dataset", choices=[*CONFIGS, "generalise"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--resnet-baseline", action="store_true", help="also time a plain fp32 ResNet-18")
+    parser.add_argument("--anchor", metavar="CONFIG", help="compare the recipe's work with this config's (see doc)")
     parser.add_argument("--out", help="write the JSON results here")
     parser.add_argument("overrides", nargs="*", help="extra config overrides")
     args = parser.parse_args()
@@ -106,6 +170,7 @@ def main() -> None:
     report = {"dataset": args.dataset, "config": config, "overrides": extra, "machine": machine_line(),
               "runs": results, "test_acc": summarize(results, "test_acc"),
               "test_acc_tta_flip": summarize(results, "test_acc_tta_flip"),
+              "test_acc_tta_flip_translate": summarize(results, "test_acc_tta_flip_translate"),
               "train_seconds": summarize(results, "train_seconds")}
     if args.resnet_baseline:
         cfg = load_config(REPO / config, extra, schema=ClassifierConfig)
@@ -114,6 +179,12 @@ def main() -> None:
         baseline = resnet18_throughput()
         report.update({"ours_train_img_per_s": ours, "resnet18_fp32_train_img_per_s": baseline,
                        "speed_ratio_ours_over_resnet18": ours / baseline})
+    if args.anchor:
+        cfg = load_config(REPO / config, extra, schema=ClassifierConfig)
+        anchor = load_config(REPO / args.anchor, [o for o in extra if o.startswith("data.source=")],
+                             schema=ClassifierConfig)
+        our_train_images = round(50_000 * (1 - cfg.data.val_fraction))
+        report["anchor"] = {"config": args.anchor, **compare_recipes(cfg, anchor, our_train_images)}
     report_json(report, args.out)
 
 

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_classifier.add_argument("run", help="a classifier run directory")
     eval_classifier.add_argument("--split", default="test", help="val | test (default: test)")
     eval_classifier.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    eval_classifier.add_argument("--tta-translate", type=int, metavar="PIXELS",
+                                 help="also average views shifted by ±PIXELS (default: the run's eval.tta_translate)")
     eval_classifier.add_argument("--weights", default="best", help="best | last")
     _add_generated_parser(evaluate)
 
@@ -160,7 +162,8 @@ def cmd_evaluate_classifier(args) -> int:
 
     from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
 
-    metrics = evaluate_classifier(Path(args.run), args.split, tta_flip=True if args.tta else None, weights=args.weights)
+    metrics = evaluate_classifier(Path(args.run), args.split, tta_flip=True if args.tta else None, weights=args.weights,
+                                  tta_translate=args.tta_translate)
     print(format_metrics(metrics))
     return 0
 

@@ -22,6 +22,9 @@ from visrep.errors import UserError
 class AugmentConfig:
     flip: bool = False  # random horizontal flip, p = 0.5 per image
     translate: int = 0  # random shift of up to this many pixels in x and y (reflect padding)
+    alternate_flip: bool = False  # with flip: each image mirrored on every other epoch, not at random (airbench)
+    low_res_size: int = 0  # progressive resizing: train the first low_res_epochs at this size (0 = off) ...
+    low_res_epochs: int = 0  # ... then at data.image_size; validation and test always at full size
 
 
 @dataclass
@@ -75,6 +78,11 @@ class TrainConfig:
     weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd (not applied to BN and biases)
     schedule: str = "onecycle"  # onecycle: linear warmup then linear decay to 0 | cosine: warmup then cosine | constant
     warmup_fraction: float = 0.2  # of all optimizer steps
+    warmup_start_factor: float = 0.0  # lr at step 0, as a fraction of the peak
+    final_lr_factor: float = 0.0  # lr at the last step, as a fraction of the peak (onecycle and cosine)
+    bias_lr_scale: float = 1.0  # lr multiplier for biases and BatchNorm parameters (airbench: 64)
+    lookahead_every: int = 0  # steps between lookahead syncs (slow weights ← lerp, fast ← slow); 0 = off
+    lookahead_decay: float = 0.95  # per step; the slow weights move by 1 − decay^every · (step/total)^3
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
     precision: str = "bf16"  # bf16 autocast (CPU and CUDA) | fp32
@@ -89,6 +97,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     tta_flip: bool = False  # average logits over the image and its mirror
+    tta_translate: int = 0  # also views shifted by ±this many pixels diagonally (weights ½ unshifted, ¼ each)
     topk: List[int] = field(default_factory=lambda: [1, 5])
     calibration_bins: int = 15
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from visrep.data.transforms import Normalization, augment_batch, normalize_uint8
@@ -83,12 +84,18 @@ class BatchLoader:
 
     def __init__(self, split: ImageSplit, batch_size: int, shuffle: bool = False, flip: bool = False,
                  translate: int = 0, drop_last: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
-                 dtype: torch.dtype = torch.float32, channels_last: bool = False):
+                 dtype: torch.dtype = torch.float32, channels_last: bool = False, alternate_flip: bool = False,
+                 low_res: tuple[int, int] | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be ≥ 1")
         self.split, self.batch_size, self.shuffle, self.drop_last = split, batch_size, shuffle, drop_last
         self.flip, self.translate, self.seed = flip, translate, seed
+        # alternate flip (airbench): image i is mirrored in epoch e iff first_flip[i] XOR (e odd), so every
+        # image is seen both ways in any two consecutive epochs, where a coin per epoch can repeat a side
+        self.first_flip = (torch.rand(len(split), generator=torch.Generator().manual_seed(seed * 65_537 + 1)) < 0.5
+                           if flip and alternate_flip else None)
         self.rank, self.world_size, self.dtype, self.channels_last = rank, world_size, dtype, channels_last
+        self.low_res = low_res  # (size, epochs): batches of the first `epochs` epochs downscaled to size x size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -116,8 +123,12 @@ class BatchLoader:
             chosen = indices[batch_no * self.batch_size:(batch_no + 1) * self.batch_size]
             images = self.split.uint8_batch(chosen.numpy())
             if self.flip or self.translate:
-                images = augment_batch(images, self.flip, self.translate, augment_rng)
+                mirrored = None if self.first_flip is None else self.first_flip[chosen] ^ bool(self.epoch % 2)
+                images = augment_batch(images, self.flip, self.translate, augment_rng, mirrored)
             images = normalize_uint8(images, self.split.normalization, self.dtype)
+            if self.low_res is not None and self.epoch < self.low_res[1]:
+                # antialiased: a plain bilinear downscale would alias high frequencies the net never sees later
+                images = F.interpolate(images, size=(self.low_res[0],) * 2, mode="bilinear", antialias=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             yield images, self.split.labels[chosen]

@@ -32,7 +32,11 @@ class PreparedData:
         """Fast batch loader; ``train=True`` shuffles and applies ``augment`` (an AugmentConfig)."""
         flip = bool(train and augment is not None and augment.flip)
         translate = int(augment.translate) if train and augment is not None else 0
-        return BatchLoader(self.splits[split], batch_size, shuffle=train, flip=flip, translate=translate, **kwargs)
+        alternate = bool(flip and augment.alternate_flip)
+        low_res = (int(augment.low_res_size), int(augment.low_res_epochs)) \
+            if train and augment is not None and augment.low_res_size > 0 else None
+        return BatchLoader(self.splits[split], batch_size, shuffle=train, flip=flip, translate=translate,
+                           alternate_flip=alternate, low_res=low_res, **kwargs)
 
 
 def prepare_data(data_cfg, progress: bool = True) -> PreparedData:

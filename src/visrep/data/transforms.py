@@ -63,21 +63,25 @@ def random_translate(batch: torch.Tensor, pixels: int, generator: torch.Generato
     return augment_batch(batch, False, pixels, generator)
 
 
-def augment_batch(batch: torch.Tensor, flip: bool, translate: int, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(batch: torch.Tensor, flip: bool, translate: int, generator: torch.Generator,
+                  mirrored: torch.Tensor | None = None) -> torch.Tensor:
     """Random flip then random translation of each image, as a single gather over the batch.
+
+    ``mirrored`` (N,) bool, when given, says which images to flip instead of drawing it at random.
 
     Each output pixel (i, j) of image n reads input pixel (reflect(i + dy_n), reflect(j' + dx_n)),
     where j' = W−1−j for flipped images. One index computation and one ``gather`` replace a
     pad, a flip and per-shift slicing (≈6× faster on a 2-core CPU, works on uint8).
     """
-    if not flip and translate <= 0:
+    if not flip and translate <= 0 and mirrored is None:
         return batch
     n, channels, height, width = batch.shape
     dy = torch.randint(-translate, translate + 1, (n, 1), generator=generator) if translate > 0 else 0
     dx = torch.randint(-translate, translate + 1, (n, 1), generator=generator) if translate > 0 else 0
     columns = torch.arange(width).expand(n, width)
-    if flip:
+    if flip and mirrored is None:
         mirrored = torch.rand(n, generator=generator) < 0.5
+    if mirrored is not None:
         columns = torch.where(mirrored[:, None], width - 1 - columns, columns)
     rows = _reflect(torch.arange(height).expand(n, height) + dy, height)  # (N, H)
     columns = _reflect(columns + dx, width)  # (N, W)

@@ -10,12 +10,12 @@ smoothing 0.1, random translation, bf16 autocast, max(epochs, enough epochs for 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visrep.config import TrainConfig
 from visrep.data.transforms import augment_batch, compute_normalization, normalize_uint8
 from visrep.evaluation.predict import autocast_context
 from visrep.models import create_model
@@ -53,8 +53,8 @@ def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: C
                          widths=list(recipe.widths))
     steps_per_epoch = max(1, len(images) // recipe.batch_size)
     epochs = max(recipe.epochs, -(-recipe.min_steps // steps_per_epoch))
-    train_cfg = SimpleNamespace(optimizer="sgd", lr=recipe.lr, momentum=0.9, weight_decay=5e-4,
-                                schedule="onecycle", warmup_fraction=0.2)
+    train_cfg = TrainConfig(optimizer="sgd", lr=recipe.lr, momentum=0.9, weight_decay=5e-4, schedule="onecycle",
+                            warmup_fraction=0.2)
     optimizer = build_optimizer(model, train_cfg)
     schedule = build_schedule(optimizer, train_cfg, epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(recipe.seed)

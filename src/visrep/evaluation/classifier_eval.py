@@ -41,7 +41,10 @@ def load_classifier(run_path: Path, weights: str = "best") -> tuple[torch.nn.Mod
 
 
 def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | None = None,
-                        weights: str = "best") -> dict:
+                        weights: str = "best", tta_translate: int | None = None) -> dict:
+    """Metrics of the run's ``weights`` on ``split``, artefacts in ``<run>/eval-<split>[-tta...]``.
+
+    ``tta_flip`` / ``tta_translate`` default to the run's ``eval:`` config."""
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)} (got '{split}')")
     run = open_run(run_path)
@@ -49,17 +52,22 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     data = prepare_data(cfg.data)
     check_manifest(run.path, data.manifest)
     tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
+    shift = int(cfg.eval.tta_translate if tta_translate is None else tta_translate)
+    if shift < 0:
+        raise UserError(f"tta_translate must be ≥ 0 pixels (got {shift})")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = model.to(device)
-    predict = lambda name: predict_logits(model, data.loader(name, 512), device, cfg.train.precision, tta)  # noqa: E731
+    predict = lambda name: predict_logits(model, data.loader(name, 512), device, cfg.train.precision,  # noqa: E731
+                                          tta, shift)
     logits, labels = predict(split)
     val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
-    out = run.path / f"eval-{split}{'-tta' if tta else ''}"
+    out = run.path / f"eval-{split}{'-tta' if tta else ''}{f'-shift{shift}' if shift else ''}"
     out.mkdir(exist_ok=True)
     metrics = classification_metrics(logits, labels, data.class_names, topk=tuple(cfg.eval.topk))
     temperature = fit_temperature(val_logits, val_labels)
     metrics["calibration"] = calibration_report(logits, labels, temperature, cfg.eval.calibration_bins)
-    metrics.update({"split": split, "tta_flip": tta, "weights": weights, "run": str(run.path)})
+    metrics.update({"split": split, "tta_flip": tta, "tta_translate": shift, "weights": weights,
+                    "run": str(run.path)})
     _write_artefacts(out, metrics, logits, labels, temperature, data.class_names, cfg.eval.calibration_bins)
     _write_curves(run.path, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -103,7 +111,8 @@ def _write_curves(run_path: Path, out: Path) -> None:
 
 def format_metrics(metrics: dict) -> str:
     calibration = metrics["calibration"]
-    lines = [f"{metrics['split']} (n={metrics['n']}, tta_flip={metrics['tta_flip']}):",
+    lines = [f"{metrics['split']} (n={metrics['n']}, tta_flip={metrics['tta_flip']}, "
+             f"tta_translate={metrics.get('tta_translate', 0)}):",
              f"  accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
              + "  ".join(f"{k} {v:.4f}" for k, v in metrics["top_k_accuracy"].items()),
              f"  precision macro {metrics['precision']['macro']:.4f} weighted {metrics['precision']['weighted']:.4f}",

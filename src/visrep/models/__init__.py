@@ -5,6 +5,7 @@
 """
 
 from visrep.models.classifier import FeatureClassifier  # importing classifier registers the built-in models
+from visrep.models import airbench  # noqa: F401  (registers "airbench")
 from visrep.models.registry import create_model, list_models, register_model
 
 __all__ = ["FeatureClassifier", "create_model", "list_models", "register_model"]

@@ -29,6 +29,7 @@ from visrep.training.checkpoint import (load_state, restore_rng_state, rng_state
 from visrep.training.distributed import DistInfo, all_reduce_sum, pick_device, setup_distributed
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
+from visrep.training.lookahead import Lookahead
 from visrep.training.optim import build_optimizer, build_schedule, check_optim_config
 
 PRECISIONS = ("bf16", "fp32")
@@ -58,6 +59,7 @@ def build_classifier(cfg, data: PreparedData) -> torch.nn.Module:
 def train_classifier(cfg, resume: Path | None = None, progress: bool = True) -> Path:
     """Train per ``cfg`` (or continue the run at ``resume``) and return the run directory."""
     _check_train_config(cfg.train)
+    _check_low_res(cfg.data)
     dist_info = setup_distributed()
     seed_everything(cfg.run.seed + dist_info.rank)
     set_deterministic(cfg.run.deterministic)
@@ -84,6 +86,16 @@ def _check_train_config(train_cfg) -> None:
     check_optim_config(train_cfg)
     if not 0 <= train_cfg.ema_decay < 1:
         raise UserError(f"train.ema_decay must be in [0, 1) (got {train_cfg.ema_decay})")
+    if train_cfg.lookahead_every < 0 or not 0 <= train_cfg.lookahead_decay <= 1:
+        raise UserError(f"train.lookahead_every must be ≥ 0 and train.lookahead_decay in [0, 1] "
+                        f"(got {train_cfg.lookahead_every}, {train_cfg.lookahead_decay})")
+
+
+def _check_low_res(data_cfg) -> None:
+    size, epochs = data_cfg.augment.low_res_size, data_cfg.augment.low_res_epochs
+    if size < 0 or epochs < 0 or (size > 0 and size >= data_cfg.image_size):
+        raise UserError(f"data.augment.low_res_size must be in (0, data.image_size={data_cfg.image_size}) and "
+                        f"low_res_epochs ≥ 0 (got {size} and {epochs})")
 
 
 class ClassifierTrainer:
@@ -94,6 +106,7 @@ class ClassifierTrainer:
         self.cfg, self.data, self.run, self.dist, self.progress = cfg, data, run, dist_info, progress
         self.device = pick_device(dist_info)
         self.model = model.to(self.device)
+        self._init_model_from_data()
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.train_loader = data.loader("train", cfg.data.batch_size, train=True, augment=cfg.data.augment,
@@ -107,12 +120,22 @@ class ClassifierTrainer:
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.schedule = build_schedule(self.optimizer, cfg.train, self.total_steps)
         self.ema = EMA(self.model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+        self.lookahead = Lookahead(self.model, cfg.train.lookahead_every, cfg.train.lookahead_decay,
+                                   self.total_steps) if cfg.train.lookahead_every > 0 else None
         self.wrapped = self._wrap_ddp(self.model)
         self.state = TrainingState()
         self.guard = NonFiniteGuard(self.stage, cfg.train.skip_bad_batches, run.logger)
         sample = next(iter(data.loader("train", 8)))[0].to(self.device)
         check_batch_fits(self.model, sample, cfg.data.batch_size, self.device, self.stage)
         self.tensorboard = self._open_tensorboard()
+
+    def _init_model_from_data(self, max_images: int = 5000) -> None:
+        """Models with a data-derived initialisation (airbench's whitening stem) get the first training
+        images, normalised as in training; a resumed run overwrites it with its saved weights."""
+        init = getattr(self.model, "init_from_data", None)
+        if init is not None:
+            images, _ = next(iter(self.data.loader("train", max_images)))
+            init(images.to(self.device))
 
     def _wrap_ddp(self, model):
         if not self.dist.enabled:
@@ -174,6 +197,8 @@ class ClassifierTrainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.state.step += 1
+        if self.lookahead is not None:
+            self.lookahead.after_step(self.model, self.state.step)
         return float(loss.detach()), int((logits.argmax(1) == labels).sum())
 
     def _validate(self) -> tuple[float, float]:
@@ -237,6 +262,7 @@ class ClassifierTrainer:
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
+            "lookahead": self.lookahead.state_dict() if self.lookahead else None,
             "rng": rng_state(), "trainer": self.state.__dict__.copy(),
         }
         folder = self.run.file("checkpoints")
@@ -266,6 +292,8 @@ class ClassifierTrainer:
         self.schedule.load_state_dict(state["schedule"])
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.lookahead is not None and state.get("lookahead") is not None:
+            self.lookahead.load_state_dict(state["lookahead"])
         restore_rng_state(state["rng"])
         self.state = TrainingState(**state["trainer"])
         self._truncate_metrics_log(self.state.epoch)

@@ -10,6 +10,7 @@ from visrep.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "constant")
+NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
 
 
 def check_optim_config(train_cfg) -> None:
@@ -17,14 +18,25 @@ def check_optim_config(train_cfg) -> None:
         raise UserError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)} (got '{train_cfg.optimizer}')")
     if train_cfg.schedule not in SCHEDULES:
         raise UserError(f"train.schedule must be one of {', '.join(SCHEDULES)} (got '{train_cfg.schedule}')")
+    for key in ("warmup_start_factor", "final_lr_factor"):
+        if not 0 <= getattr(train_cfg, key) <= 1:
+            raise UserError(f"train.{key} must be in [0, 1] (got {getattr(train_cfg, key)})")
+    if train_cfg.bias_lr_scale <= 0:
+        raise UserError(f"train.bias_lr_scale must be > 0 (got {train_cfg.bias_lr_scale})")
 
 
 def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
-    """Weight decay on weights only: BN scales/shifts and biases are not decayed."""
+    """Three groups: weights (decayed), other biases (not decayed), normalisation-layer parameters (not
+    decayed, lr × ``bias_lr_scale``: airbench raises it 64x, a BN shift needs large steps to matter)."""
     check_optim_config(train_cfg)
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    norm_ids = {id(p) for module in model.modules() if isinstance(module, NORM_LAYERS) for p in module.parameters()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    weights = [p for p in trainable if p.ndim > 1 and id(p) not in norm_ids]
+    biases = [p for p in trainable if p.ndim <= 1 and id(p) not in norm_ids]
+    norms = [p for p in trainable if id(p) in norm_ids]
+    groups = [{"params": weights, "weight_decay": train_cfg.weight_decay},
+              {"params": biases, "weight_decay": 0.0},
+              {"params": norms, "weight_decay": 0.0, "lr": train_cfg.lr * train_cfg.bias_lr_scale}]
     if train_cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum, nesterov=True)
     return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(train_cfg.momentum, 0.999))
@@ -33,17 +45,20 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
 def build_schedule(optimizer: torch.optim.Optimizer, train_cfg, total_steps: int):
     check_optim_config(train_cfg)
     warmup = max(1, round(train_cfg.warmup_fraction * total_steps))
+    start, final = train_cfg.warmup_start_factor, train_cfg.final_lr_factor
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total_steps, warmup, train_cfg.schedule))
+        optimizer, lambda step: lr_factor(step, total_steps, warmup, train_cfg.schedule, start, final))
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
-    """Multiplier of the peak lr at optimizer step ``step`` (0-based)."""
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, start: float = 0.0,
+              final: float = 0.0) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based): linear warmup from ``start``,
+    then a linear (onecycle) or cosine decay to ``final`` at the last step."""
     if schedule == "constant":
         return 1.0
     if step < warmup_steps:
-        return (step + 1) / warmup_steps
+        return start + (1.0 - start) * (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     if schedule == "onecycle":
-        return max(0.0, 1.0 - progress)
-    return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return max(0.0, 1.0 - (1.0 - final) * progress)
+    return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))

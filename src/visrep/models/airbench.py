@@ -1,0 +1,127 @@
+"""``airbench``: Keller Jordan's airbench94 CIFAR-10 network (2024), with its data-derived whitening stem.
+
+Differences from ``fastcnn`` (which borrows only airbench's block layout), all from airbench94:
+
+* the stem is an *unpadded* k x k conv (k = 2) whose 2·C·k² filters are the eigenvectors of the
+  training images' k x k patch covariance, scaled to unit variance, and their negations; they are
+  set once from data by :meth:`AirbenchNet.init_from_data` and never trained (only the bias is);
+* BatchNorm keeps its scale at 1 (only the shift is learned), eps 1e-12 and a fast running-stat
+  momentum (airbench's 0.6 of the old value kept, i.e. PyTorch momentum 0.4);
+* every 3x3 conv starts as an identity on its first ``in_channels`` filters (``dirac_``), so the
+  untrained network passes its input through.
+
+Layer names for inputs (N, C, S, S); the stem output is S' = S − k + 1 (31 for 32 px)::
+
+    stem         "stem"              (N, 2·C·k², S', S')   whitening conv + GELU
+    stage{i}     "stages.stage{i}"   (N, w_i, S_i, S_i)     S_i = S_(i-1) // 2 while S_(i-1) >= 2
+    penultimate  "flatten"           (N, w_3)               global max-pool, flattened
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visrep.errors import UserError
+from visrep.models.classifier import FastConvBlock, FeatureClassifier, pooling_plan, _stage_layer_paths
+from visrep.models.registry import register_model
+
+WHITENING_EPS = 5e-4  # added to the patch-covariance eigenvalues before scaling (as airbench)
+WHITENING_IMAGES = 5000  # training images whose patches estimate the covariance
+
+
+class ShiftOnlyBatchNorm(nn.BatchNorm2d):
+    """BatchNorm whose scale stays 1 (not trained): only the shift is learned, as in airbench."""
+
+    def __init__(self, channels: int, keep: float = 0.6, eps: float = 1e-12) -> None:
+        super().__init__(channels, eps=eps, momentum=1.0 - keep)  # PyTorch's momentum weighs the *new* value
+        self.weight.requires_grad_(False)
+
+
+class AirbenchBlock(FastConvBlock):
+    """conv3x3 → maxpool2 → BN → GELU → conv3x3 → BN → GELU with shift-only BN and identity-initialised convs."""
+
+    def __init__(self, in_channels: int, out_channels: int, pool: bool, bn_keep: float) -> None:
+        super().__init__(in_channels, out_channels, pool)
+        self.norm1 = ShiftOnlyBatchNorm(out_channels, bn_keep)
+        self.norm2 = ShiftOnlyBatchNorm(out_channels, bn_keep)
+        for conv in (self.conv1, self.conv2):
+            _identity_init(conv.weight)
+
+
+@register_model("airbench")
+class AirbenchNet(FeatureClassifier):
+    """airbench94's network: frozen patch-whitening stem, three conv blocks (64, 256, 256), max-pool, linear.
+
+    Input (N, C, S, S) normalised images → logits (N, num_classes) = head(penultimate) · ``logit_scale``.
+    Call :meth:`init_from_data` with training images before training (the trainer does).
+    """
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: int,
+                 widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2, bn_keep: float = 0.6,
+                 logit_scale: float = 1 / 9) -> None:
+        super().__init__()
+        _check_options(widths, whiten_kernel, image_size, bn_keep)
+        stem_width = 2 * in_channels * whiten_kernel ** 2
+        self.stem = nn.Sequential(OrderedDict(
+            whiten=nn.Conv2d(in_channels, stem_width, whiten_kernel, padding=0, bias=True), act=nn.GELU()))
+        self.stem.whiten.weight.requires_grad_(False)
+        nn.init.zeros_(self.stem.whiten.bias)
+        plan = pooling_plan(image_size - whiten_kernel + 1, len(widths))
+        in_widths = (stem_width, *widths[:-1])
+        self.stages = nn.Sequential(OrderedDict(
+            (f"stage{i}", AirbenchBlock(c_in, c_out, pool, bn_keep))
+            for i, (c_in, c_out, pool) in enumerate(zip(in_widths, widths, plan), start=1)))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.flatten = nn.Flatten()
+        self.head = nn.Linear(widths[-1], num_classes, bias=False)
+        self.logit_scale = float(logit_scale)
+        self._set_feature_layers({"stem": "stem", **_stage_layer_paths(self.stages), "penultimate": "flatten"})
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, C, S, S) → logits (N, num_classes)."""
+        return self.head(self.flatten(self.pool(self.stages(self.stem(x))))) * self.logit_scale
+
+    @torch.no_grad()
+    def init_from_data(self, images: Tensor) -> None:
+        """Set the stem to whiten k x k patches of ``images`` (N, C, S, S), normalised as in training."""
+        weight = self.stem.whiten.weight
+        filters = whitening_filters(images[:WHITENING_IMAGES].float(), weight.shape[-1])
+        weight.copy_(torch.cat([filters, -filters]).to(weight.dtype))
+
+
+def whitening_filters(images: Tensor, kernel: int, eps: float = WHITENING_EPS) -> Tensor:
+    """(C·k², C, k, k) filters projecting k x k patches onto their covariance eigenvectors, unit variance each.
+
+    The covariance is of the raw (uncentred) patches, largest eigenvalue first, computed in float64
+    so that the small eigenvalues of natural-image patches keep their precision.
+    """
+    channels = images.shape[1]
+    patches = F.unfold(images, kernel)  # (N, C·k², L) with L patch positions per image
+    patches = patches.transpose(1, 2).reshape(-1, channels * kernel * kernel).double()
+    covariance = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+    eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
+    filters = eigenvectors.T / torch.sqrt(eigenvalues.clamp(min=0) + eps)[:, None]
+    return filters.reshape(-1, channels, kernel, kernel).float()
+
+
+def _identity_init(weight: Tensor) -> None:
+    """Filter j of the first min(out, in) filters copies input channel j (centre tap 1, rest 0)."""
+    with torch.no_grad():
+        count = min(weight.shape[0], weight.shape[1])
+        nn.init.dirac_(weight[:count])
+
+
+def _check_options(widths, whiten_kernel, image_size, bn_keep) -> None:
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths or \
+            any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+        raise UserError(f"widths must be a non-empty list of positive integers (got {widths!r})")
+    if isinstance(whiten_kernel, bool) or not isinstance(whiten_kernel, int) or not 1 <= whiten_kernel < image_size:
+        raise UserError(f"whiten_kernel must be an integer in [1, image_size) (got {whiten_kernel!r})")
+    if not 0 <= bn_keep < 1:
+        raise UserError(f"bn_keep (fraction of the old BatchNorm statistics kept) must be in [0, 1) (got {bn_keep})")

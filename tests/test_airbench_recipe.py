@@ -1,0 +1,168 @@
+"""The airbench94 pieces: whitening stem, shift-only BN, identity init, lookahead, lr shape,
+alternating flip, translate TTA, and an exact resume with all of them on."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from visrep.config import ClassifierConfig, TrainConfig, load_config
+from visrep.data.dataset import BatchLoader, ImageSplit
+from visrep.data.transforms import Normalization
+from visrep.evaluation.predict import _shift
+from visrep.models import create_model
+from visrep.models.airbench import whitening_filters
+from visrep.runs import load_run_config
+from visrep.training.classifier import train_classifier
+from visrep.training.lookahead import Lookahead
+from visrep.training.optim import build_optimizer, lr_factor
+
+REPO = Path(__file__).resolve().parents[1]
+AIRBENCH_OVERRIDES = ["model.name=airbench", "model.options={widths: [16, 32, 32]}", "data.augment.flip=true",
+                      "data.augment.alternate_flip=true", "train.lookahead_every=3", "train.bias_lr_scale=8",
+                      "train.warmup_start_factor=0.2", "train.final_lr_factor=0.07", "train.momentum=0.85"]
+
+
+def _correlated_images(n=64, size=12, seed=0):
+    """RGB images with strongly correlated neighbouring pixels and channels (like photos)."""
+    g = torch.Generator().manual_seed(seed)
+    base = F.avg_pool2d(torch.randn(n, 1, size + 3, size + 3, generator=g), 4, stride=1)
+    return base.repeat(1, 3, 1, 1) + 0.1 * torch.randn(n, 3, size, size, generator=g)
+
+
+def test_whitening_stem_decorrelates_patches_to_unit_variance():
+    images = _correlated_images()
+    model = create_model("airbench", num_classes=10, in_channels=3, image_size=12)
+    model.init_from_data(images)
+    weight = model.stem.whiten.weight
+    assert weight.shape == (24, 3, 2, 2) and not weight.requires_grad
+    responses = F.conv2d(images.double(), weight[:12].double())  # the eigenvector half, bias-free
+    flat = responses.permute(1, 0, 2, 3).reshape(12, -1)
+    covariance = flat @ flat.T / flat.shape[1]
+    # unit variance except where eps (5e-4) dominates a tiny eigenvalue, and uncorrelated
+    assert torch.allclose(covariance.diagonal()[:8], torch.ones(8, dtype=torch.float64), atol=0.05)
+    off_diagonal = covariance - torch.diag(covariance.diagonal())
+    assert off_diagonal.abs().max() < 1e-3
+    assert torch.equal(weight[12:], -weight[:12])
+
+
+def test_whitening_filters_are_ordered_by_variance():
+    filters = whitening_filters(_correlated_images(), 2, eps=0.0)
+    norms = filters.flatten(1).norm(dim=1)  # 1/sqrt(eigenvalue): ascending as eigenvalues descend
+    assert torch.all(norms[1:] >= norms[:-1] - 1e-4)
+
+
+def test_airbench_blocks_start_as_identity_with_shift_only_batchnorm():
+    model = create_model("airbench", num_classes=10, in_channels=3, image_size=32)
+    conv = model.stages.stage2.conv1  # 64 → 256
+    centre = conv.weight[:64, :, 1, 1]
+    assert torch.equal(centre, torch.eye(64)) and conv.weight[:64].abs().sum() == 64
+    norm = model.stages.stage2.norm1
+    assert not norm.weight.requires_grad and norm.bias.requires_grad and norm.momentum == pytest.approx(0.4)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert model.forward_features(torch.randn(2, 3, 32, 32), "stage3")["stage3"].shape == (2, 256, 3, 3)
+
+
+def test_bias_lr_scale_and_frozen_parameters_in_optimizer():
+    model = create_model("airbench", num_classes=10, in_channels=3, image_size=32)
+    optimizer = build_optimizer(model, TrainConfig(lr=0.5, bias_lr_scale=64))
+    weights, biases, norms = optimizer.param_groups
+    assert weights["lr"] == 0.5 and biases["lr"] == 0.5 and norms["lr"] == 32.0
+    assert biases["weight_decay"] == norms["weight_decay"] == 0.0 and weights["weight_decay"] > 0
+    assert [id(p) for p in biases["params"]] == [id(model.stem.whiten.bias)]  # a conv bias is not a BN shift
+    assert len(norms["params"]) == 6  # the shifts of the six BatchNorms; their scales stay frozen
+    in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert id(model.stem.whiten.weight) not in in_optimizer
+
+
+def test_lr_warmup_start_and_final_factor():
+    factors = [lr_factor(step, 100, 23, "onecycle", start=0.2, final=0.07) for step in range(100)]
+    assert factors[0] == pytest.approx(0.2 + 0.8 / 23)
+    assert max(factors) == pytest.approx(1.0) and factors.index(1.0) == 22
+    assert lr_factor(100, 100, 23, "onecycle", start=0.2, final=0.07) == pytest.approx(0.07)
+    assert min(factors) > 0.07 and factors[-1] < 0.09
+    assert lr_factor(99, 100, 23, "onecycle") == pytest.approx(1 - 76 / 77)  # defaults unchanged
+
+
+def test_lookahead_pulls_toward_slow_weights_and_ends_on_them():
+    model = torch.nn.Linear(2, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    lookahead = Lookahead(model, every=2, decay=0.5, total_steps=4)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    lookahead.after_step(model, 1)  # not a sync step
+    assert torch.all(model.weight == 1.0)
+    lookahead.after_step(model, 2)  # keep = 0.5² · (2/4)³ = 1/32 of the slow (0)
+    assert torch.allclose(model.weight, torch.full((1, 2), 31 / 32))
+    with torch.no_grad():
+        model.weight.fill_(5.0)
+    lookahead.after_step(model, 4)  # last step: back to the slow weights
+    assert torch.allclose(model.weight, torch.full((1, 2), 31 / 32))
+
+
+def _half_white_split(n=8, size=4):
+    images = np.zeros((n, 1, size, size), np.uint8)
+    images[:, :, :, size // 2:] = 255  # right half white: a mirror makes the left half white
+    return ImageSplit(images, np.arange(n), [f"image{i}" for i in range(n)], [str(i) for i in range(n)],
+                      Normalization((0.5,), (0.5,)))
+
+
+def _mirrored_by_label(loader, epoch):
+    loader.set_epoch(epoch)
+    mirrored = {}
+    for images, labels in loader:
+        for image, label in zip(images, labels):
+            mirrored[int(label)] = bool(image[0, 0, 0] > 0)  # left column white
+    return mirrored
+
+
+def test_alternate_flip_mirrors_each_image_on_every_other_epoch():
+    loader = BatchLoader(_half_white_split(), 3, shuffle=True, flip=True, alternate_flip=True, seed=3)
+    epochs = [_mirrored_by_label(loader, epoch) for epoch in range(4)]
+    for label in range(8):
+        assert epochs[0][label] != epochs[1][label] and epochs[0][label] == epochs[2][label] != epochs[3][label]
+    assert 0 < sum(epochs[0].values()) < 8  # the first side is a coin per image
+
+
+def test_shift_moves_content_and_reflects_the_border():
+    images = torch.arange(16.0).view(1, 1, 4, 4)
+    down_right = _shift(images, 1, 1)
+    assert torch.equal(down_right[0, 0, 1:, 1:], images[0, 0, :3, :3])
+    assert torch.equal(_shift(images, 1, -1)[0, 0, :3, :3], images[0, 0, 1:, 1:])
+    assert torch.equal(down_right[0, 0, 0, 1:], images[0, 0, 1, :3])  # row −1 reflects row 1
+
+
+def test_resume_with_whitening_lookahead_and_alternate_flip_is_exact(tmp_path):
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run.root={tmp_path}/runs", f"data.cache_dir={tmp_path}/c",
+                                                        "run.name=r", "train.epochs=3", *AIRBENCH_OVERRIDES],
+                      schema=ClassifierConfig)
+    run = train_classifier(cfg, progress=False)
+    uninterrupted = load_file(str(run / "last.safetensors"))
+    (run / "checkpoints" / "state-00003.pt").unlink()  # as if killed during epoch 3
+    (run / "metrics.json").unlink()
+    train_classifier(load_run_config(run, ClassifierConfig), resume=run, progress=False)
+    resumed = load_file(str(run / "last.safetensors"))
+    assert "resumed from state-00002.pt" in (run / "log.txt").read_text()
+    assert all(torch.equal(uninterrupted[key], resumed[key]) for key in uninterrupted)
+
+
+def test_progressive_resizing_downscales_only_the_first_epochs():
+    loader = BatchLoader(_half_white_split(size=8), 4, shuffle=True, low_res=(4, 2))
+    sizes = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        sizes.append({tuple(images.shape[-2:]) for images, _ in loader})
+    assert sizes == [{(4, 4)}, {(4, 4)}, {(8, 8)}]
+
+
+def test_low_res_size_not_below_image_size_is_a_user_error(tmp_path):
+    from visrep.errors import UserError
+
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run.root={tmp_path}/runs", "data.augment.low_res_size=8",
+                                                        "data.augment.low_res_epochs=1"], schema=ClassifierConfig)
+    with pytest.raises(UserError, match="low_res_size"):
+        train_classifier(cfg, progress=False)
+    assert not (tmp_path / "runs").exists()
