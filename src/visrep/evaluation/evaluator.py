@@ -170,7 +170,7 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     # checked before training, on a resumed run too: a wrong pairing must not cost a training run
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
-    run_path = train_classifier(cfg, resume=resume, progress=progress)
+    run_path = train_classifier(cfg, resume=resume, progress=progress, stage="evaluator")
     hashes = weights_hashes(run_path / "best.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:
         raise UserError("the evaluator's weights are identical to the conditioning CNN's")  # cannot happen by chance
@@ -189,8 +189,8 @@ def check_resumable(run_path: Path) -> None:
 
     The training loop writes metrics.json only when it ends and evaluator.json is written after
     that, so either file means there is nothing left to resume. An interrupted evaluator cannot be
-    told apart from an interrupted conditioning classifier (the loop labels both "classifier"
-    until the end): resuming either records it as an evaluator.
+    told apart from an interrupted conditioning classifier by its files (only an unnamed run's
+    folder, ``<stamp>-evaluator``, says which): resuming either records it as an evaluator.
     """
     if not run_path.is_dir():
         raise UserError(f"run directory not found: {run_path}")
@@ -222,7 +222,7 @@ def _plain_options(options) -> dict:
 
 
 def _write_record(run_path: Path, record: dict) -> None:
-    """evaluator.json, and metrics.json relabelled: the loop wrote stage "classifier"."""
+    """evaluator.json, and the evaluator's hashes and test accuracy added to metrics.json."""
     from visrep.runs import atomic_write_text
 
     atomic_write_text(run_path / EVALUATOR_RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")

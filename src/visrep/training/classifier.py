@@ -56,8 +56,10 @@ def build_classifier(cfg, data: PreparedData) -> torch.nn.Module:
                         **options)
 
 
-def train_classifier(cfg, resume: Path | None = None, progress: bool = True) -> Path:
-    """Train per ``cfg`` (or continue the run at ``resume``) and return the run directory."""
+def train_classifier(cfg, resume: Path | None = None, progress: bool = True, stage: str = "classifier") -> Path:
+    """Train per ``cfg`` (or continue the run at ``resume``) and return the run directory.
+
+    ``stage`` names the run (``<stamp>-<stage>``) and the messages; the evaluator reuses this loop."""
     _check_train_config(cfg.train)
     _check_low_res(cfg.data)
     dist_info = setup_distributed()
@@ -67,11 +69,11 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True) -> 
         torch.set_num_threads(cfg.train.threads)
     data = prepare_data(cfg.data, progress=progress and dist_info.is_main)
     model = build_classifier(cfg, data)  # before the run directory exists: a bad model name leaves nothing behind
-    run = open_run(resume, data.manifest["hash"]) if resume else create_run(cfg, "classifier", dist_info.is_main)
+    run = open_run(resume, data.manifest["hash"]) if resume else create_run(cfg, stage, dist_info.is_main)
     if dist_info.is_main and not resume:
         write_manifest(data.manifest, run.file("manifest.json"))
         run.write_json("normalization.json", data.normalization.to_dict())
-    trainer = ClassifierTrainer(cfg, data, run, dist_info, model, progress)
+    trainer = ClassifierTrainer(cfg, data, run, dist_info, model, progress, stage)
     if resume:
         trainer.restore_latest()
     trainer.fit()
@@ -99,10 +101,9 @@ def _check_low_res(data_cfg) -> None:
 
 
 class ClassifierTrainer:
-    stage = "classifier"
-
     def __init__(self, cfg, data: PreparedData, run: Run, dist_info: DistInfo, model: torch.nn.Module,
-                 progress: bool):
+                 progress: bool, stage: str = "classifier"):
+        self.stage = stage
         self.cfg, self.data, self.run, self.dist, self.progress = cfg, data, run, dist_info, progress
         self.device = pick_device(dist_info)
         self.model = model.to(self.device)
@@ -247,7 +248,7 @@ class ClassifierTrainer:
         summary = write_curve_artefacts(self.state.history, self.run.path)
         last = self.state.history[-1]
         self.run.write_json("metrics.json", {
-            "stage": "classifier", "epochs": self.state.epoch, "steps": self.state.step,
+            "stage": self.stage, "epochs": self.state.epoch, "steps": self.state.step,
             "best_epoch": self.state.best_epoch, "best_val_acc": self.state.best_metric,
             "final_val_acc": last["val_acc"], "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
             "train_seconds": self.state.train_seconds, "overfitting": summary["overfitting"],
