@@ -16,12 +16,13 @@ from visrep.evaluation.predict import _shift
 from visrep.models import create_model
 from visrep.models.airbench import whitening_filters
 from visrep.runs import load_run_config
+from visrep.training.checkpoint import load_state
 from visrep.training.classifier import train_classifier
 from visrep.training.lookahead import Lookahead
 from visrep.training.optim import build_optimizer, lr_factor
 
 REPO = Path(__file__).resolve().parents[1]
-AIRBENCH_OVERRIDES = ["model.name=airbench", "model.options={widths: [16, 32, 32]}", "data.augment.flip=true",
+AIRBENCH_OVERRIDES = ["model.name=airbench", "model.options={widths: [16, 32, 32], whiten_bias_epochs: 2}", "data.augment.flip=true",
                       "data.augment.alternate_flip=true", "train.lookahead_every=3", "train.bias_lr_scale=8",
                       "train.warmup_start_factor=0.2", "train.final_lr_factor=0.07", "train.momentum=0.85"]
 
@@ -76,6 +77,20 @@ def test_bias_lr_scale_and_frozen_parameters_in_optimizer():
     assert len(norms["params"]) == 6  # the shifts of the six BatchNorms; their scales stay frozen
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert id(model.stem.whiten.weight) not in in_optimizer
+
+
+def test_decay_biases_shrinks_every_parameter_by_the_weights_per_step_fraction():
+    model = create_model("airbench", num_classes=10, in_channels=3, image_size=32)
+    cfg = TrainConfig(lr=0.5, bias_lr_scale=64, weight_decay=0.01, decay_biases=True, momentum=0.0)
+    optimizer = build_optimizer(model, cfg)
+    params = {"weight": model.head.weight, "bias": model.stem.whiten.bias, "shift": model.stages.stage1.norm1.bias}
+    with torch.no_grad():
+        for p in params.values():
+            p.fill_(1.0)
+            p.grad = torch.zeros_like(p)  # only the decay moves them
+    optimizer.step()
+    for name, p in params.items():  # SGD with L2: p ← p − lr_group · wd_group · p, the same fraction for all
+        assert torch.allclose(p, torch.full_like(p, 1 - 0.5 * 0.01)), name
 
 
 def test_lr_warmup_start_and_final_factor():
@@ -133,6 +148,19 @@ def test_shift_moves_content_and_reflects_the_border():
     assert torch.equal(down_right[0, 0, 1:, 1:], images[0, 0, :3, :3])
     assert torch.equal(_shift(images, 1, -1)[0, 0, :3, :3], images[0, 0, 1:, 1:])
     assert torch.equal(down_right[0, 0, 0, 1:], images[0, 0, 1, :3])  # row −1 reflects row 1
+
+
+def test_whitening_bias_trains_only_in_its_first_epochs(tmp_path):
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run.root={tmp_path}/runs", f"data.cache_dir={tmp_path}/c",
+                                                        "run.name=r", "train.epochs=3", *AIRBENCH_OVERRIDES,
+                                                        "model.options.whiten_bias_epochs=1", "train.lookahead_every=0"],
+                      schema=ClassifierConfig)
+    run = train_classifier(cfg, progress=False)
+    after_epoch = {epoch: load_state(run / "checkpoints" / f"state-{epoch:05d}.pt")["model"]["stem.whiten.bias"]
+                   for epoch in (2, 3)}
+    assert after_epoch[2].abs().sum() > 0  # moved from zero in epoch 1
+    assert torch.equal(after_epoch[2], after_epoch[3])
+    assert torch.equal(load_file(str(run / "last.safetensors"))["stem.whiten.bias"], after_epoch[3])
 
 
 def test_resume_with_whitening_lookahead_and_alternate_flip_is_exact(tmp_path):

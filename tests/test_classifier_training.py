@@ -57,6 +57,34 @@ def test_checkpoint_round_trip_gives_identical_logits(trained_run):
     assert all(torch.equal(tensors[k], v) for k, v in model.state_dict().items())
 
 
+def test_eval_weights_from_config_chooses_the_checkpoint_and_folder(trained_run):
+    from visrep.errors import UserError
+
+    metrics = evaluate_classifier(trained_run, "val", weights="last")
+    assert metrics["weights"] == "last" and (trained_run / "eval-val-last" / "metrics.json").is_file()
+    best = evaluate_classifier(trained_run, "val")  # tiny.yaml leaves eval.weights at best
+    assert best["weights"] == "best" and (trained_run / "eval-val" / "metrics.json").is_file()
+    with pytest.raises(UserError, match="best or last"):
+        evaluate_classifier(trained_run, "val", weights="final")
+
+
+def test_cli_no_tta_overrides_a_run_configured_for_tta(trained_run, capsys):
+    from visrep.cli import main
+
+    cfg_file = trained_run / "config.yaml"
+    original = cfg_file.read_text()
+    cfg_file.write_text(original.replace("tta_flip: false", "tta_flip: true").replace("tta_translate: 0",
+                                                                                      "tta_translate: 1"))
+    try:
+        assert main(["evaluate", "classifier", str(trained_run), "--split", "val", "--no-tta"]) == 0
+        plain = json.loads((trained_run / "eval-val" / "metrics.json").read_text())
+        assert plain["tta_flip"] is False and plain["tta_translate"] == 0
+        assert main(["evaluate", "classifier", str(trained_run), "--split", "val"]) == 0
+        assert (trained_run / "eval-val-tta-shift1" / "metrics.json").is_file()
+    finally:
+        cfg_file.write_text(original)
+
+
 def test_evaluation_metrics_equal_sklearn(trained_run):
     metrics = evaluate_classifier(trained_run, "test")
     model, cfg = load_classifier(trained_run)

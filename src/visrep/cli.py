@@ -41,10 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     eval_classifier = evaluate.add_parser("classifier", help="accuracy, P/R/F1, confusion matrix, calibration, curves")
     eval_classifier.add_argument("run", help="a classifier run directory")
     eval_classifier.add_argument("--split", default="test", help="val | test (default: test)")
-    eval_classifier.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    tta = eval_classifier.add_mutually_exclusive_group()
+    tta.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    tta.add_argument("--no-tta", action="store_true",
+                     help="no test-time augmentation, whatever the run's eval config says")
     eval_classifier.add_argument("--tta-translate", type=int, metavar="PIXELS",
                                  help="also average views shifted by ±PIXELS (default: the run's eval.tta_translate)")
-    eval_classifier.add_argument("--weights", default="best", help="best | last")
+    eval_classifier.add_argument("--weights", help="best | last (default: the run's eval.weights)")
     _add_generated_parser(evaluate)
 
     _add_embed_parsers(verbs, evaluate)
@@ -162,8 +165,10 @@ def cmd_evaluate_classifier(args) -> int:
 
     from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
 
-    metrics = evaluate_classifier(Path(args.run), args.split, tta_flip=True if args.tta else None, weights=args.weights,
-                                  tta_translate=args.tta_translate)
+    tta_flip = False if args.no_tta else (True if args.tta else None)
+    shift = 0 if args.no_tta and args.tta_translate is None else args.tta_translate
+    metrics = evaluate_classifier(Path(args.run), args.split, tta_flip=tta_flip, weights=args.weights,
+                                  tta_translate=shift)
     print(format_metrics(metrics))
     return 0
 

@@ -75,7 +75,8 @@ class TrainConfig:
     optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9  # sgd momentum / adamw beta1
-    weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd (not applied to BN and biases)
+    weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd (BN and biases only with decay_biases)
+    decay_biases: bool = False  # decay biases and norm-layer parameters too, by the weights' per-step amount (airbench)
     schedule: str = "onecycle"  # onecycle: linear warmup then linear decay to 0 | cosine: warmup then cosine | constant
     warmup_fraction: float = 0.2  # of all optimizer steps
     warmup_start_factor: float = 0.0  # lr at step 0, as a fraction of the peak
@@ -98,6 +99,7 @@ class TrainConfig:
 class EvalConfig:
     tta_flip: bool = False  # average logits over the image and its mirror
     tta_translate: int = 0  # also views shifted by ±this many pixels diagonally (weights ½ unshifted, ¼ each)
+    weights: str = "best"  # best (best val epoch) | last (end of training: fixed-budget recipes end on their best)
     topk: List[int] = field(default_factory=lambda: [1, 5])
     calibration_bins: int = 15
 

@@ -26,11 +26,12 @@ from visrep.training.checkpoint import load_weights
 SPLITS = ("train", "val", "test")
 
 
-def load_classifier(run_path: Path, weights: str = "best") -> tuple[torch.nn.Module, object]:
-    """Rebuild a trained classifier from its run directory: (model in eval mode, run config)."""
-    if weights not in ("best", "last"):
-        raise UserError(f"--weights must be best or last (got '{weights}')")
+def load_classifier(run_path: Path, weights: str | None = None) -> tuple[torch.nn.Module, object]:
+    """Rebuild a trained classifier from its run directory: (model in eval mode, run config).
+
+    ``weights`` is best or last; None takes the run's ``eval.weights``."""
     cfg = load_run_config(run_path, ClassifierConfig)
+    weights = resolve_weights(cfg, weights)
     weights_file = Path(run_path) / f"{weights}.safetensors"
     if not weights_file.is_file():
         raise UserError(f"{run_path} is not a trained classifier run (no {weights}.safetensors)")
@@ -40,15 +41,23 @@ def load_classifier(run_path: Path, weights: str = "best") -> tuple[torch.nn.Mod
     return model.eval(), cfg
 
 
-def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | None = None,
-                        weights: str = "best", tta_translate: int | None = None) -> dict:
-    """Metrics of the run's ``weights`` on ``split``, artefacts in ``<run>/eval-<split>[-tta...]``.
+def resolve_weights(cfg, weights: str | None) -> str:
+    weights = cfg.eval.weights if weights is None else weights
+    if weights not in ("best", "last"):
+        raise UserError(f"weights must be best or last (got '{weights}')")
+    return weights
 
-    ``tta_flip`` / ``tta_translate`` default to the run's ``eval:`` config."""
+
+def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | None = None,
+                        weights: str | None = None, tta_translate: int | None = None) -> dict:
+    """Metrics of the run's ``weights`` on ``split``, artefacts in ``<run>/eval-<split>[-last][-tta...]``.
+
+    ``weights``, ``tta_flip`` and ``tta_translate`` default to the run's ``eval:`` config."""
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)} (got '{split}')")
     run = open_run(run_path)
     model, cfg = load_classifier(run.path, weights)
+    weights = resolve_weights(cfg, weights)
     data = prepare_data(cfg.data)
     check_manifest(run.path, data.manifest)
     tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
@@ -61,7 +70,8 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
                                           tta, shift)
     logits, labels = predict(split)
     val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
-    out = run.path / f"eval-{split}{'-tta' if tta else ''}{f'-shift{shift}' if shift else ''}"
+    out = run.path / f"eval-{split}{'-last' if weights == 'last' else ''}{'-tta' if tta else ''}" \
+                     f"{f'-shift{shift}' if shift else ''}"
     out.mkdir(exist_ok=True)
     metrics = classification_metrics(logits, labels, data.class_names, topk=tuple(cfg.eval.topk))
     temperature = fit_temperature(val_logits, val_labels)

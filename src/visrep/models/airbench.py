@@ -4,7 +4,8 @@ Differences from ``fastcnn`` (which borrows only airbench's block layout), all f
 
 * the stem is an *unpadded* k x k conv (k = 2) whose 2·C·k² filters are the eigenvectors of the
   training images' k x k patch covariance, scaled to unit variance, and their negations; they are
-  set once from data by :meth:`AirbenchNet.init_from_data` and never trained (only the bias is);
+  set once from data by :meth:`AirbenchNet.init_from_data` and never trained; its bias is trained
+  for the first ``whiten_bias_epochs`` epochs only (the trainer calls :meth:`AirbenchNet.start_epoch`);
 * BatchNorm keeps its scale at 1 (only the shift is learned), eps 1e-12 and a fast running-stat
   momentum (airbench's 0.6 of the old value kept, i.e. PyTorch momentum 0.4);
 * every 3x3 conv starts as an identity on its first ``in_channels`` filters (``dirac_``), so the
@@ -63,9 +64,13 @@ class AirbenchNet(FeatureClassifier):
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
                  widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2, bn_keep: float = 0.6,
-                 logit_scale: float = 1 / 9) -> None:
+                 logit_scale: float = 1 / 9, whiten_bias_epochs: int | None = 3) -> None:
         super().__init__()
         _check_options(widths, whiten_kernel, image_size, bn_keep)
+        if whiten_bias_epochs is not None and (isinstance(whiten_bias_epochs, bool) or
+                                               not isinstance(whiten_bias_epochs, int) or whiten_bias_epochs < 0):
+            raise UserError(f"whiten_bias_epochs must be an integer ≥ 0 or null (got {whiten_bias_epochs!r})")
+        self.whiten_bias_epochs = whiten_bias_epochs  # None: trained throughout
         stem_width = 2 * in_channels * whiten_kernel ** 2
         self.stem = nn.Sequential(OrderedDict(
             whiten=nn.Conv2d(in_channels, stem_width, whiten_kernel, padding=0, bias=True), act=nn.GELU()))
@@ -85,6 +90,11 @@ class AirbenchNet(FeatureClassifier):
     def forward(self, x: Tensor) -> Tensor:
         """(N, C, S, S) → logits (N, num_classes)."""
         return self.head(self.flatten(self.pool(self.stages(self.stem(x))))) * self.logit_scale
+
+    def start_epoch(self, epoch: int) -> None:
+        """Freeze the stem's bias from epoch ``whiten_bias_epochs`` (0-based) on: airbench trains it early only."""
+        if self.whiten_bias_epochs is not None:
+            self.stem.whiten.bias.requires_grad_(epoch < self.whiten_bias_epochs)
 
     @torch.no_grad()
     def init_from_data(self, images: Tensor) -> None:

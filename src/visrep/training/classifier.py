@@ -142,7 +142,9 @@ class ClassifierTrainer:
         if not self.dist.enabled:
             return model
         ids = [self.dist.local_rank] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # a model that freezes parameters mid-run (start_epoch) leaves them without gradients in later epochs
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                         find_unused_parameters=hasattr(model, "start_epoch"))
 
     def _open_tensorboard(self):
         if not (self.cfg.train.tensorboard and self.dist.is_main):
@@ -168,6 +170,9 @@ class ClassifierTrainer:
 
     def _train_epoch(self, epoch: int) -> dict:
         self.wrapped.train()
+        epoch_hook = getattr(self.model, "start_epoch", None)  # per-epoch model schedule (airbench's stem bias)
+        if epoch_hook is not None:
+            epoch_hook(epoch)
         self.train_loader.set_epoch(epoch)
         totals = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
         bar = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}", leave=False,

@@ -26,19 +26,26 @@ def check_optim_config(train_cfg) -> None:
 
 
 def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
-    """Three groups: weights (decayed), other biases (not decayed), normalisation-layer parameters (not
-    decayed, lr × ``bias_lr_scale``: airbench raises it 64x, a BN shift needs large steps to matter)."""
+    """Three groups: weights (decayed), other biases, normalisation-layer parameters (lr × ``bias_lr_scale``:
+    airbench raises it 64x, a BN shift needs large steps to matter).
+
+    Biases and norm parameters are not decayed unless ``decay_biases``; then each loses the same fraction
+    per step as the weights (lr · wd), so the norm group's coefficient is divided by its lr scale."""
     check_optim_config(train_cfg)
     norm_ids = {id(p) for module in model.modules() if isinstance(module, NORM_LAYERS) for p in module.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
     weights = [p for p in trainable if p.ndim > 1 and id(p) not in norm_ids]
     biases = [p for p in trainable if p.ndim <= 1 and id(p) not in norm_ids]
     norms = [p for p in trainable if id(p) in norm_ids]
-    groups = [{"params": weights, "weight_decay": train_cfg.weight_decay},
-              {"params": biases, "weight_decay": 0.0},
-              {"params": norms, "weight_decay": 0.0, "lr": train_cfg.lr * train_cfg.bias_lr_scale}]
+    decay = train_cfg.weight_decay
+    bias_decay = decay if train_cfg.decay_biases else 0.0
+    groups = [{"params": weights, "weight_decay": decay},
+              {"params": biases, "weight_decay": bias_decay},
+              {"params": norms, "weight_decay": bias_decay / train_cfg.bias_lr_scale,
+               "lr": train_cfg.lr * train_cfg.bias_lr_scale}]
     if train_cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum, nesterov=True)
+        return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum,
+                               nesterov=train_cfg.momentum > 0)  # torch refuses Nesterov without momentum
     return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(train_cfg.momentum, 0.999))
 
 
