@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--config", help="train this config instead of the dataset's (e.g. the anchor itself)")
     parser.add_argument("--out", help="write the JSON results here")
     parser.add_argument("overrides", nargs="*", help="extra config overrides")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
 
     extra = list(args.overrides)
     config = args.config or CONFIGS.get(args.dataset, "configs/cifar10.yaml")

@@ -1,6 +1,7 @@
 """Accuracy-vs-training-time curves from bench_classifier.py JSON results and/or run directories.
 
-    python benchmarks/plot_accuracy_vs_time.py --json /tmp/bench/cifar10.json --run anchor=/tmp/cifar/anchor \
+    python benchmarks/plot_accuracy_vs_time.py --json "visrep recipe=/tmp/bench/cifar10.json" \
+        --json "airbench94 port=/tmp/bench/anchor.json" --run r8=/tmp/cifar/r8 \
         --out benchmarks/figures/cifar10-accuracy-vs-time.png
 
 Each point is one epoch: (training seconds so far, validation accuracy after that epoch), as the
@@ -48,16 +49,17 @@ def plot(series: list[tuple[str, list[dict], dict]], out: Path, goal: tuple[floa
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--json", help="bench_classifier.py --out file")
+    parser.add_argument("--json", action="append", default=[], metavar="LABEL=FILE",
+                        help="a bench_classifier.py --out file; one curve per seed")
     parser.add_argument("--run", action="append", default=[], metavar="LABEL=DIR", help="a run directory to add")
     parser.add_argument("--goal", nargs=2, type=float, metavar=("SECONDS", "ACC"), help="dotted goal lines")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     series = []
-    if args.json:
-        report = json.loads(Path(args.json).read_text())
-        for result in report["runs"]:
-            series.append((f"visrep recipe, seed {result['seed']}", result["curve"], result))
+    for spec in args.json:
+        label, _, file = spec.partition("=")
+        for result in json.loads(Path(file).read_text())["runs"]:
+            series.append((f"{label}, seed {result['seed']}", result["curve"], result))
     for spec in args.run:
         label, _, folder = spec.partition("=")
         series.append((label, run_curve(Path(folder)), {}))
