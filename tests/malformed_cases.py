@@ -127,22 +127,33 @@ def evaluate_truncated_weights(tmp):
     return ["evaluate", "classifier", str(run)]
 
 
+def _interrupted_run(tmp: Path, source: str = "digits") -> Path:
+    """A trained run as a crash after its last checkpoint leaves it: no metrics.json."""
+    run = _trained_run(tmp, source)
+    (run / "metrics.json").unlink()
+    return run
+
+
 def resume_after_data_changed(tmp):
     root = _folder(tmp, per_class=12, size=(8, 8))
-    run = _trained_run(tmp, source=str(root))
+    run = _interrupted_run(tmp, source=str(root))
     write_image(root / "cat" / "added.png", np.random.default_rng(3), size=(8, 8))
     return ["train", "classifier", "--resume", str(run)]
 
 
 def resume_with_overrides(tmp):
-    return ["train", "classifier", "--resume", str(_trained_run(tmp)), "train.epochs=9"]
+    return ["train", "classifier", "--resume", str(_interrupted_run(tmp)), "train.epochs=9"]
 
 
 def resume_without_checkpoints(tmp):
-    run = _trained_run(tmp)
+    run = _interrupted_run(tmp)
     for state in (run / "checkpoints").glob("*.pt"):
         state.unlink()
     return ["train", "classifier", "--resume", str(run)]
+
+
+def resume_finished_classifier(tmp):
+    return ["train", "classifier", "--resume", str(_trained_run(tmp))]
 
 
 def _truncate(path: Path) -> Path:
@@ -188,7 +199,7 @@ CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_s
          source_is_a_file, torchvision_files_missing, unknown_config_key, wrong_config_type, missing_config_file,
          malformed_yaml, unknown_model_name, bad_option_value, existing_run_name, evaluate_missing_run,
          evaluate_empty_directory, evaluate_run_of_another_stage, evaluate_bad_split, evaluate_truncated_weights,
-         resume_after_data_changed, resume_with_overrides, resume_without_checkpoints,
+         resume_after_data_changed, resume_with_overrides, resume_without_checkpoints, resume_finished_classifier,
          embed_image_corrupted_after_training, corrupt_image_among_images_to_score, resume_finished_evaluator,
          resume_evaluator_from_run_of_another_stage]
 

@@ -127,6 +127,7 @@ def test_resume_falls_back_past_a_corrupt_latest_checkpoint(tmp_path):
     states = sorted((run / "checkpoints").glob("state-*.pt"))
     assert [p.name for p in states] == ["state-00002.pt", "state-00003.pt"]  # keep_checkpoints=2
     states[-1].write_bytes(states[-1].read_bytes()[:1000])  # truncated newest
+    (run / "metrics.json").unlink()  # as if it crashed while writing the newest state
     from visrep.runs import load_run_config
 
     train_classifier(load_run_config(run, ClassifierConfig), resume=run, progress=False)

@@ -62,6 +62,8 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     ``stage`` names the run (``<stamp>-<stage>``) and the messages; the evaluator reuses this loop."""
     _check_train_config(cfg.train)
     _check_low_res(cfg.data)
+    if resume is not None and (Path(resume) / "metrics.json").is_file():  # written only when training ends
+        raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     dist_info = setup_distributed()
     seed_everything(cfg.run.seed + dist_info.rank)
     set_deterministic(cfg.run.deterministic)
