@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -74,13 +75,28 @@ def start_visrep(cwd: Path, *argv: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "VISREP_CACHE": str(cwd / "cache")})
 
 
-def sigkill_once_written(process: subprocess.Popen, path: Path, timeout: float = 240) -> None:
-    """SIGKILL ``process`` as soon as ``path`` exists (a checkpoint), and check it really died mid-run."""
+def sigkill_at_random_step(process: subprocess.Popen, checkpoints: Path, epochs: int,
+                           timeout: float = 240) -> str:
+    """SIGKILL ``process`` at a random moment of a random epoch, not at a checkpoint boundary.
+
+    Picks an epoch k in 2..epochs-2, waits for its checkpoint ``state-0000k.pt``, then sleeps a
+    random fraction (0-0.9) of the previous epoch's duration, so the kill lands somewhere inside
+    epoch k+1. Checks the process really died mid-run; returns where it was killed (for messages)."""
+    rng = random.Random()  # a different kill point each run; the returned text says which one failed
+    epoch, fraction = rng.randint(2, epochs - 2), rng.uniform(0.0, 0.9)
+    appeared = {}
     deadline = time.time() + timeout
-    while not path.exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.01)
+    while epoch not in appeared and time.time() < deadline and process.poll() is None:
+        for k in (epoch - 1, epoch):
+            if k not in appeared and (checkpoints / f"state-{k:05d}.pt").exists():
+                appeared[k] = time.time()
+        time.sleep(0.005)
+    epoch_seconds = appeared.get(epoch, 0.0) - appeared.get(epoch - 1, appeared.get(epoch, 0.0))
+    time.sleep(fraction * epoch_seconds)
     process.send_signal(signal.SIGKILL)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run finished before it could be killed"
+    where = f"killed {fraction:.2f} of an epoch ({fraction * epoch_seconds:.2f} s) after checkpoint {epoch}"
+    assert process.wait(timeout=60) == -signal.SIGKILL, f"the run finished before it could be killed ({where})"
+    return where
 
 
 def comparable_history(run: Path) -> list[dict]:

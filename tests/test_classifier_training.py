@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
-from conftest import comparable_history, sigkill_once_written, start_visrep
+from conftest import comparable_history, sigkill_at_random_step, start_visrep
 
 from visrep.config import ClassifierConfig, load_config
 from visrep.evaluation.classifier_eval import evaluate_classifier, load_classifier
@@ -110,13 +110,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     victim = start_visrep(tmp_path, *common, "--name", "victim")
-    sigkill_once_written(victim, tmp_path / "runs" / "victim" / "checkpoints" / "state-00003.pt")
+    where = sigkill_at_random_step(victim, tmp_path / "runs" / "victim" / "checkpoints", epochs=10)
     assert not (tmp_path / "runs" / "victim" / "metrics.json").exists()
 
     resumed = start_visrep(tmp_path, "train", "classifier", "--resume", str(tmp_path / "runs" / "victim"))
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     ref_run, victim_run = tmp_path / "runs" / "reference", tmp_path / "runs" / "victim"
-    assert comparable_history(victim_run) == comparable_history(ref_run)
+    assert comparable_history(victim_run) == comparable_history(ref_run), where
     ref_weights, victim_weights = load_file(str(ref_run / "last.safetensors")), load_file(str(victim_run / "last.safetensors"))
     assert all(torch.equal(ref_weights[k], victim_weights[k]) for k in ref_weights)
     assert "resumed from state-" in (victim_run / "log.txt").read_text()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import comparable_history, sigkill_once_written, start_visrep
+from conftest import comparable_history, sigkill_at_random_step, start_visrep
 from visrep.config import ClassifierConfig, load_config
 from visrep.errors import TrainingDiverged, UserError
 from visrep.training import guards
@@ -119,7 +119,7 @@ def test_sigkill_then_resume_evaluator_matches_uninterrupted_run(tmp_path):
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
 
     victim = start_visrep(tmp_path, *common, "--name", "victim")
-    sigkill_once_written(victim, tmp_path / "runs" / "victim" / "checkpoints" / "state-00003.pt")
+    where = sigkill_at_random_step(victim, tmp_path / "runs" / "victim" / "checkpoints", epochs=6)
     assert not (tmp_path / "runs" / "victim" / "evaluator.json").exists()
 
     # --conditioning again: checked and recorded as on a fresh run
@@ -127,7 +127,7 @@ def test_sigkill_then_resume_evaluator_matches_uninterrupted_run(tmp_path):
                            "--conditioning", str(conditioning))
     assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
     ref_run, victim_run = tmp_path / "runs" / "reference", tmp_path / "runs" / "victim"
-    assert comparable_history(victim_run) == comparable_history(ref_run)
+    assert comparable_history(victim_run) == comparable_history(ref_run), where
     for name in ("evaluator.json", "metrics.json"):  # stage "evaluator", weights hash, test accuracy, conditioning
         ref, got = (json.loads((run / name).read_text()) for run in (ref_run, victim_run))
         assert _without_timings(got) == _without_timings(ref), name
