@@ -91,7 +91,8 @@ def sigkill_at_random_step(process: subprocess.Popen, checkpoints: Path, epochs:
             if k not in appeared and (checkpoints / f"state-{k:05d}.pt").exists():
                 appeared[k] = time.time()
         time.sleep(0.005)
-    epoch_seconds = appeared.get(epoch, 0.0) - appeared.get(epoch - 1, appeared.get(epoch, 0.0))
+    # both checkpoints seen: the gap between them is one epoch; otherwise (timeout, early exit) kill now
+    epoch_seconds = appeared[epoch] - appeared[epoch - 1] if len(appeared) == 2 else 0.0
     time.sleep(fraction * epoch_seconds)
     process.send_signal(signal.SIGKILL)
     where = f"killed {fraction:.2f} of an epoch ({fraction * epoch_seconds:.2f} s) after checkpoint {epoch}"
