@@ -72,7 +72,7 @@ class ModelConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 10
-    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw
+    optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw | muon (conv filters by Muon, the rest by sgd)
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9  # sgd momentum / adamw beta1
     weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd (BN and biases only with decay_biases)
@@ -82,6 +82,8 @@ class TrainConfig:
     warmup_start_factor: float = 0.0  # lr at step 0, as a fraction of the peak
     final_lr_factor: float = 0.0  # lr at the last step, as a fraction of the peak (onecycle and cosine)
     bias_lr_scale: float = 1.0  # lr multiplier for biases and BatchNorm parameters (airbench: 64)
+    muon_lr: float = 0.12  # muon: step of a filter bank relative to its norm (√out), before the schedule
+    muon_momentum: float = 0.6  # muon: Nesterov momentum of the filter updates (airbench94_muon: 0.6)
     lookahead_every: int = 0  # steps between lookahead syncs (slow weights ← lerp, fast ← slow); 0 = off
     lookahead_decay: float = 0.95  # per step; the slow weights move by 1 − decay^every · (step/total)^3
     label_smoothing: float = 0.1

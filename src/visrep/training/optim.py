@@ -7,8 +7,9 @@ import math
 import torch
 
 from visrep.errors import UserError
+from visrep.training.muon import Muon
 
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "muon")
 SCHEDULES = ("onecycle", "cosine", "constant")
 NORM_LAYERS = (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm, torch.nn.LayerNorm)
 
@@ -23,6 +24,9 @@ def check_optim_config(train_cfg) -> None:
             raise UserError(f"train.{key} must be in [0, 1] (got {getattr(train_cfg, key)})")
     if train_cfg.bias_lr_scale <= 0:
         raise UserError(f"train.bias_lr_scale must be > 0 (got {train_cfg.bias_lr_scale})")
+    if train_cfg.muon_lr <= 0 or not 0 <= train_cfg.muon_momentum < 1:
+        raise UserError(f"train.muon_lr must be > 0 and train.muon_momentum in [0, 1) "
+                        f"(got {train_cfg.muon_lr}, {train_cfg.muon_momentum})")
 
 
 def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
@@ -30,11 +34,17 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
     airbench raises it 64x, a BN shift needs large steps to matter).
 
     Biases and norm parameters are not decayed unless ``decay_biases``; then each loses the same fraction
-    per step as the weights (lr · wd), so the norm group's coefficient is divided by its lr scale."""
+    per step as the weights (lr · wd), so the norm group's coefficient is divided by its lr scale.
+
+    ``muon`` adds a fourth group, last: the conv filter banks (≥ 3-D weights) move by Muon's orthogonalised
+    update at ``muon_lr`` / ``muon_momentum`` without decay (their norm is held fixed); linear weights
+    (the head), biases and norms keep the SGD groups, as in airbench94_muon."""
     check_optim_config(train_cfg)
     norm_ids = {id(p) for module in model.modules() if isinstance(module, NORM_LAYERS) for p in module.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
-    weights = [p for p in trainable if p.ndim > 1 and id(p) not in norm_ids]
+    filters = [p for p in trainable if p.ndim > 2 and id(p) not in norm_ids] if train_cfg.optimizer == "muon" else []
+    filter_ids = {id(p) for p in filters}
+    weights = [p for p in trainable if p.ndim > 1 and id(p) not in norm_ids and id(p) not in filter_ids]
     biases = [p for p in trainable if p.ndim <= 1 and id(p) not in norm_ids]
     norms = [p for p in trainable if id(p) in norm_ids]
     decay = train_cfg.weight_decay
@@ -43,6 +53,10 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
               {"params": biases, "weight_decay": bias_decay},
               {"params": norms, "weight_decay": bias_decay / train_cfg.bias_lr_scale,
                "lr": train_cfg.lr * train_cfg.bias_lr_scale}]
+    if train_cfg.optimizer == "muon":
+        groups.append({"params": filters, "muon": True, "lr": train_cfg.muon_lr, "momentum": train_cfg.muon_momentum,
+                       "weight_decay": 0.0})
+        return Muon(groups, lr=train_cfg.lr, momentum=train_cfg.momentum)
     if train_cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum,
                                nesterov=train_cfg.momentum > 0)  # torch refuses Nesterov without momentum
