@@ -56,6 +56,18 @@ def test_whitening_filters_are_ordered_by_variance():
     assert torch.all(norms[1:] >= norms[:-1] - 1e-4)
 
 
+def test_whitening_of_grey_images_made_rgb_has_no_noise_channels():
+    grey = _correlated_images()[:, :1].repeat(1, 3, 1, 1)  # three identical channels: rank 4 of 12 at k = 2
+    filters = whitening_filters(grey, 2)
+    responses = F.conv2d(grey.double(), filters.double()).transpose(0, 1).reshape(12, -1)
+    # Without the fix 8 channels are whitened rounding noise (std ~1e-6), which BatchNorm's eps 1e-12
+    # turns into gradients of 1e14 and more; every channel must carry the data's own variance.
+    assert responses.std(dim=1).min() > 0.1
+    assert torch.equal(filters[4:8], filters[:4])  # the unspanned slots repeat the spanned filters
+    full = whitening_filters(_correlated_images(), 2)  # full rank: all 12 filters distinct
+    assert len({tuple(f.flatten().tolist()) for f in full}) == 12
+
+
 def test_airbench_blocks_start_as_identity_with_shift_only_batchnorm():
     model = create_model("airbench", num_classes=10, in_channels=3, image_size=32)
     conv = model.stages.stage2.conv1  # 64 → 256

@@ -68,6 +68,21 @@ def test_eval_weights_from_config_chooses_the_checkpoint_and_folder(trained_run)
         evaluate_classifier(trained_run, "val", weights="final")
 
 
+def test_diverged_run_gets_one_clear_error_and_no_eval_folder(trained_run, monkeypatch):
+    from visrep.errors import UserError
+    from visrep.evaluation import classifier_eval
+
+    def nan_logits(*args, **kwargs):
+        logits, labels = predict_logits(*args, **kwargs)
+        logits[0, 0] = np.nan  # one bad score is enough to make every metric meaningless
+        return logits, labels
+
+    monkeypatch.setattr(classifier_eval, "predict_logits", nan_logits)
+    with pytest.raises(UserError, match="NaN/Inf logits on test: the run diverged"):
+        evaluate_classifier(trained_run, "test", weights="last", tta_flip=False)
+    assert not (trained_run / "eval-test-last").exists()
+
+
 def test_cli_no_tta_overrides_a_run_configured_for_tta(trained_run, capsys):
     from visrep.cli import main
 

@@ -92,6 +92,18 @@ def test_isolated_bad_batches_can_be_skipped(tmp_path, monkeypatch):
     assert "batch skipped (1 of 1 allowed)" in (run / "log.txt").read_text()
 
 
+def test_guard_accepts_huge_finite_gradients_and_rejects_nan_or_inf():
+    # 1e25 squared overflows fp32: an L2-norm check would call this finite gradient Inf.
+    weight, bias = torch.zeros(3, requires_grad=True), torch.zeros(2, requires_grad=True)
+    weight.grad, bias.grad = torch.tensor([1e25, -1e25, 1.0]), torch.tensor([0.5, 2.0])
+    guard = guards.NonFiniteGuard("classifier")
+    assert guard.batch_is_usable(torch.tensor(1.0), [weight, bias], step=0, epoch=1)
+    for bad in (float("nan"), float("inf")):
+        bias.grad = torch.tensor([0.5, bad])
+        with pytest.raises(TrainingDiverged, match="gradient is NaN/Inf at step 3"):
+            guard.batch_is_usable(torch.tensor(1.0), [weight, bias], step=3, epoch=1)
+
+
 def test_batch_that_cannot_fit_fails_early_with_a_suggestion(tmp_path, monkeypatch):
     monkeypatch.setattr(guards, "available_memory_bytes", lambda device: 64 * 2**20)  # pretend 64 MiB free
     with pytest.raises(UserError, match=r"data.batch_size=100000 needs about .* GiB .* try data.batch_size=\d+"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from visrep.config import ClassifierConfig
@@ -70,6 +71,10 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
                                           tta, shift)
     logits, labels = predict(split)
     val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
+    for name, scores in ((split, logits), ("val", val_logits)):
+        if not np.isfinite(scores).all():  # a diverged run: no metric is meaningful, say so instead of sklearn's error
+            raise UserError(f"the {weights} weights of {run.path} give NaN/Inf logits on {name}: the run diverged "
+                            f"(see its metrics.jsonl); retrain it, e.g. with a lower train.lr")
     out = run.path / f"eval-{split}{'-last' if weights == 'last' else ''}{'-tta' if tta else ''}" \
                      f"{f'-shift{shift}' if shift else ''}"
     out.mkdir(exist_ok=True)

@@ -31,6 +31,7 @@ from visrep.errors import UserError
 from visrep.models.classifier import FastConvBlock, FeatureClassifier, pooling_plan, _stage_layer_paths
 from visrep.models.registry import register_model
 
+NULL_DIRECTION_RATIO = 1e-9  # eigenvalue / largest below which a patch direction counts as unspanned
 WHITENING_EPS = 5e-4  # added to the patch-covariance eigenvalues before scaling (as airbench)
 WHITENING_IMAGES = 5000  # training images whose patches estimate the covariance
 
@@ -117,6 +118,14 @@ def whitening_filters(images: Tensor, kernel: int, eps: float = WHITENING_EPS) -
     eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
     eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
     filters = eigenvectors.T / torch.sqrt(eigenvalues.clamp(min=0) + eps)[:, None]
+    # Directions the data does not span (grey images made RGB: 8 of 12 at k = 2) hold only rounding
+    # noise (eigenvalue ~1e-16 of the largest; natural RGB patches' smallest is ~1e-5). Whitened, that
+    # noise reaches BatchNorm (eps 1e-12) as a channel of ~1e-6 std whose gradients reach 1e14 and
+    # more, and a zero filter (a constant channel) is no better; repeating the spanned filters in
+    # those slots keeps every channel a real signal. Full-rank data is untouched.
+    spanned = int((eigenvalues > NULL_DIRECTION_RATIO * eigenvalues[0]).sum())
+    if 0 < spanned < len(filters):
+        filters[spanned:] = filters[torch.arange(len(filters) - spanned) % spanned]
     return filters.reshape(-1, channels, kernel, kernel).float()
 
 
