@@ -71,7 +71,7 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
                                           tta, shift)
     logits, labels = predict(split)
     val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
-    for name, scores in ((split, logits), ("val", val_logits)):
+    for name, scores in {split: logits, "val": val_logits}.items():  # one entry when split is val
         if not np.isfinite(scores).all():  # a diverged run: no metric is meaningful, say so instead of sklearn's error
             raise UserError(f"the {weights} weights of {run.path} give NaN/Inf logits on {name}: the run diverged "
                             f"(see its metrics.jsonl); retrain it, e.g. with a lower train.lr")
