@@ -68,6 +68,39 @@ def test_whitening_of_grey_images_made_rgb_has_no_noise_channels():
     assert len({tuple(f.flatten().tolist()) for f in full}) == 12
 
 
+def test_whiten_eps_damps_low_variance_directions_by_lambda_over_lambda_plus_eps():
+    images = _correlated_images()
+    patches = F.unfold(images.double(), 2).transpose(1, 2).reshape(-1, 12)
+    eigenvalues = torch.linalg.eigvalsh(patches.T @ patches / len(patches)).flip(0)  # descending, as the filters
+    for eps in (5e-4, 5e-2):
+        model = create_model("airbench", num_classes=10, in_channels=3, image_size=12, whiten_eps=eps)
+        model.init_from_data(images)
+        responses = F.conv2d(images.double(), model.stem.whiten.weight[:12].double())
+        variance = responses.transpose(0, 1).reshape(12, -1).pow(2).mean(dim=1)  # uncentred, as the covariance
+        assert torch.allclose(variance, eigenvalues / (eigenvalues + eps), rtol=1e-3)
+
+
+@pytest.mark.parametrize("eps", [0, -1e-3, "big", True])
+def test_whiten_eps_must_be_a_positive_number(eps):
+    from visrep.errors import UserError
+    with pytest.raises(UserError, match="whiten_eps"):
+        create_model("airbench", num_classes=10, in_channels=3, image_size=12, whiten_eps=eps)
+
+
+def test_whitening_sample_is_drawn_from_every_class_not_the_first_images(tiny_folder, data_cfg):
+    from visrep.data.prepare import prepare_data
+    from visrep.training.classifier import init_sample
+
+    data = prepare_data(data_cfg(tiny_folder, val_fraction=0.1), progress=False)  # 3 classes of 10 images
+    first_labels = next(iter(data.loader("train", 6)))[1]
+    assert first_labels.unique().tolist() == [0]  # a folder split lists its images class by class
+    images, labels = init_sample(data, 12, seed=0)
+    assert labels.unique().tolist() == [0, 1, 2]
+    assert torch.equal(images, init_sample(data, 12, seed=0)[0])  # seeded: the same stem on every run and rank
+    assert not torch.equal(images, init_sample(data, 12, seed=1)[0])
+    assert len(init_sample(data, 1000, seed=0)[1]) == len(data.splits["train"])  # capped at the split's size
+
+
 def test_airbench_blocks_start_as_identity_with_shift_only_batchnorm():
     model = create_model("airbench", num_classes=10, in_channels=3, image_size=32)
     conv = model.stages.stage2.conv1  # 64 → 256

@@ -4,8 +4,10 @@ Differences from ``fastcnn`` (which borrows only airbench's block layout), all f
 
 * the stem is an *unpadded* k x k conv (k = 2) whose 2·C·k² filters are the eigenvectors of the
   training images' k x k patch covariance, scaled to unit variance, and their negations; they are
-  set once from data by :meth:`AirbenchNet.init_from_data` and never trained; its bias is trained
-  for the first ``whiten_bias_epochs`` epochs only (the trainer calls :meth:`AirbenchNet.start_epoch`);
+  set once from data by :meth:`AirbenchNet.init_from_data` and never trained (``whiten_eps``, default
+  5e-4, is added to each eigenvalue first: directions of variance λ come out with λ/(λ + eps)); its
+  bias is trained for the first ``whiten_bias_epochs`` epochs only (the trainer calls
+  :meth:`AirbenchNet.start_epoch`);
 * BatchNorm keeps its scale at 1 (only the shift is learned), eps 1e-12 and a fast running-stat
   momentum (airbench's 0.6 of the old value kept, i.e. PyTorch momentum 0.4);
 * every 3x3 conv starts as an identity on its first ``in_channels`` filters (``dirac_``), so the
@@ -65,9 +67,13 @@ class AirbenchNet(FeatureClassifier):
 
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
                  widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2, bn_keep: float = 0.6,
-                 logit_scale: float = 1 / 9, whiten_bias_epochs: int | None = 3) -> None:
+                 logit_scale: float = 1 / 9, whiten_bias_epochs: int | None = 3,
+                 whiten_eps: float = WHITENING_EPS) -> None:
         super().__init__()
         _check_options(widths, whiten_kernel, image_size, bn_keep)
+        if isinstance(whiten_eps, bool) or not isinstance(whiten_eps, (int, float)) or not whiten_eps > 0:
+            raise UserError(f"whiten_eps must be a number > 0 (got {whiten_eps!r})")
+        self.whiten_eps = float(whiten_eps)  # damps the stem's gain on low-variance patch directions
         if whiten_bias_epochs is not None and (isinstance(whiten_bias_epochs, bool) or
                                                not isinstance(whiten_bias_epochs, int) or whiten_bias_epochs < 0):
             raise UserError(f"whiten_bias_epochs must be an integer ≥ 0 or null (got {whiten_bias_epochs!r})")
@@ -101,7 +107,7 @@ class AirbenchNet(FeatureClassifier):
     def init_from_data(self, images: Tensor) -> None:
         """Set the stem to whiten k x k patches of ``images`` (N, C, S, S), normalised as in training."""
         weight = self.stem.whiten.weight
-        filters = whitening_filters(images[:WHITENING_IMAGES].float(), weight.shape[-1])
+        filters = whitening_filters(images[:WHITENING_IMAGES].float(), weight.shape[-1], self.whiten_eps)
         weight.copy_(torch.cat([filters, -filters]).to(weight.dtype))
 
 

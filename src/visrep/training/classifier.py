@@ -35,6 +35,16 @@ from visrep.training.optim import build_optimizer, build_schedule, check_optim_c
 PRECISIONS = ("bf16", "fp32")
 
 
+def init_sample(data, max_images: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, C, S, S) normalised as in training, unaugmented; labels (N,)): N = min(max_images, train
+    size) training images drawn uniformly at random, the same for a given seed (and on every DDP rank).
+
+    Random, not the first N: a folder split lists its images class by class, so the first 5,000 of
+    CIFAR-10's were 4,900 airplanes and 100 automobiles, and airbench's whitening stem was fitted to
+    airplane patches alone (airbench takes the first 5,000 of CIFAR's own, shuffled, order)."""
+    return next(iter(data.loader("train", max_images, train=True, augment=None, seed=seed)))
+
+
 @dataclass
 class TrainingState:
     epoch: int = 0  # epochs completed
@@ -133,11 +143,11 @@ class ClassifierTrainer:
         self.tensorboard = self._open_tensorboard()
 
     def _init_model_from_data(self, max_images: int = 5000) -> None:
-        """Models with a data-derived initialisation (airbench's whitening stem) get the first training
-        images, normalised as in training; a resumed run overwrites it with its saved weights."""
+        """Models with a data-derived initialisation (airbench's whitening stem) get a seeded random sample
+        of training images (:func:`init_sample`); a resumed run overwrites it with its saved weights."""
         init = getattr(self.model, "init_from_data", None)
         if init is not None:
-            images, _ = next(iter(self.data.loader("train", max_images)))
+            images, _ = init_sample(self.data, max_images, self.cfg.run.seed)
             init(images.to(self.device))
 
     def _wrap_ddp(self, model):

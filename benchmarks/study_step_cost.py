@@ -1,0 +1,89 @@
+"""Per-image cost of a CIFAR recipe's training step by batch size, against the airbench94 anchor.
+
+    python benchmarks/study_step_cost.py [overrides ...] [--batch-sizes 512 1024 2048] [--rounds 3]
+    python benchmarks/study_step_cost.py --profile [overrides ...]
+
+Times one real optimizer step (configs/cifar10.yaml plus the overrides, random images, bf16 +
+channels_last) at each batch size at 32 px, alternating with the anchor (configs/cifar10_airbench94.yaml,
+batch 1024) so that machine drift hits all alike; prints the median ms per image, then the same at
+the recipe's low-res size. ``--profile`` prints torch's profiler table of three batch-512 steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_classifier import recipe_step_seconds  # noqa: E402
+from visrep.config import ClassifierConfig, load_config  # noqa: E402
+
+
+def recipe(overrides: list[str], batch_size: int):
+    return load_config("configs/cifar10.yaml", [*overrides, f"data.batch_size={batch_size}"], schema=ClassifierConfig)
+
+
+def per_image_costs(overrides: list[str], batch_sizes: list[int], rounds: int) -> None:
+    configs = {f"batch {b}": recipe(overrides, b) for b in batch_sizes}
+    configs["anchor (batch 1024)"] = load_config("configs/cifar10_airbench94.yaml", [], schema=ClassifierConfig)
+    seconds = {name: [] for name in configs}
+    for round_no in range(rounds):
+        order = list(configs.items())
+        for name, cfg in (order if round_no % 2 == 0 else order[::-1]):
+            seconds[name].append(recipe_step_seconds(cfg, 32))
+    for name, cfg in configs.items():
+        step = statistics.median(seconds[name])
+        print(f"32 px, {name}: {step:.3f} s/step, {1000 * step / cfg.data.batch_size:.3f} ms/image", flush=True)
+    low = configs[f"batch {batch_sizes[0]}"].data.augment.low_res_size
+    if low:
+        for b in batch_sizes:
+            step = recipe_step_seconds(configs[f"batch {b}"], low)
+            print(f"{low} px, batch {b}: {1000 * step / b:.3f} ms/image", flush=True)
+
+
+def profile_steps(overrides: list[str]) -> None:
+    import torch
+    import torch.nn.functional as F
+    from torch.profiler import ProfilerActivity, profile
+
+    from visrep.models import create_model
+    from visrep.training.optim import build_optimizer
+
+    cfg = recipe(overrides, 512)
+    model = create_model(cfg.model.name, 10, 3, 32, **dict(cfg.model.options)).to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model.train(), cfg.train)
+    images = torch.randn(512, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (512,))
+
+    def step():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = F.cross_entropy(model(images).float(), labels, label_smoothing=cfg.train.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step()  # warm-up: oneDNN picks its kernels on the first call
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
+        for _ in range(3):
+            step()
+    print(profiler.key_averages(group_by_input_shape=True).table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 1024, 2048])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.optimizer=muon")
+    args = parser.parse_args()
+    if args.profile:
+        profile_steps(args.overrides)
+    else:
+        per_image_costs(args.overrides, args.batch_sizes, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
