@@ -87,8 +87,9 @@ def _throughput(name, channels, size, batch_size, steps, bf16, channels_last, op
     return statistics.median(rates[1:])  # the first step includes one-off kernel selection
 
 
-def recipe_step_seconds(cfg, size: int, steps: int = 4) -> float:
-    """Median seconds of one training step of ``cfg``'s recipe on random (batch, C, size, size) images."""
+def recipe_step(cfg, size: int):
+    """A callable running one training step of ``cfg``'s recipe (real model and optimizer) on random
+    (batch, C, size, size) images."""
     import torch
     import torch.nn.functional as F
 
@@ -100,14 +101,24 @@ def recipe_step_seconds(cfg, size: int, steps: int = 4) -> float:
     optimizer = build_optimizer(model, cfg.train)
     images = torch.randn(cfg.data.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (cfg.data.batch_size,))
-    seconds = []
-    for _ in range(steps + 1):
-        started = time.perf_counter()
+
+    def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
             loss = F.cross_entropy(model(images).float(), labels, label_smoothing=cfg.train.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+    return step
+
+
+def recipe_step_seconds(cfg, size: int, steps: int = 4) -> float:
+    """Median seconds of one training step of ``cfg``'s recipe on random (batch, C, size, size) images."""
+    step = recipe_step(cfg, size)
+    seconds = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        step()
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds[1:])
 

@@ -10,7 +10,8 @@ and the whitening stem's view of a run's training images.
     python benchmarks/study_eval_tricks.py stem-spectrum RUN
         eigenvalues of the k x k patch covariance the airbench stem whitens (5,000 training images).
 
-Both use each run's last weights, bf16 autocast on CPU, and print one line per run and scheme.
+All use each run's last weights (the first two with bf16 autocast on CPU) and print one line per run
+and scheme.
 """
 
 from __future__ import annotations
@@ -122,13 +123,12 @@ def study_precise_bn(runs: list[Path], images: int) -> None:
 
 
 def print_stem_spectrum(run: Path) -> None:
-    from visrep.models.airbench import WHITENING_IMAGES
+    from visrep.models.airbench import WHITENING_IMAGES, patch_covariance
     from visrep.training.classifier import init_sample
     model, cfg = load_classifier(run, "last")
     images, _ = init_sample(prepare_data(cfg.data), WHITENING_IMAGES, cfg.run.seed)  # as the trainer does
     kernel = model.stem.whiten.weight.shape[-1]
-    patches = F.unfold(images.double(), kernel).transpose(1, 2).reshape(-1, images.shape[1] * kernel ** 2)
-    eigenvalues = torch.linalg.eigvalsh(patches.T @ patches / len(patches)).flip(0)
+    eigenvalues = torch.linalg.eigvalsh(patch_covariance(images.float(), kernel)).flip(0)
     print(f"{run.name}: {kernel}x{kernel} patch-covariance eigenvalues (largest first): "
           + " ".join(f"{v:.2e}" for v in eigenvalues.tolist()) + f"; whiten_eps {model.whiten_eps:g}")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_classifier import recipe_step_seconds  # noqa: E402
+from bench_classifier import recipe_step, recipe_step_seconds  # noqa: E402
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 
 
@@ -45,26 +45,9 @@ def per_image_costs(overrides: list[str], batch_sizes: list[int], rounds: int) -
 
 
 def profile_steps(overrides: list[str]) -> None:
-    import torch
-    import torch.nn.functional as F
     from torch.profiler import ProfilerActivity, profile
 
-    from visrep.models import create_model
-    from visrep.training.optim import build_optimizer
-
-    cfg = recipe(overrides, 512)
-    model = create_model(cfg.model.name, 10, 3, 32, **dict(cfg.model.options)).to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model.train(), cfg.train)
-    images = torch.randn(512, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (512,))
-
-    def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(model(images).float(), labels, label_smoothing=cfg.train.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    step = recipe_step(recipe(overrides, 512), 32)
     step()  # warm-up: oneDNN picks its kernels on the first call
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as profiler:
         for _ in range(3):

@@ -111,6 +111,13 @@ class AirbenchNet(FeatureClassifier):
         weight.copy_(torch.cat([filters, -filters]).to(weight.dtype))
 
 
+def patch_covariance(images: Tensor, kernel: int) -> Tensor:
+    """(C·k², C·k²) float64 covariance of the raw (uncentred) k x k patches of ``images`` (N, C, S, S)."""
+    patches = F.unfold(images, kernel)  # (N, C·k², L) with L patch positions per image
+    patches = patches.transpose(1, 2).reshape(-1, patches.shape[1]).double()
+    return patches.T @ patches / len(patches)
+
+
 def whitening_filters(images: Tensor, kernel: int, eps: float = WHITENING_EPS) -> Tensor:
     """(C·k², C, k, k) filters projecting k x k patches onto their covariance eigenvectors, unit variance each.
 
@@ -118,10 +125,7 @@ def whitening_filters(images: Tensor, kernel: int, eps: float = WHITENING_EPS) -
     so that the small eigenvalues of natural-image patches keep their precision.
     """
     channels = images.shape[1]
-    patches = F.unfold(images, kernel)  # (N, C·k², L) with L patch positions per image
-    patches = patches.transpose(1, 2).reshape(-1, channels * kernel * kernel).double()
-    covariance = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+    eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, kernel))  # ascending
     eigenvalues, eigenvectors = eigenvalues.flip(0), eigenvectors.flip(1)
     filters = eigenvectors.T / torch.sqrt(eigenvalues.clamp(min=0) + eps)[:, None]
     # Directions the data does not span (grey images made RGB: 8 of 12 at k = 2) hold only rounding
