@@ -80,6 +80,25 @@ def test_whiten_eps_damps_low_variance_directions_by_lambda_over_lambda_plus_eps
         assert torch.allclose(variance, eigenvalues / (eigenvalues + eps), rtol=1e-3)
 
 
+def test_whitening_stem_is_computed_in_float32_under_bf16_autocast():
+    """The stem lifts faint patch directions ~40x; bf16 inputs/filters would put their rounding on them."""
+    images = _correlated_images(n=32)
+    model = create_model("airbench", num_classes=10, in_channels=3, image_size=12, whiten_eps=1e-6)
+    model.init_from_data(images)
+    stem = model.stem.whiten
+    exact = F.conv2d(images.double(), stem.weight.double(), stem.bias.double())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = stem(images)
+        rounded_inputs = F.conv2d(images, stem.weight, stem.bias)  # what a plain conv does under autocast
+    assert out.dtype == torch.bfloat16  # handed on in autocast's dtype
+    scale = exact.abs().amax(dim=(0, 2, 3), keepdim=True)  # per channel
+    ours = ((out.double() - exact).abs() / scale).amax()
+    plain = ((rounded_inputs.double() - exact).abs() / scale).amax()
+    assert ours <= 2 ** -8  # only the output's own bf16 rounding (8 significant bits)
+    assert plain > 2 * ours
+    assert torch.equal(stem(images), F.conv2d(images, stem.weight, stem.bias))  # no autocast: a plain conv
+
+
 @pytest.mark.parametrize("eps", [0, -1e-3, "big", True])
 def test_whiten_eps_must_be_a_positive_number(eps):
     from visrep.errors import UserError

@@ -142,12 +142,13 @@ class ClassifierTrainer:
         check_batch_fits(self.model, sample, cfg.data.batch_size, self.device, self.stage)
         self.tensorboard = self._open_tensorboard()
 
-    def _init_model_from_data(self, max_images: int = 5000) -> None:
+    def _init_model_from_data(self) -> None:
         """Models with a data-derived initialisation (airbench's whitening stem) get a seeded random sample
-        of training images (:func:`init_sample`); a resumed run overwrites it with its saved weights."""
+        of as many training images as they ask for in ``init_images`` (:func:`init_sample`); a resumed run
+        overwrites the result with its saved weights."""
         init = getattr(self.model, "init_from_data", None)
         if init is not None:
-            images, _ = init_sample(self.data, max_images, self.cfg.run.seed)
+            images, _ = init_sample(self.data, self.model.init_images, self.cfg.run.seed)
             init(images.to(self.device))
 
     def _wrap_ddp(self, model):
