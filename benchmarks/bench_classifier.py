@@ -12,7 +12,8 @@ trainer in metrics.json; wall time of the whole command is reported beside it.
 ``--anchor CONFIG`` compares the work of two recipes on this machine, whose speed drifts by up to
 2x within minutes (a shared host): one optimizer step of each recipe (its model, batch size and
 image sizes, real SGD with bf16 autocast) is timed in alternation, several rounds, and each
-recipe's training time is predicted as steps x median step time. The ratio of the predictions is
+recipe's training time is predicted as steps x median step time, phase by phase (input size, and
+which parameters train: airbench's whitening bias only in the first epochs). The ratio of the predictions is
 the figure that survives the drift; the measured seconds of the runs are reported beside it. Hyper-parameters
 were chosen on the validation split; the test split is only read here, once per run.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -87,18 +89,18 @@ def _throughput(name, channels, size, batch_size, steps, bf16, channels_last, op
     return statistics.median(rates[1:])  # the first step includes one-off kernel selection
 
 
-def recipe_step(cfg, size: int):
+def recipe_step(cfg, size: int, epoch: int = 0):
     """A callable running one training step of ``cfg``'s recipe (real model and optimizer) on random
-    (batch, C, size, size) images."""
+    (batch, C, size, size) images, with the parameters that train in ``epoch`` (``start_epoch``)."""
     import torch
     import torch.nn.functional as F
 
-    from visrep.models import create_model
     from visrep.training.optim import build_optimizer
 
-    model = create_model(cfg.model.name, 10, 3, cfg.data.image_size, **dict(cfg.model.options))
-    model = model.to(memory_format=torch.channels_last).train()
+    model = _recipe_model(cfg).to(memory_format=torch.channels_last).train()
     optimizer = build_optimizer(model, cfg.train)
+    if hasattr(model, "start_epoch"):
+        model.start_epoch(epoch)  # after the optimizer, as in the trainer: frozen parameters get no gradient
     images = torch.randn(cfg.data.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (cfg.data.batch_size,))
 
@@ -112,9 +114,14 @@ def recipe_step(cfg, size: int):
     return step
 
 
-def recipe_step_seconds(cfg, size: int, steps: int = 4) -> float:
-    """Median seconds of one training step of ``cfg``'s recipe on random (batch, C, size, size) images."""
-    step = recipe_step(cfg, size)
+def _recipe_model(cfg):
+    from visrep.models import create_model
+    return create_model(cfg.model.name, 10, 3, cfg.data.image_size, **dict(cfg.model.options))
+
+
+def recipe_step_seconds(cfg, size: int, epoch: int = 0, steps: int = 4) -> float:
+    """Median seconds of one training step of ``cfg``'s recipe in ``epoch`` on random images of ``size``."""
+    step = recipe_step(cfg, size, epoch)
     seconds = []
     for _ in range(steps + 1):
         started = time.perf_counter()
@@ -123,32 +130,45 @@ def recipe_step_seconds(cfg, size: int, steps: int = 4) -> float:
     return statistics.median(seconds[1:])
 
 
-def recipe_images_by_size(cfg, train_images: int) -> dict[int, int]:
-    """{image size: training images processed at that size} (progressive resizing starts smaller)."""
-    steps_per_epoch = train_images // cfg.data.batch_size  # drop_last, as the trainer does
-    low = min(cfg.data.augment.low_res_epochs, cfg.train.epochs) if cfg.data.augment.low_res_size > 0 else 0
-    images = {cfg.data.image_size: (cfg.train.epochs - low) * steps_per_epoch * cfg.data.batch_size}
-    if low:
-        images[cfg.data.augment.low_res_size] = low * steps_per_epoch * cfg.data.batch_size
-    return images
+def recipe_phases(cfg, epochs: float, images_per_epoch: int) -> dict[tuple[int, int], int]:
+    """{(image size, first epoch of the phase): training images processed in the phase}.
+
+    A phase is a run of epochs with the same input size (progressive resizing) and the same trainable
+    parameters: airbench trains its whitening bias in the first epochs only, and while it trains the
+    gradient must flow back through the first conv block, ≈ 10 % of a step. ``epochs`` may be fractional
+    (airbench94's 9.9)."""
+    model, low = _recipe_model(cfg), cfg.data.augment
+    phases: dict[tuple[int, int], int] = {}
+    seen: dict[tuple, tuple[int, int]] = {}
+    for epoch in range(math.ceil(epochs)):
+        size = low.low_res_size if low.low_res_size > 0 and epoch < low.low_res_epochs else cfg.data.image_size
+        if hasattr(model, "start_epoch"):
+            model.start_epoch(epoch)
+        key = seen.setdefault((size, tuple(p.requires_grad for p in model.parameters())), (size, epoch))
+        phases[key] = phases.get(key, 0) + round(min(1.0, epochs - epoch) * images_per_epoch)
+    return phases
 
 
-# airbench94 as published: 9.9 epochs of the 50k CIFAR-10 training images at 32 px
-ANCHOR_IMAGES = {32: round(9.9 * 50_000)}
+# airbench94 as published: 9.9 epochs of the 50k CIFAR-10 training images at 32 px, batch 1024
+ANCHOR_EPOCHS, ANCHOR_IMAGES_PER_EPOCH = 9.9, 50_000
 
 
 def compare_recipes(ours, anchor, our_train_images: int, rounds: int = 5) -> dict:
     """Predicted training seconds of both recipes from alternating step timings (see module doc)."""
-    recipes = {"ours": (ours, recipe_images_by_size(ours, our_train_images)), "anchor": (anchor, ANCHOR_IMAGES)}
-    samples = {(name, size): [] for name, (_, images) in recipes.items() for size in images}
+    our_epoch_images = our_train_images // ours.data.batch_size * ours.data.batch_size  # drop_last, as the trainer
+    recipes = {"ours": (ours, recipe_phases(ours, ours.train.epochs, our_epoch_images)),
+               "anchor": (anchor, recipe_phases(anchor, ANCHOR_EPOCHS, ANCHOR_IMAGES_PER_EPOCH))}
+    samples = {(name, phase): [] for name, (_, phases) in recipes.items() for phase in phases}
     for round_no in range(rounds):
-        for name, size in (list(samples) if round_no % 2 == 0 else list(samples)[::-1]):
-            samples[(name, size)].append(recipe_step_seconds(recipes[name][0], size))
-    predicted = {name: sum(count / cfg.data.batch_size * statistics.median(samples[(name, size)])
-                           for size, count in images.items()) for name, (cfg, images) in recipes.items()}
+        for name, (size, epoch) in (list(samples) if round_no % 2 == 0 else list(samples)[::-1]):
+            samples[(name, (size, epoch))].append(recipe_step_seconds(recipes[name][0], size, epoch))
+    predicted = {name: sum(count / cfg.data.batch_size * statistics.median(samples[(name, phase)])
+                           for phase, count in phases.items()) for name, (cfg, phases) in recipes.items()}
+    label = "{}@{}px from epoch {}".format
     return {"predicted_train_seconds": predicted, "time_ratio_ours_over_anchor": predicted["ours"] / predicted["anchor"],
-            "images_by_size": {name: images for name, (_, images) in recipes.items()},
-            "step_seconds": {f"{name}@{size}px": statistics.median(v) for (name, size), v in samples.items()},
+            "images_by_phase": {name: {label(name, *phase): n for phase, n in phases.items()}
+                                for name, (_, phases) in recipes.items()},
+            "step_seconds": {label(name, *phase): statistics.median(v) for (name, phase), v in samples.items()},
             "rounds": rounds}
 
 
