@@ -4,13 +4,16 @@ and the whitening stem's view of a run's training images.
     python benchmarks/study_eval_tricks.py tta-views RUN [RUN ...]
         logits of all 50 views (every shift in [-2, 2]² px, reflect-padded, × mirror) computed once per
         run, then several test-time-augmentation weightings scored from them;
+    python benchmarks/study_eval_tricks.py tta-scales RUN [RUN ...]
+        airbench's flip + translate TTA at 32 px, at the progressive-resizing sizes (28, 24 px: the
+        views antialias-downscaled as in training), and 32 px combined with ½ weight of the others;
     python benchmarks/study_eval_tricks.py precise-bn RUN [RUN ...] [--images 10000]
         val accuracy before and after re-estimating BatchNorm's running statistics at the final
         weights as a plain average over augmented, shuffled, full-size training images;
     python benchmarks/study_eval_tricks.py stem-spectrum RUN
         eigenvalues of the k x k patch covariance the airbench stem whitens (5,000 training images).
 
-All use each run's last weights (the first two with bf16 autocast on CPU) and print one line per run
+All use each run's last weights (all but stem-spectrum with bf16 autocast on CPU) and print one line per run
 and scheme.
 """
 
@@ -84,6 +87,37 @@ def study_tta_views(runs: list[Path]) -> None:
                   flush=True)
 
 
+class Downscaled(torch.nn.Module):
+    """``model`` applied to its (N, C, S, S) input downscaled to (N, C, size, size), as the low-res epochs train."""
+
+    def __init__(self, model, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, images):
+        small = F.interpolate(images, size=(self.size,) * 2, mode="bilinear", antialias=True)
+        return self.model(small.contiguous(memory_format=torch.channels_last))
+
+
+def study_tta_scales(runs: list[Path], sizes=(32, 28, 24)) -> None:
+    for run in runs:
+        model, cfg = load_classifier(run, "last")
+        model, data = model.to(memory_format=torch.channels_last), prepare_data(cfg.data)
+        logits = {}
+        for size in sizes:
+            net = model if size == cfg.data.image_size else Downscaled(model, size)
+            logits[size], labels = predict_logits(net, data.loader("val", 500), CPU, "bf16", True, 1)
+        full = logits[cfg.data.image_size]
+        combos = {f"{size} px alone": logits[size] for size in sizes}
+        combos.update({f"{cfg.data.image_size} px + ½ · {size} px": full + 0.5 * logits[size]
+                       for size in sizes if size != cfg.data.image_size})
+        combos["all sizes, ½ weight below full size"] = full + 0.5 * sum(
+            logits[size] for size in sizes if size != cfg.data.image_size)
+        for name, combined in combos.items():
+            print(f"{run.name}: flip + translate TTA, {name}: {(combined.argmax(1) == labels).mean() * 100:.2f} %",
+                  flush=True)
+
+
 def val_accuracy(model, data, tta: bool) -> float:
     logits, labels = predict_logits(model, data.loader("val", 500), CPU, "bf16", tta, 1 if tta else 0)
     return float((logits.argmax(1) == labels).mean() * 100)
@@ -135,12 +169,14 @@ def print_stem_spectrum(run: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("study", choices=["tta-views", "precise-bn", "stem-spectrum"])
+    parser.add_argument("study", choices=["tta-views", "tta-scales", "precise-bn", "stem-spectrum"])
     parser.add_argument("runs", nargs="+", type=Path, help="trained classifier run directories")
     parser.add_argument("--images", type=int, default=10_000, help="precise-bn: training images averaged")
     args = parser.parse_args()
     if args.study == "tta-views":
         study_tta_views(args.runs)
+    elif args.study == "tta-scales":
+        study_tta_scales(args.runs)
     elif args.study == "precise-bn":
         study_precise_bn(args.runs, args.images)
     else:

@@ -2,11 +2,15 @@
 
     python benchmarks/study_step_cost.py [overrides ...] [--batch-sizes 512 1024 2048] [--rounds 3]
     python benchmarks/study_step_cost.py --profile [overrides ...]
+    python benchmarks/study_step_cost.py --ab CHANGE [CHANGE ...] -- [overrides ...]
 
 Times one real optimizer step (configs/cifar10.yaml plus the overrides, random images, bf16 +
 channels_last) at each batch size at 32 px, alternating with the anchor (configs/cifar10_airbench94.yaml,
 batch 1024) so that machine drift hits all alike; prints the median ms per image, then the same at
 the recipe's low-res size. ``--profile`` prints torch's profiler table of three batch-512 steps.
+``--ab`` times the recipe as configured (A) and with the CHANGE overrides added (B) in alternation,
+in its first epoch and in a late one (airbench trains its whitening bias early only) at each of its
+image sizes, and prints the median step times and B/A.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_classifier import recipe_step, recipe_step_seconds  # noqa: E402
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
+
+
+LATE_EPOCH = 99  # an epoch past any early-only training (airbench's whitening bias: the first 3)
 
 
 def recipe(overrides: list[str], batch_size: int):
@@ -44,6 +51,23 @@ def per_image_costs(overrides: list[str], batch_sizes: list[int], rounds: int) -
             print(f"{low} px, batch {b}: {1000 * step / b:.3f} ms/image", flush=True)
 
 
+def ab_step_costs(overrides: list[str], change: list[str], rounds: int) -> None:
+    configs = {"A": load_config("configs/cifar10.yaml", overrides, schema=ClassifierConfig),
+               "B": load_config("configs/cifar10.yaml", [*overrides, *change], schema=ClassifierConfig)}
+    augment = configs["A"].data.augment
+    sizes = [configs["A"].data.image_size] + ([augment.low_res_size] if augment.low_res_size > 0 else [])
+    phases = [(size, epoch) for size in sizes for epoch in (0, LATE_EPOCH)]
+    seconds = {(name, phase): [] for name in configs for phase in phases}
+    for round_no in range(rounds):
+        for name, phase in (list(seconds) if round_no % 2 == 0 else list(seconds)[::-1]):
+            seconds[(name, phase)].append(recipe_step_seconds(configs[name], *phase))
+    print(f"A: configs/cifar10.yaml {' '.join(overrides)}; B: A + {' '.join(change)}")
+    for size, epoch in phases:
+        a, b = (statistics.median(seconds[(name, (size, epoch))]) for name in configs)
+        when = "first epoch" if epoch == 0 else "late epoch"
+        print(f"{size} px, {when}: A {a:.3f} s/step, B {b:.3f} s/step, B/A {b / a:.3f}", flush=True)
+
+
 def profile_steps(overrides: list[str]) -> None:
     from torch.profiler import ProfilerActivity, profile
 
@@ -60,10 +84,13 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--ab", nargs="+", metavar="CHANGE", help="overrides that make recipe B (see doc)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.optimizer=muon")
     args = parser.parse_args()
     if args.profile:
         profile_steps(args.overrides)
+    elif args.ab:
+        ab_step_costs(args.overrides, args.ab, args.rounds)
     else:
         per_image_costs(args.overrides, args.batch_sizes, args.rounds)
 

@@ -97,6 +97,16 @@ def test_whitening_stem_is_computed_in_float32_under_bf16_autocast():
     assert ours <= 2 ** -8  # only the output's own bf16 rounding (8 significant bits)
     assert plain > 2 * ours
     assert torch.equal(stem(images), F.conv2d(images, stem.weight, stem.bias))  # no autocast: a plain conv
+    plain_model = create_model("airbench", num_classes=10, in_channels=3, image_size=12, float32_stem=False)
+    plain_model.load_state_dict(model.state_dict())  # same parameter names either way
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(plain_model.stem.whiten(images), rounded_inputs)
+
+
+def test_float32_stem_must_be_a_bool():
+    from visrep.errors import UserError
+    with pytest.raises(UserError, match="float32_stem"):
+        create_model("airbench", num_classes=10, in_channels=3, image_size=12, float32_stem="yes")
 
 
 @pytest.mark.parametrize("eps", [0, -1e-3, "big", True])

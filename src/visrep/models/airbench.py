@@ -5,7 +5,8 @@ Differences from ``fastcnn`` (which borrows only airbench's block layout), all f
 * the stem is an *unpadded* k x k conv (k = 2) whose 2·C·k² filters are the eigenvectors of the
   training images' k x k patch covariance, scaled to unit variance, and their negations; they are
   set once from data by :meth:`AirbenchNet.init_from_data` and never trained (``whiten_eps``, default
-  5e-4, is added to each eigenvalue first: directions of variance λ come out with λ/(λ + eps)); its
+  5e-4, is added to each eigenvalue first: directions of variance λ come out with λ/(λ + eps)), and
+  computed in float32 under autocast (``float32_stem``, default true; see :class:`FullPrecisionConv2d`); its
   bias is trained for the first ``whiten_bias_epochs`` epochs only (the trainer calls
   :meth:`AirbenchNet.start_epoch`);
 * BatchNorm keeps its scale at 1 (only the shift is learned), eps 1e-12 and a fast running-stat
@@ -70,7 +71,7 @@ class AirbenchNet(FeatureClassifier):
     def __init__(self, num_classes: int, in_channels: int, image_size: int,
                  widths: Sequence[int] = (64, 256, 256), whiten_kernel: int = 2, bn_keep: float = 0.6,
                  logit_scale: float = 1 / 9, whiten_bias_epochs: int | None = 3,
-                 whiten_eps: float = WHITENING_EPS) -> None:
+                 whiten_eps: float = WHITENING_EPS, float32_stem: bool = True) -> None:
         super().__init__()
         _check_options(widths, whiten_kernel, image_size, bn_keep)
         if isinstance(whiten_eps, bool) or not isinstance(whiten_eps, (int, float)) or not whiten_eps > 0:
@@ -80,10 +81,12 @@ class AirbenchNet(FeatureClassifier):
                                                not isinstance(whiten_bias_epochs, int) or whiten_bias_epochs < 0):
             raise UserError(f"whiten_bias_epochs must be an integer ≥ 0 or null (got {whiten_bias_epochs!r})")
         self.whiten_bias_epochs = whiten_bias_epochs  # None: trained throughout
+        if not isinstance(float32_stem, bool):
+            raise UserError(f"float32_stem must be true or false (got {float32_stem!r})")
         stem_width = 2 * in_channels * whiten_kernel ** 2
+        stem_conv = FullPrecisionConv2d if float32_stem else nn.Conv2d  # False: autocast's dtype, as before
         self.stem = nn.Sequential(OrderedDict(
-            whiten=FullPrecisionConv2d(in_channels, stem_width, whiten_kernel, padding=0, bias=True),
-            act=nn.GELU()))
+            whiten=stem_conv(in_channels, stem_width, whiten_kernel, padding=0, bias=True), act=nn.GELU()))
         self.stem.whiten.weight.requires_grad_(False)
         nn.init.zeros_(self.stem.whiten.bias)
         plan = pooling_plan(image_size - whiten_kernel + 1, len(widths))
@@ -120,7 +123,8 @@ class FullPrecisionConv2d(nn.Conv2d):
     The whitening stem scales the faintest patch directions up to unit variance (×40 on JPEG CIFAR-10,
     eigenvalues ≈ 1e-4 plus eps 5e-4). bf16 keeps 8 significant bits (airbench's fp16 keeps 11), so
     rounding its inputs and filters puts noise of 10–13 % of the signal on those channels; in float32
-    the stem is exact, and it is < 1 % of the network's multiply-adds.
+    the stem is exact. Cost on a 2-core CPU: ≈ 4 % of a training step while the stem's bias trains
+    (its float32 backward), nothing measurable once it is frozen (benchmarks/RESULTS.md).
     """
 
     def forward(self, x: Tensor) -> Tensor:
