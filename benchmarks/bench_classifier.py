@@ -130,44 +130,47 @@ def recipe_step_seconds(cfg, size: int, epoch: int = 0, steps: int = 4) -> float
     return statistics.median(seconds[1:])
 
 
-def recipe_phases(cfg, epochs: float, images_per_epoch: int) -> dict[tuple[int, int], int]:
-    """{(image size, first epoch of the phase): training images processed in the phase}.
+def recipe_phases(cfg, epochs: float, steps_per_epoch: int) -> dict[tuple[int, int], int]:
+    """{(image size, first epoch of the phase): optimizer steps taken in the phase}.
 
     A phase is a run of epochs with the same input size (progressive resizing) and the same trainable
     parameters: airbench trains its whitening bias in the first epochs only, and while it trains the
-    gradient must flow back through the first conv block, ≈ 10 % of a step. ``epochs`` may be fractional
-    (airbench94's 9.9)."""
-    model, low = _recipe_model(cfg), cfg.data.augment
+    gradient must flow back through the first conv block. ``epochs`` may be fractional (airbench94's
+    9.9): the run takes ceil(epochs · steps_per_epoch) steps, as airbench counts them."""
+    model, augment = _recipe_model(cfg), cfg.data.augment
+    steps_left = math.ceil(epochs * steps_per_epoch)
     phases: dict[tuple[int, int], int] = {}
     seen: dict[tuple, tuple[int, int]] = {}
     for epoch in range(math.ceil(epochs)):
-        size = low.low_res_size if low.low_res_size > 0 and epoch < low.low_res_epochs else cfg.data.image_size
+        low_res = augment.low_res_size > 0 and epoch < augment.low_res_epochs
+        size = augment.low_res_size if low_res else cfg.data.image_size
         if hasattr(model, "start_epoch"):
             model.start_epoch(epoch)
         key = seen.setdefault((size, tuple(p.requires_grad for p in model.parameters())), (size, epoch))
-        phases[key] = phases.get(key, 0) + round(min(1.0, epochs - epoch) * images_per_epoch)
+        steps = min(steps_per_epoch, steps_left)
+        phases[key], steps_left = phases.get(key, 0) + steps, steps_left - steps
     return phases
 
 
-# airbench94 as published: 9.9 epochs of the 50k CIFAR-10 training images at 32 px, batch 1024
-ANCHOR_EPOCHS, ANCHOR_IMAGES_PER_EPOCH = 9.9, 50_000
+# airbench94 as published: 9.9 epochs of the 50k CIFAR-10 training images at 32 px, batch 1024 with
+# the last partial batch dropped (48 steps per epoch), ceil(9.9 · 48) = 476 steps
+ANCHOR_EPOCHS, ANCHOR_TRAIN_IMAGES = 9.9, 50_000
 
 
 def compare_recipes(ours, anchor, our_train_images: int, rounds: int = 5) -> dict:
     """Predicted training seconds of both recipes from alternating step timings (see module doc)."""
-    our_epoch_images = our_train_images // ours.data.batch_size * ours.data.batch_size  # drop_last, as the trainer
-    recipes = {"ours": (ours, recipe_phases(ours, ours.train.epochs, our_epoch_images)),
-               "anchor": (anchor, recipe_phases(anchor, ANCHOR_EPOCHS, ANCHOR_IMAGES_PER_EPOCH))}
+    recipes = {"ours": (ours, recipe_phases(ours, ours.train.epochs, our_train_images // ours.data.batch_size)),
+               "anchor": (anchor, recipe_phases(anchor, ANCHOR_EPOCHS, ANCHOR_TRAIN_IMAGES // anchor.data.batch_size))}
     samples = {(name, phase): [] for name, (_, phases) in recipes.items() for phase in phases}
     for round_no in range(rounds):
         for name, (size, epoch) in (list(samples) if round_no % 2 == 0 else list(samples)[::-1]):
             samples[(name, (size, epoch))].append(recipe_step_seconds(recipes[name][0], size, epoch))
-    predicted = {name: sum(count / cfg.data.batch_size * statistics.median(samples[(name, phase)])
-                           for phase, count in phases.items()) for name, (cfg, phases) in recipes.items()}
+    predicted = {name: sum(steps * statistics.median(samples[(name, phase)]) for phase, steps in phases.items())
+                 for name, (_, phases) in recipes.items()}
     label = "{}@{}px from epoch {}".format
     return {"predicted_train_seconds": predicted, "time_ratio_ours_over_anchor": predicted["ours"] / predicted["anchor"],
-            "images_by_phase": {name: {label(name, *phase): n for phase, n in phases.items()}
-                                for name, (_, phases) in recipes.items()},
+            "steps_by_phase": {name: {label(name, *phase): n for phase, n in phases.items()}
+                               for name, (_, phases) in recipes.items()},
             "step_seconds": {label(name, *phase): statistics.median(v) for (name, phase), v in samples.items()},
             "rounds": rounds}
 
@@ -188,6 +191,8 @@ def main() -> None:
     parser.add_argument("--resnet-baseline", action="store_true", help="also time a plain fp32 ResNet-18")
     parser.add_argument("--anchor", metavar="CONFIG", help="compare the recipe's work with this config's (see doc)")
     parser.add_argument("--config", help="train this config instead of the dataset's (e.g. the anchor itself)")
+    parser.add_argument("--work-only", action="store_true",
+                        help="skip the training runs: only the --anchor work ratio and --resnet-baseline")
     parser.add_argument("--out", help="write the JSON results here")
     parser.add_argument("overrides", nargs="*", help="extra config overrides")
     args = parser.parse_intermixed_args()  # overrides may follow the options
@@ -199,7 +204,7 @@ def main() -> None:
     if args.dataset == "generalise":  # MNIST pixels through the CIFAR recipe, unchanged code
         extra = [f"data.source={unpacked('mnist')}", "data.image_size=32", "data.channels=3", "train.epochs=1", *extra]
     with tempfile.TemporaryDirectory() as runs_root:
-        results = [run_once(config, seed, Path(runs_root), extra) for seed in args.seeds]
+        results = [] if args.work_only else [run_once(config, seed, Path(runs_root), extra) for seed in args.seeds]
     report = {"dataset": args.dataset, "config": config, "overrides": extra, "machine": machine_line(),
               "runs": results, "test_acc": summarize(results, "test_acc"),
               "test_acc_tta_flip": summarize(results, "test_acc_tta_flip"),

@@ -5,8 +5,9 @@ and the whitening stem's view of a run's training images.
         logits of all 50 views (every shift in [-2, 2]² px, reflect-padded, × mirror) computed once per
         run, then several test-time-augmentation weightings scored from them;
     python benchmarks/study_eval_tricks.py tta-scales RUN [RUN ...]
-        airbench's flip + translate TTA at 32 px, at the progressive-resizing sizes (28, 24 px: the
-        views antialias-downscaled as in training), and 32 px combined with ½ weight of the others;
+        airbench's flip + translate TTA at full size, at the progressive-resizing size and halfway
+        (32, 24, 28 px for the CIFAR recipe; views antialias-downscaled as in training), and full size
+        combined with ½ weight of the others;
     python benchmarks/study_eval_tricks.py precise-bn RUN [RUN ...] [--images 10000]
         val accuracy before and after re-estimating BatchNorm's running statistics at the final
         weights as a plain average over augmented, shuffled, full-size training images;
@@ -99,9 +100,16 @@ class Downscaled(torch.nn.Module):
         return self.model(small.contiguous(memory_format=torch.channels_last))
 
 
-def study_tta_scales(runs: list[Path], sizes=(32, 28, 24)) -> None:
+def tta_sizes(cfg) -> list[int]:
+    """Full size, the progressive-resizing size and the one halfway (32, 28, 24 for the CIFAR recipe)."""
+    full, low = cfg.data.image_size, cfg.data.augment.low_res_size or cfg.data.image_size * 3 // 4
+    return sorted({full, (full + low) // 2, low}, reverse=True)
+
+
+def study_tta_scales(runs: list[Path]) -> None:
     for run in runs:
         model, cfg = load_classifier(run, "last")
+        sizes = tta_sizes(cfg)
         model, data = model.to(memory_format=torch.channels_last), prepare_data(cfg.data)
         logits = {}
         for size in sizes:
@@ -157,10 +165,10 @@ def study_precise_bn(runs: list[Path], images: int) -> None:
 
 
 def print_stem_spectrum(run: Path) -> None:
-    from visrep.models.airbench import WHITENING_IMAGES, patch_covariance
+    from visrep.models.airbench import patch_covariance
     from visrep.training.classifier import init_sample
     model, cfg = load_classifier(run, "last")
-    images, _ = init_sample(prepare_data(cfg.data), WHITENING_IMAGES, cfg.run.seed)  # as the trainer does
+    images, _ = init_sample(prepare_data(cfg.data), model.init_images, cfg.run.seed)  # as the trainer does
     kernel = model.stem.whiten.weight.shape[-1]
     eigenvalues = torch.linalg.eigvalsh(patch_covariance(images.float(), kernel)).flip(0)
     print(f"{run.name}: {kernel}x{kernel} patch-covariance eigenvalues (largest first): "

@@ -8,9 +8,9 @@ Times one real optimizer step (configs/cifar10.yaml plus the overrides, random i
 channels_last) at each batch size at 32 px, alternating with the anchor (configs/cifar10_airbench94.yaml,
 batch 1024) so that machine drift hits all alike; prints the median ms per image, then the same at
 the recipe's low-res size. ``--profile`` prints torch's profiler table of three batch-512 steps.
-``--ab`` times the recipe as configured (A) and with the CHANGE overrides added (B) in alternation,
-in its first epoch and in a late one (airbench trains its whitening bias early only) at each of its
-image sizes, and prints the median step times and B/A.
+``--ab`` predicts the training time of the recipe as configured (A) and with the CHANGE overrides
+added (B), phase by phase as bench_classifier's work ratio (input size; which parameters train), from
+step timings alternating between the two; options go before ``--``, overrides after it.
 """
 
 from __future__ import annotations
@@ -22,11 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_classifier import recipe_step, recipe_step_seconds  # noqa: E402
+from bench_classifier import recipe_phases, recipe_step, recipe_step_seconds  # noqa: E402
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
-
-
-LATE_EPOCH = 99  # an epoch past any early-only training (airbench's whitening bias: the first 3)
 
 
 def recipe(overrides: list[str], batch_size: int):
@@ -51,21 +48,25 @@ def per_image_costs(overrides: list[str], batch_sizes: list[int], rounds: int) -
             print(f"{low} px, batch {b}: {1000 * step / b:.3f} ms/image", flush=True)
 
 
-def ab_step_costs(overrides: list[str], change: list[str], rounds: int) -> None:
+def ab_step_costs(overrides: list[str], change: list[str], rounds: int, train_images: int = 49_000) -> None:
+    """Predicted training seconds of recipe A and of A + ``change``, phase by phase as bench_classifier's
+    work ratio (step timings alternating between the two, median of ``rounds``)."""
     configs = {"A": load_config("configs/cifar10.yaml", overrides, schema=ClassifierConfig),
                "B": load_config("configs/cifar10.yaml", [*overrides, *change], schema=ClassifierConfig)}
-    augment = configs["A"].data.augment
-    sizes = [configs["A"].data.image_size] + ([augment.low_res_size] if augment.low_res_size > 0 else [])
-    phases = [(size, epoch) for size in sizes for epoch in (0, LATE_EPOCH)]
-    seconds = {(name, phase): [] for name in configs for phase in phases}
+    phases = {name: recipe_phases(cfg, cfg.train.epochs, train_images // cfg.data.batch_size)
+              for name, cfg in configs.items()}
+    seconds = {(name, phase): [] for name in configs for phase in phases[name]}
     for round_no in range(rounds):
         for name, phase in (list(seconds) if round_no % 2 == 0 else list(seconds)[::-1]):
             seconds[(name, phase)].append(recipe_step_seconds(configs[name], *phase))
     print(f"A: configs/cifar10.yaml {' '.join(overrides)}; B: A + {' '.join(change)}")
-    for size, epoch in phases:
-        a, b = (statistics.median(seconds[(name, (size, epoch))]) for name in configs)
-        when = "first epoch" if epoch == 0 else "late epoch"
-        print(f"{size} px, {when}: A {a:.3f} s/step, B {b:.3f} s/step, B/A {b / a:.3f}", flush=True)
+    total = {}
+    for name in configs:
+        for (size, epoch), steps in phases[name].items():
+            step = statistics.median(seconds[(name, (size, epoch))])
+            print(f"{name}: {size} px from epoch {epoch}: {step:.3f} s/step x {steps} steps", flush=True)
+        total[name] = sum(steps * statistics.median(seconds[(name, phase)]) for phase, steps in phases[name].items())
+    print(f"predicted training: A {total['A']:.1f} s, B {total['B']:.1f} s, B/A {total['B'] / total['A']:.3f}")
 
 
 def profile_steps(overrides: list[str]) -> None:
@@ -83,8 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--profile", action="store_true")
-    parser.add_argument("--ab", nargs="+", metavar="CHANGE", help="overrides that make recipe B (see doc)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--profile", action="store_true")
+    mode.add_argument("--ab", nargs="+", metavar="CHANGE", help="overrides that make recipe B (see doc)")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. train.optimizer=muon")
     args = parser.parse_args()
     if args.profile:

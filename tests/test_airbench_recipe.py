@@ -91,6 +91,9 @@ def test_whitening_stem_is_computed_in_float32_under_bf16_autocast():
         out = stem(images)
         rounded_inputs = F.conv2d(images, stem.weight, stem.bias)  # what a plain conv does under autocast
     assert out.dtype == torch.bfloat16  # handed on in autocast's dtype
+    out.float().sum().backward()  # the bias trains through it in the first epochs
+    assert stem.bias.grad.dtype == torch.float32 and torch.allclose(
+        stem.bias.grad, torch.full_like(stem.bias, out[0, 0].numel() * len(images)))
     scale = exact.abs().amax(dim=(0, 2, 3), keepdim=True)  # per channel
     ours = ((out.double() - exact).abs() / scale).amax()
     plain = ((rounded_inputs.double() - exact).abs() / scale).amax()

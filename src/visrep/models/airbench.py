@@ -118,7 +118,7 @@ class AirbenchNet(FeatureClassifier):
 
 
 class FullPrecisionConv2d(nn.Conv2d):
-    """A conv computed in float32 even under autocast; its output then comes in autocast's dtype.
+    """A conv computed in its weights' dtype (float32) even under autocast; its output in autocast's dtype.
 
     The whitening stem scales the faintest patch directions up to unit variance (×40 on JPEG CIFAR-10,
     eigenvalues ≈ 1e-4 plus eps 5e-4). bf16 keeps 8 significant bits (airbench's fp16 keeps 11), so
@@ -132,8 +132,8 @@ class FullPrecisionConv2d(nn.Conv2d):
         if not torch.is_autocast_enabled(device):
             return super().forward(x)
         with torch.autocast(device, enabled=False):
-            out = super().forward(x.float())
-        return out.to(torch.get_autocast_dtype(device))  # what the next conv would cast it to anyway
+            out = super().forward(x.to(self.weight.dtype))  # float32 unless the weights themselves are lower
+        return out.to(torch.get_autocast_dtype(device))  # the rest of the network runs in autocast's dtype
 
 
 def patch_covariance(images: Tensor, kernel: int) -> Tensor:

@@ -57,6 +57,7 @@ class FeatureClassifier(nn.Module):
     logit_scale: float
     feature_layers: dict[str, str]
     config: dict[str, Any]
+    init_images: int = 5000  # training images an ``init_from_data(images)`` method wants, for models that have one
 
     @property
     def num_classes(self) -> int:
