@@ -123,8 +123,8 @@ class FullPrecisionConv2d(nn.Conv2d):
     The whitening stem scales the faintest patch directions up to unit variance (×40 on JPEG CIFAR-10,
     eigenvalues ≈ 1e-4 plus eps 5e-4). bf16 keeps 8 significant bits (airbench's fp16 keeps 11), so
     rounding its inputs and filters puts noise of 10–13 % of the signal on those channels; in float32
-    the stem is exact. Cost on a 2-core CPU: ≈ 4 % of a training step while the stem's bias trains
-    (its float32 backward), nothing measurable once it is frozen (benchmarks/RESULTS.md).
+    the stem is exact. Cost on a 2-core CPU: a few % of a step while the stem's bias trains (its float32
+    backward), nothing once it is frozen; 0.8 % of the CIFAR recipe's training (benchmarks/RESULTS.md).
     """
 
     def forward(self, x: Tensor) -> Tensor:
