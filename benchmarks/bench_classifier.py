@@ -157,21 +157,30 @@ def recipe_phases(cfg, epochs: float, steps_per_epoch: int) -> dict[tuple[int, i
 ANCHOR_EPOCHS, ANCHOR_TRAIN_IMAGES = 9.9, 50_000
 
 
-def compare_recipes(ours, anchor, our_train_images: int, rounds: int = 5) -> dict:
-    """Predicted training seconds of both recipes from alternating step timings (see module doc)."""
-    recipes = {"ours": (ours, recipe_phases(ours, ours.train.epochs, our_train_images // ours.data.batch_size)),
-               "anchor": (anchor, recipe_phases(anchor, ANCHOR_EPOCHS, ANCHOR_TRAIN_IMAGES // anchor.data.batch_size))}
+def predict_train_seconds(recipes: dict, rounds: int) -> tuple[dict, dict]:
+    """({name: predicted training seconds}, {(name, phase): median step seconds}) for
+    ``recipes`` = {name: (cfg, recipe_phases(...))}: every phase's step of every recipe is timed in
+    alternation (order reversed every other round, so machine drift hits all alike), ``rounds`` times."""
     samples = {(name, phase): [] for name, (_, phases) in recipes.items() for phase in phases}
     for round_no in range(rounds):
         for name, (size, epoch) in (list(samples) if round_no % 2 == 0 else list(samples)[::-1]):
             samples[(name, (size, epoch))].append(recipe_step_seconds(recipes[name][0], size, epoch))
-    predicted = {name: sum(steps * statistics.median(samples[(name, phase)]) for phase, steps in phases.items())
+    step_seconds = {key: statistics.median(v) for key, v in samples.items()}
+    predicted = {name: sum(steps * step_seconds[(name, phase)] for phase, steps in phases.items())
                  for name, (_, phases) in recipes.items()}
+    return predicted, step_seconds
+
+
+def compare_recipes(ours, anchor, our_train_images: int, rounds: int = 5) -> dict:
+    """Predicted training seconds of both recipes from alternating step timings (see module doc)."""
+    recipes = {"ours": (ours, recipe_phases(ours, ours.train.epochs, our_train_images // ours.data.batch_size)),
+               "anchor": (anchor, recipe_phases(anchor, ANCHOR_EPOCHS, ANCHOR_TRAIN_IMAGES // anchor.data.batch_size))}
+    predicted, step_seconds = predict_train_seconds(recipes, rounds)
     label = "{}@{}px from epoch {}".format
     return {"predicted_train_seconds": predicted, "time_ratio_ours_over_anchor": predicted["ours"] / predicted["anchor"],
             "steps_by_phase": {name: {label(name, *phase): n for phase, n in phases.items()}
                                for name, (_, phases) in recipes.items()},
-            "step_seconds": {label(name, *phase): statistics.median(v) for (name, phase), v in samples.items()},
+            "step_seconds": {label(name, *phase): seconds for (name, phase), seconds in step_seconds.items()},
             "rounds": rounds}
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_classifier import recipe_phases, recipe_step, recipe_step_seconds  # noqa: E402
+from bench_classifier import predict_train_seconds, recipe_phases, recipe_step, recipe_step_seconds  # noqa: E402
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 
 
@@ -53,19 +53,14 @@ def ab_step_costs(overrides: list[str], change: list[str], rounds: int, train_im
     work ratio (step timings alternating between the two, median of ``rounds``)."""
     configs = {"A": load_config("configs/cifar10.yaml", overrides, schema=ClassifierConfig),
                "B": load_config("configs/cifar10.yaml", [*overrides, *change], schema=ClassifierConfig)}
-    phases = {name: recipe_phases(cfg, cfg.train.epochs, train_images // cfg.data.batch_size)
-              for name, cfg in configs.items()}
-    seconds = {(name, phase): [] for name in configs for phase in phases[name]}
-    for round_no in range(rounds):
-        for name, phase in (list(seconds) if round_no % 2 == 0 else list(seconds)[::-1]):
-            seconds[(name, phase)].append(recipe_step_seconds(configs[name], *phase))
+    recipes = {name: (cfg, recipe_phases(cfg, cfg.train.epochs, train_images // cfg.data.batch_size))
+               for name, cfg in configs.items()}
+    total, step_seconds = predict_train_seconds(recipes, rounds)
     print(f"A: configs/cifar10.yaml {' '.join(overrides)}; B: A + {' '.join(change)}")
-    total = {}
-    for name in configs:
-        for (size, epoch), steps in phases[name].items():
-            step = statistics.median(seconds[(name, (size, epoch))])
+    for name, (_, phases) in recipes.items():
+        for (size, epoch), steps in phases.items():
+            step = step_seconds[(name, (size, epoch))]
             print(f"{name}: {size} px from epoch {epoch}: {step:.3f} s/step x {steps} steps", flush=True)
-        total[name] = sum(steps * statistics.median(seconds[(name, phase)]) for phase, steps in phases[name].items())
     print(f"predicted training: A {total['A']:.1f} s, B {total['B']:.1f} s, B/A {total['B'] / total['A']:.3f}")
 
 
