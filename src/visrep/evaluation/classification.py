@@ -279,27 +279,32 @@ def fit_temperature(
 def calibration_report(
     logits: np.ndarray,
     labels: np.ndarray,
-    temperature: float,
+    temperature: float | None,
     n_bins: int = 15,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """ECE and NLL of ``logits`` (N, K) before and after dividing by ``temperature``.
 
     ``temperature`` should come from :func:`fit_temperature` on a validation split;
-    ``logits``/``labels`` are the split being reported (usually test).
+    ``logits``/``labels`` are the split being reported (usually test). None (a run without a
+    validation split: nothing to fit it on) reports the "before" figures only, the others None.
 
     Returns:
         ``{"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}`` as floats
         (ECE in [0, 1], NLL in nats).
     """
     logits, labels = _validated(logits, labels)
-    scaled = apply_temperature(logits, temperature)
-    return {
-        "temperature": float(temperature),
+    report = {
+        "temperature": None if temperature is None else float(temperature),
         "ece_before": expected_calibration_error(softmax_probabilities(logits), labels, n_bins),
-        "ece_after": expected_calibration_error(softmax_probabilities(scaled), labels, n_bins),
+        "ece_after": None,
         "nll_before": negative_log_likelihood(logits, labels),
-        "nll_after": negative_log_likelihood(scaled, labels),
+        "nll_after": None,
     }
+    if temperature is not None:
+        scaled = apply_temperature(logits, temperature)
+        report["ece_after"] = expected_calibration_error(softmax_probabilities(scaled), labels, n_bins)
+        report["nll_after"] = negative_log_likelihood(scaled, labels)
+    return report
 
 
 # ---------------------------------------------------------------------------
@@ -334,11 +339,18 @@ def curve_summary(history: Sequence[dict[str, Any]], tolerance: float = 0.10) ->
     Rising validation loss with non-falling training loss points to unstable
     optimisation rather than overfitting, so it is not flagged.
 
+    A run without a validation split logs ``val_loss``/``val_acc`` as None: then every val entry of
+    the summary is None and ``overfitting`` is None (nothing to judge it by).
+
     Returns:
         ``{"best_epoch", "best_val_acc", "min_val_loss_epoch", "min_val_loss",
         "final_val_loss", "overfitting": bool, "overfitting_reason": str}``.
     """
     entries = _sorted_history(history)
+    if any(entry["val_acc"] is None or entry["val_loss"] is None for entry in entries):
+        return {key: None for key in ("best_epoch", "best_val_acc", "min_val_loss_epoch", "min_val_loss",
+                                      "final_val_loss", "overfitting")} | {
+            "overfitting_reason": "not judged: the run has no validation split"}
     epochs = [entry["epoch"] for entry in entries]
     val_acc = np.array([entry["val_acc"] for entry in entries], dtype=np.float64)
     val_loss = np.array([entry["val_loss"] for entry in entries], dtype=np.float64)

@@ -1,7 +1,8 @@
 """`visrep evaluate classifier <run>`: the full classification report of a trained run.
 
 Temperature scaling is fitted on the validation split and then applied to the evaluated split,
-so a test report never tunes anything on test.
+so a test report never tunes anything on test. A run trained without a validation split
+(``data.val_fraction: 0``) gets its calibration before scaling only.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ def load_classifier(run_path: Path, weights: str | None = None) -> tuple[torch.n
     weights = resolve_weights(cfg, weights)
     weights_file = Path(run_path) / f"{weights}.safetensors"
     if not weights_file.is_file():
+        if weights == "best" and (Path(run_path) / "last.safetensors").is_file():
+            raise UserError(f"{run_path} has no best.safetensors: it was trained without a validation split, "
+                            f"so only its last weights exist (ask for weights last)")
         raise UserError(f"{run_path} is not a trained classifier run (no {weights}.safetensors)")
     tensors, model_config = load_weights(weights_file)
     model = create_model(**model_config)
@@ -69,9 +73,14 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     model = model.to(device)
     predict = lambda name: predict_logits(model, data.loader(name, 512), device, cfg.train.precision,  # noqa: E731
                                           tta, shift)
+    has_val = len(data.splits["val"]) > 0
+    if split == "val" and not has_val:
+        raise UserError(f"{run.path} has no validation split (trained with data.val_fraction=0): "
+                        f"evaluate --split test or train")
     logits, labels = predict(split)
-    val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
-    for name, scores in {split: logits, "val": val_logits}.items():  # one entry when split is val
+    val_logits, val_labels = (predict("val") if split != "val" else (logits, labels)) if has_val else (None, None)
+    checked = {split: logits, "val": val_logits} if has_val else {split: logits}
+    for name, scores in checked.items():  # one entry when split is val
         if not np.isfinite(scores).all():  # a diverged run: no metric is meaningful, say so instead of sklearn's error
             raise UserError(f"the {weights} weights of {run.path} give NaN/Inf logits on {name}: the run diverged "
                             f"(see its metrics.jsonl); retrain it, e.g. with a lower train.lr")
@@ -79,7 +88,7 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
                      f"{f'-shift{shift}' if shift else ''}"
     out.mkdir(exist_ok=True)
     metrics = classification_metrics(logits, labels, data.class_names, topk=tuple(cfg.eval.topk))
-    temperature = fit_temperature(val_logits, val_labels)
+    temperature = fit_temperature(val_logits, val_labels) if has_val else None
     metrics["calibration"] = calibration_report(logits, labels, temperature, cfg.eval.calibration_bins)
     metrics.update({"split": split, "tta_flip": tta, "tta_translate": shift, "weights": weights,
                     "run": str(run.path)})
@@ -91,7 +100,8 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     return metrics
 
 
-def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: float, class_names, n_bins: int) -> None:
+def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: float | None, class_names,
+                     n_bins: int) -> None:
     (out / "classification_report.txt").write_text(metrics["report_text"])
     (out / "confusion_matrix.json").write_text(json.dumps({
         "classes": class_names, "raw": metrics["confusion_matrix"],
@@ -99,10 +109,14 @@ def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: floa
     plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / "confusion_matrix.png", normalised=False)
     plot_confusion_matrix(metrics["confusion_matrix_normalised"], class_names, out / "confusion_matrix_normalised.png",
                           normalised=True)
-    for name, scaled in (("before", logits), ("after", apply_temperature(logits, temperature))):
-        bins = reliability_bins(softmax_probabilities(scaled), labels, n_bins)
-        plot_reliability_diagram(bins, out / f"reliability_{name}_temperature.png",
-                                 f"reliability {name} temperature scaling (T={temperature:.2f})")
+    diagrams = {"before": (logits, "reliability (no temperature scaling)")}
+    if temperature is not None:
+        diagrams["before"] = (logits, f"reliability before temperature scaling (T={temperature:.2f})")
+        diagrams["after"] = (apply_temperature(logits, temperature),
+                             f"reliability after temperature scaling (T={temperature:.2f})")
+    for name, (scores, title) in diagrams.items():
+        bins = reliability_bins(softmax_probabilities(scores), labels, n_bins)
+        plot_reliability_diagram(bins, out / f"reliability_{name}_temperature.png", title)
 
 
 def write_curve_artefacts(history: list[dict], folder: Path) -> dict:
@@ -134,5 +148,6 @@ def format_metrics(metrics: dict) -> str:
              f"  recall    macro {metrics['recall']['macro']:.4f} weighted {metrics['recall']['weighted']:.4f}",
              f"  F1        macro {metrics['f1']['macro']:.4f} weighted {metrics['f1']['weighted']:.4f}",
              f"  ECE {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} after temperature "
-             f"{calibration['temperature']:.3f} (fitted on val)"]
+             f"{calibration['temperature']:.3f} (fitted on val)" if calibration["temperature"] is not None else
+             f"  ECE {calibration['ece_before']:.4f} (no val split: temperature scaling not fitted)"]
     return "\n".join(lines)

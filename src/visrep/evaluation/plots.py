@@ -115,13 +115,15 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path, be
     """Loss (left) and accuracy (right) against epoch for train and val.
 
     ``history`` entries need ``epoch``, ``train_loss``, ``val_loss``, ``train_acc``,
-    ``val_acc``. A dotted vertical line marks ``best_epoch`` when given.
+    ``val_acc``. A dotted vertical line marks ``best_epoch`` when given. A run without a
+    validation split (val entries None) is drawn with its train curves only.
     """
     entries = sorted(history, key=lambda entry: entry["epoch"])
     epochs = [entry["epoch"] for entry in entries]
+    splits = ("train", "val") if all(entry["val_acc"] is not None for entry in entries) else ("train",)
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "acc")):
-        for split in ("train", "val"):
+        for split in splits:
             axes.plot(epochs, [entry[f"{split}_{metric}"] for entry in entries], marker=".", label=split)
         if best_epoch is not None:
             axes.axvline(best_epoch, color="gray", linestyle=":", label=f"best epoch {best_epoch}")

@@ -81,6 +81,8 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
         torch.set_num_threads(cfg.train.threads)
     data = prepare_data(cfg.data, progress=progress and dist_info.is_main)
     model = build_classifier(cfg, data)  # before the run directory exists: a bad model name leaves nothing behind
+    if len(data.splits["val"]) == 0:
+        _check_no_val_config(cfg)
     run = open_run(resume, data.manifest["hash"]) if resume else create_run(cfg, stage, dist_info.is_main)
     if dist_info.is_main and not resume:
         write_manifest(data.manifest, run.file("manifest.json"))
@@ -105,6 +107,17 @@ def _check_train_config(train_cfg) -> None:
                         f"(got {train_cfg.lookahead_every}, {train_cfg.lookahead_decay})")
 
 
+def _check_no_val_config(cfg) -> None:
+    """Without a validation split (``data.val_fraction: 0`` and no val folder) nothing can pick a best epoch
+    or stop early: say so before training rather than after it."""
+    if cfg.train.early_stopping_patience > 0:
+        raise UserError("train.early_stopping_patience needs a validation split: set data.val_fraction > 0 "
+                        "or train.early_stopping_patience=0")
+    if cfg.eval.weights != "last":
+        raise UserError("without a validation split there is no best epoch: set eval.weights=last "
+                        "(or data.val_fraction > 0)")
+
+
 def _check_low_res(data_cfg) -> None:
     size, epochs = data_cfg.augment.low_res_size, data_cfg.augment.low_res_epochs
     if size < 0 or epochs < 0 or (size > 0 and size >= data_cfg.image_size):
@@ -126,9 +139,8 @@ class ClassifierTrainer:
                                         seed=cfg.run.seed, rank=dist_info.rank, world_size=dist_info.world_size,
                                         drop_last=len(data.splits["train"]) >= 2 * cfg.data.batch_size,
                                         channels_last=cfg.train.channels_last)
-        self.val_loader = data.loader("val", max(cfg.data.batch_size, 512), channels_last=cfg.train.channels_last)
-        if len(data.splits["val"]) == 0:
-            raise UserError("the validation split is empty: set data.val_fraction > 0")
+        self.val_loader = data.loader("val", max(cfg.data.batch_size, 512), channels_last=cfg.train.channels_last) \
+            if len(data.splits["val"]) else None  # None: trained on every training image, no per-epoch val
         self.total_steps = cfg.train.epochs * len(self.train_loader)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.schedule = build_schedule(self.optimizer, cfg.train, self.total_steps)
@@ -173,7 +185,7 @@ class ClassifierTrainer:
                              self.cfg.train.epochs, self.total_steps, self.device, self.cfg.train.precision)
         for epoch in range(start_epoch, self.cfg.train.epochs):
             train_metrics = self._train_epoch(epoch)
-            val_loss, val_acc = self._validate()
+            val_loss, val_acc = self._validate() if self.val_loader is not None else (None, None)
             self._end_epoch(epoch, train_metrics, val_loss, val_acc)
             if self._should_stop_early():
                 self.run.logger.info("early stopping after epoch %d (no val improvement for %d epochs)",
@@ -226,13 +238,13 @@ class ClassifierTrainer:
         logits_t, labels_t = torch.from_numpy(logits), torch.from_numpy(labels)
         return float(F.cross_entropy(logits_t, labels_t)), float((logits_t.argmax(1) == labels_t).float().mean())
 
-    def _end_epoch(self, epoch: int, train_metrics: dict, val_loss: float, val_acc: float) -> None:
+    def _end_epoch(self, epoch: int, train_metrics: dict, val_loss: float | None, val_acc: float | None) -> None:
         self.state.epoch = epoch + 1
         record = {"epoch": epoch + 1, "step": self.state.step, **train_metrics, "val_loss": val_loss,
                   "val_acc": val_acc, "lr": self.optimizer.param_groups[0]["lr"],
                   "train_seconds": self.state.train_seconds}
         self.state.history.append(record)
-        improved = val_acc > self.state.best_metric
+        improved = val_acc is not None and val_acc > self.state.best_metric
         if improved:
             self.state.best_metric, self.state.best_epoch = val_acc, epoch + 1
             self.state.epochs_without_improvement = 0
@@ -240,14 +252,15 @@ class ClassifierTrainer:
             self.state.epochs_without_improvement += 1
         if not self.dist.is_main:
             return
-        self.run.logger.info("epoch %d: train loss %.4f acc %.4f | val loss %.4f acc %.4f | %.0f img/s",
-                             epoch + 1, record["train_loss"], record["train_acc"], val_loss, val_acc,
-                             record["images_per_s"])
+        val_text = f"val loss {val_loss:.4f} acc {val_acc:.4f}" if val_acc is not None else "no val split"
+        self.run.logger.info("epoch %d: train loss %.4f acc %.4f | %s | %.0f img/s", epoch + 1,
+                             record["train_loss"], record["train_acc"], val_text, record["images_per_s"])
         with open(self.run.file("metrics.jsonl"), "a") as stream:
             stream.write(json.dumps(record) + "\n")
         if self.tensorboard is not None:
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"):
-                self.tensorboard.add_scalar(key, record[key], epoch + 1)
+                if record[key] is not None:
+                    self.tensorboard.add_scalar(key, record[key], epoch + 1)
         if improved:
             save_weights(self._eval_model(), self.run.file("best.safetensors"), self.model.config)
         self._save_training_state()
@@ -265,16 +278,21 @@ class ClassifierTrainer:
         save_weights(self._eval_model(), self.run.file("last.safetensors"), self.model.config)
         summary = write_curve_artefacts(self.state.history, self.run.path)
         last = self.state.history[-1]
+        has_val = self.val_loader is not None
         self.run.write_json("metrics.json", {
             "stage": self.stage, "epochs": self.state.epoch, "steps": self.state.step,
-            "best_epoch": self.state.best_epoch, "best_val_acc": self.state.best_metric,
+            "best_epoch": self.state.best_epoch if has_val else None,
+            "best_val_acc": self.state.best_metric if has_val else None,
             "final_val_acc": last["val_acc"], "final_train_loss": last["train_loss"], "final_val_loss": last["val_loss"],
             "train_seconds": self.state.train_seconds, "overfitting": summary["overfitting"],
             "overfitting_reason": summary["overfitting_reason"]})
         if self.tensorboard is not None:
             self.tensorboard.close()
-        self.run.logger.info("best val acc %.4f at epoch %d; %.1f s of training", self.state.best_metric,
-                             self.state.best_epoch, self.state.train_seconds)
+        if has_val:
+            self.run.logger.info("best val acc %.4f at epoch %d; %.1f s of training", self.state.best_metric,
+                                 self.state.best_epoch, self.state.train_seconds)
+        else:
+            self.run.logger.info("no val split: last weights only; %.1f s of training", self.state.train_seconds)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _save_training_state(self) -> None:
