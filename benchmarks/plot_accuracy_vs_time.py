@@ -6,7 +6,8 @@
 
 Each point is one epoch: (training seconds so far, validation accuracy after that epoch), as the
 trainer logged them in metrics.jsonl. Final test accuracies (no TTA and with TTA) are marked at the
-end of each bench run when the JSON has them.
+end of each bench run when the JSON has them. A run trained without a validation split
+(data.val_fraction=0) has no curve: only its final markers are drawn.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ def plot(series: list[tuple[str, list[dict], dict]], out: Path, goal: tuple[floa
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for label, curve, finals in series:
         seconds = [p["train_seconds"] for p in curve]
-        line, = axes.plot(seconds, [p["val_acc"] for p in curve], marker="o", ms=3, label=f"{label} (val)")
+        monitored = [p for p in curve if p["val_acc"] is not None]
+        line, = axes.plot([p["train_seconds"] for p in monitored], [p["val_acc"] for p in monitored], marker="o",
+                          ms=3, label=f"{label} (val)" if monitored else f"{label} (no val split)")
         for key, marker in (("test_acc", "s"), ("test_acc_tta_flip_translate", "*")):
             if key in finals:
                 axes.plot(seconds[-1], finals[key], marker=marker, ms=9, color=line.get_color(), ls="none")
@@ -62,7 +65,11 @@ def main() -> None:
             series.append((f"{label}, seed {result['seed']}", result["curve"], result))
     for spec in args.run:
         label, _, folder = spec.partition("=")
-        series.append((label, run_curve(Path(folder)), {}))
+        curve = run_curve(Path(folder))
+        if not any(p["val_acc"] is not None for p in curve):
+            print(f"skipped {folder}: no val curve (trained without a validation split) and no test figures")
+            continue
+        series.append((label, curve, {}))
     plot(series, Path(args.out), tuple(args.goal) if args.goal else None)
     print(f"wrote {args.out}")
 

@@ -5,12 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import comparable_history
 
 from visrep.config import ClassifierConfig, load_config
 from visrep.data.prepare import prepare_data
 from visrep.errors import UserError
-from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics, load_classifier
-from visrep.training.classifier import train_classifier
+from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics, load_classifier, saved_weights
+from visrep.training.classifier import ClassifierTrainer, train_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -60,8 +61,34 @@ def test_test_evaluation_reports_calibration_without_temperature(no_val_run):
 def test_what_needs_a_validation_split_says_so(no_val_run):
     with pytest.raises(UserError, match="no validation split"):
         evaluate_classifier(no_val_run, "val")
-    with pytest.raises(UserError, match="no best.safetensors: it was trained without a validation split"):
+    with pytest.raises(UserError, match="trained without a validation split, so it has no best weights"):
         evaluate_classifier(no_val_run, "test", weights="best")
+    assert saved_weights(no_val_run) == "last"
+
+
+def test_resumed_no_val_run_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Interrupted after epoch 2 of 4 (its checkpoint written), then resumed with tensorboard on."""
+    reference = train_classifier(_cfg(tmp_path, "run.name=ref", *NO_VAL), progress=False)
+    end_epoch = ClassifierTrainer._end_epoch
+
+    def interrupt_after_epoch_2(self, epoch, *args):
+        end_epoch(self, epoch, *args)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ClassifierTrainer, "_end_epoch", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(_cfg(tmp_path, "run.name=stopped", *NO_VAL), progress=False)
+    monkeypatch.undo()
+    stopped = tmp_path / "runs" / "stopped"
+    config = stopped / "config.yaml"
+    config.write_text(config.read_text().replace("tensorboard: false", "tensorboard: true"))
+    resumed = train_classifier(load_config(config, schema=ClassifierConfig), resume=stopped, progress=False)
+    history = comparable_history(resumed)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all(h["val_acc"] is None for h in history)
+    assert history == comparable_history(reference)
+    assert not (resumed / "best.safetensors").exists()
+    assert any((resumed / "tensorboard").iterdir())
 
 
 @pytest.mark.parametrize("override, message", [("eval.weights=best", "no best epoch"),
@@ -71,3 +98,19 @@ def test_no_val_config_that_cannot_work_fails_before_any_run_exists(tmp_path, ov
     with pytest.raises(UserError, match=message):
         train_classifier(_cfg(tmp_path, *overrides), progress=False)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_evaluator_and_demo_without_a_val_split_use_the_last_weights(no_val_run, tmp_path, capsys):
+    from visrep.evaluation.evaluator import load_evaluator, train_evaluator
+    from visrep.pipeline import run_demo
+
+    evaluator_cfg = load_config(REPO / "configs" / "evaluator_tiny.yaml",
+                                [f"run.root={tmp_path}/runs", "run.name=evaluator", *NO_VAL], schema=ClassifierConfig)
+    evaluator = train_evaluator(evaluator_cfg, conditioning_run=no_val_run, progress=False)
+    record = json.loads((evaluator / "evaluator.json").read_text())
+    assert record["weights"] == "last" and record["conditioning"]["weights_sha256"]
+    assert load_evaluator(evaluator, "last").registered
+    assert run_demo(_cfg(tmp_path, "run.name=demo", *NO_VAL)) == 0
+    demo = tmp_path / "runs" / "demo"
+    assert (demo / "eval-test-last" / "metrics.json").is_file() and not (demo / "eval-val-last").exists()
+    assert json.loads((demo / "embeddings" / "embed.json").read_text())["weights"] == "last"

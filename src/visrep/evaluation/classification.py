@@ -340,17 +340,18 @@ def curve_summary(history: Sequence[dict[str, Any]], tolerance: float = 0.10) ->
     optimisation rather than overfitting, so it is not flagged.
 
     A run without a validation split logs ``val_loss``/``val_acc`` as None: then every val entry of
-    the summary is None and ``overfitting`` is None (nothing to judge it by).
+    the summary and ``overfitting`` are None (nothing to judge them by).
 
     Returns:
         ``{"best_epoch", "best_val_acc", "min_val_loss_epoch", "min_val_loss",
-        "final_val_loss", "overfitting": bool, "overfitting_reason": str}``.
+        "final_val_loss", "overfitting": bool | None, "overfitting_reason": str}``.
     """
     entries = _sorted_history(history)
     if any(entry["val_acc"] is None or entry["val_loss"] is None for entry in entries):
-        return {key: None for key in ("best_epoch", "best_val_acc", "min_val_loss_epoch", "min_val_loss",
-                                      "final_val_loss", "overfitting")} | {
-            "overfitting_reason": "not judged: the run has no validation split"}
+        summary = dict.fromkeys(("best_epoch", "best_val_acc", "min_val_loss_epoch", "min_val_loss",
+                                 "final_val_loss", "overfitting"))
+        summary["overfitting_reason"] = "not judged: the run has no validation split"
+        return summary
     epochs = [entry["epoch"] for entry in entries]
     val_acc = np.array([entry["val_acc"] for entry in entries], dtype=np.float64)
     val_loss = np.array([entry["val_loss"] for entry in entries], dtype=np.float64)

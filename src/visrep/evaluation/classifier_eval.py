@@ -36,14 +36,28 @@ def load_classifier(run_path: Path, weights: str | None = None) -> tuple[torch.n
     weights = resolve_weights(cfg, weights)
     weights_file = Path(run_path) / f"{weights}.safetensors"
     if not weights_file.is_file():
-        if weights == "best" and (Path(run_path) / "last.safetensors").is_file():
-            raise UserError(f"{run_path} has no best.safetensors: it was trained without a validation split, "
-                            f"so only its last weights exist (ask for weights last)")
+        if weights == "best" and trained_without_val(Path(run_path)):
+            raise UserError(f"{run_path} was trained without a validation split, so it has no best weights, "
+                            f"only its last: use --weights last")
         raise UserError(f"{run_path} is not a trained classifier run (no {weights}.safetensors)")
     tensors, model_config = load_weights(weights_file)
     model = create_model(**model_config)
     model.load_state_dict(tensors)
     return model.eval(), cfg
+
+
+def trained_without_val(run_path: Path) -> bool:
+    """True for a finished run whose metrics.json has no best epoch (data.val_fraction=0)."""
+    try:
+        return json.loads((run_path / "metrics.json").read_text()).get("best_epoch", 0) is None
+    except (OSError, ValueError):
+        return False
+
+
+def saved_weights(run_path: Path) -> str:
+    """The checkpoint to use when the caller has no preference: best, unless the run trained without a
+    validation split and saved its last weights only."""
+    return "last" if trained_without_val(Path(run_path)) else "best"
 
 
 def resolve_weights(cfg, weights: str | None) -> str:
@@ -78,9 +92,11 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
         raise UserError(f"{run.path} has no validation split (trained with data.val_fraction=0): "
                         f"evaluate --split test or train")
     logits, labels = predict(split)
-    val_logits, val_labels = (predict("val") if split != "val" else (logits, labels)) if has_val else (None, None)
-    checked = {split: logits, "val": val_logits} if has_val else {split: logits}
-    for name, scores in checked.items():  # one entry when split is val
+    checked = {split: logits}
+    if has_val:  # temperature scaling is fitted on val
+        val_logits, val_labels = predict("val") if split != "val" else (logits, labels)
+        checked["val"] = val_logits  # the same entry when split is val
+    for name, scores in checked.items():
         if not np.isfinite(scores).all():  # a diverged run: no metric is meaningful, say so instead of sklearn's error
             raise UserError(f"the {weights} weights of {run.path} give NaN/Inf logits on {name}: the run diverged "
                             f"(see its metrics.jsonl); retrain it, e.g. with a lower train.lr")
@@ -139,7 +155,6 @@ def _write_curves(run_path: Path, out: Path) -> None:
 
 
 def format_metrics(metrics: dict) -> str:
-    calibration = metrics["calibration"]
     lines = [f"{metrics['split']} (n={metrics['n']}, tta_flip={metrics['tta_flip']}, "
              f"tta_translate={metrics.get('tta_translate', 0)}):",
              f"  accuracy {metrics['accuracy']:.4f}  balanced {metrics['balanced_accuracy']:.4f}  "
@@ -147,7 +162,12 @@ def format_metrics(metrics: dict) -> str:
              f"  precision macro {metrics['precision']['macro']:.4f} weighted {metrics['precision']['weighted']:.4f}",
              f"  recall    macro {metrics['recall']['macro']:.4f} weighted {metrics['recall']['weighted']:.4f}",
              f"  F1        macro {metrics['f1']['macro']:.4f} weighted {metrics['f1']['weighted']:.4f}",
-             f"  ECE {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} after temperature "
-             f"{calibration['temperature']:.3f} (fitted on val)" if calibration["temperature"] is not None else
-             f"  ECE {calibration['ece_before']:.4f} (no val split: temperature scaling not fitted)"]
+             _calibration_line(metrics["calibration"])]
     return "\n".join(lines)
+
+
+def _calibration_line(calibration: dict) -> str:
+    if calibration["temperature"] is None:
+        return f"  ECE {calibration['ece_before']:.4f} (no val split: temperature scaling not fitted)"
+    return (f"  ECE {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} after temperature "
+            f"{calibration['temperature']:.3f} (fitted on val)")

@@ -158,7 +158,7 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     With ``resume`` (an interrupted evaluator run) training continues from its newest readable
     checkpoint; ``cfg`` may then be None to use the run's own saved config.
     """
-    from visrep.evaluation.classifier_eval import evaluate_classifier
+    from visrep.evaluation.classifier_eval import evaluate_classifier, resolve_weights
     from visrep.training.classifier import train_classifier
 
     if resume is not None:
@@ -171,11 +171,12 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
     run_path = train_classifier(cfg, resume=resume, progress=progress, stage="evaluator")
-    hashes = weights_hashes(run_path / "best.safetensors")
+    weights = resolve_weights(cfg, None)  # best, or last for an evaluator trained without a val split
+    hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:
         raise UserError("the evaluator's weights are identical to the conditioning CNN's")  # cannot happen by chance
     test_metrics = evaluate_classifier(run_path, "test")
-    record = {"stage": "evaluator", "weights": "best", "weights_sha256": hashes["tensors"],
+    record = {"stage": "evaluator", "weights": weights, "weights_sha256": hashes["tensors"],
               "weights_file_sha256": hashes["file"], "model": cfg.model.name,
               "model_options": _plain_options(cfg.model.options), "seed": int(cfg.run.seed),
               "test_accuracy": test_metrics["accuracy"], "test_n": test_metrics["n"],
@@ -210,7 +211,9 @@ def check_resumable(run_path: Path) -> None:
 def _conditioning_summary(cfg, conditioning_run: Path) -> dict:
     conditioning_cfg = load_run_config(Path(conditioning_run), ClassifierConfig)
     check_architecture_differs(cfg, conditioning_cfg)
-    hashes = weights_hashes(Path(conditioning_run) / "best.safetensors")
+    from visrep.evaluation.classifier_eval import saved_weights
+
+    hashes = weights_hashes(Path(conditioning_run) / f"{saved_weights(Path(conditioning_run))}.safetensors")
     return {"run": str(conditioning_run), "model": conditioning_cfg.model.name, "seed": int(conditioning_cfg.run.seed),
             "weights_sha256": hashes["tensors"], "weights_file_sha256": hashes["file"]}
 

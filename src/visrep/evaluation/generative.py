@@ -304,7 +304,10 @@ def _load_in_loop(opts, fake: ImageSet, evaluator: Evaluator) -> Evaluator:
     run = fake.conditioning_run if opts.in_loop == "auto" else opts.in_loop
     if not run:
         raise UserError("--in-loop without a run needs a generator run whose generator.json names conditioning_run")
-    network = load_evaluator(Path(run).expanduser(), "best", opts.precision)
+    from visrep.evaluation.classifier_eval import saved_weights
+
+    run = Path(run).expanduser()
+    network = load_evaluator(run, saved_weights(run), opts.precision)
     if network.network.image_shape != evaluator.network.image_shape:
         raise UserError(f"in-loop network {run} takes {network.network.image_shape} images, not "
                         f"{evaluator.network.image_shape}")

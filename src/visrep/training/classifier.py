@@ -248,7 +248,7 @@ class ClassifierTrainer:
         if improved:
             self.state.best_metric, self.state.best_epoch = val_acc, epoch + 1
             self.state.epochs_without_improvement = 0
-        else:
+        elif val_acc is not None:  # without a val split nothing improves or stalls
             self.state.epochs_without_improvement += 1
         if not self.dist.is_main:
             return
