@@ -109,7 +109,7 @@ def test_evaluator_and_demo_without_a_val_split_use_the_last_weights(no_val_run,
     evaluator = train_evaluator(evaluator_cfg, conditioning_run=no_val_run, progress=False)
     record = json.loads((evaluator / "evaluator.json").read_text())
     assert record["weights"] == "last" and record["conditioning"]["weights_sha256"]
-    assert load_evaluator(evaluator, "last").registered
+    assert load_evaluator(evaluator).registered  # the recorded (last) weights, their hash checked
     assert run_demo(_cfg(tmp_path, "run.name=demo", *NO_VAL)) == 0
     demo = tmp_path / "runs" / "demo"
     assert (demo / "eval-test-last" / "metrics.json").is_file() and not (demo / "eval-val-last").exists()

@@ -155,7 +155,7 @@ class GenerativeEvalOptions:
     real: str = "test"  # val | test of the evaluator's data, or <data source or run dir>:<val|test>
     n: Optional[int] = None  # images per side (equal for real and fake); None = min(max_n, available)
     max_n: int = 10000
-    weights: str = "best"  # evaluator checkpoint: best | last
+    weights: Optional[str] = None  # evaluator checkpoint: best | last; None = the one its evaluator.json records
     precision: str = "fp32"  # evaluator forward: fp32 | bf16 (faster, features rounded)
     batch_size: int = 500  # images per evaluator forward
     kid_subsets: int = 100

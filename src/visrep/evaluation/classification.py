@@ -290,7 +290,7 @@ def calibration_report(
 
     Returns:
         ``{"temperature", "ece_before", "ece_after", "nll_before", "nll_after"}`` as floats
-        (ECE in [0, 1], NLL in nats).
+        (ECE in [0, 1], NLL in nats); temperature and the ``*_after`` values None without a temperature.
     """
     logits, labels = _validated(logits, labels)
     report = {

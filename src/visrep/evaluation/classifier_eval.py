@@ -38,7 +38,8 @@ def load_classifier(run_path: Path, weights: str | None = None) -> tuple[torch.n
     if not weights_file.is_file():
         if weights == "best" and trained_without_val(Path(run_path)):
             raise UserError(f"{run_path} was trained without a validation split, so it has no best weights, "
-                            f"only its last: use --weights last")
+                            f"only its last: ask for weights last (--weights last, embed.weights=last, "
+                            f"generative.weights=last)")
         raise UserError(f"{run_path} is not a trained classifier run (no {weights}.safetensors)")
     tensors, model_config = load_weights(weights_file)
     model = create_model(**model_config)

@@ -107,18 +107,23 @@ class Evaluator:
                 "test_accuracy": (self.record or {}).get("test_accuracy")}
 
 
-def load_evaluator(run_path: Path, weights: str = "best", precision: str = "fp32") -> Evaluator:
-    """Rebuild the evaluator (or any classifier run) as an :class:`EvaluatorNetwork`, hashes checked."""
-    from visrep.evaluation.classifier_eval import load_classifier
+def load_evaluator(run_path: Path, weights: str | None = None, precision: str = "fp32") -> Evaluator:
+    """Rebuild the evaluator (or any classifier run) as an :class:`EvaluatorNetwork`, hashes checked.
+
+    ``weights`` None takes the checkpoint its evaluator.json records (the one whose hash was recorded),
+    or for a plain classifier run best, unless it trained without a val split (then last)."""
+    from visrep.evaluation.classifier_eval import load_classifier, saved_weights
 
     run_path = Path(run_path)
     if not (run_path / "config.yaml").is_file():
         raise UserError(f"evaluator run not found: {run_path} (no config.yaml)")
+    record = _read_json(run_path / EVALUATOR_RECORD) if (run_path / EVALUATOR_RECORD).is_file() else None
+    if weights is None:
+        weights = (record or {}).get("weights") or saved_weights(run_path)
     classifier, cfg = load_classifier(run_path, weights)
     normalization = Normalization.from_dict(_read_json(run_path / "normalization.json"))
     class_names = _read_json(run_path / "manifest.json")["classes"]
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
-    record = _read_json(run_path / EVALUATOR_RECORD) if (run_path / EVALUATOR_RECORD).is_file() else None
     if record is not None and weights == record.get("weights") and record.get("weights_sha256") != hashes["tensors"]:
         raise UserError(f"the weights in {run_path} changed since training (hash differs from {EVALUATOR_RECORD})")
     return Evaluator(EvaluatorNetwork(classifier, normalization, precision), cfg, run_path, hashes, record,
@@ -171,7 +176,7 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
     run_path = train_classifier(cfg, resume=resume, progress=progress, stage="evaluator")
-    weights = resolve_weights(cfg, None)  # best, or last for an evaluator trained without a val split
+    weights = resolve_weights(cfg, None)  # the checkpoint its eval.weights names (last without a val split)
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:
         raise UserError("the evaluator's weights are identical to the conditioning CNN's")  # cannot happen by chance

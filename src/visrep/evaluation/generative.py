@@ -304,10 +304,7 @@ def _load_in_loop(opts, fake: ImageSet, evaluator: Evaluator) -> Evaluator:
     run = fake.conditioning_run if opts.in_loop == "auto" else opts.in_loop
     if not run:
         raise UserError("--in-loop without a run needs a generator run whose generator.json names conditioning_run")
-    from visrep.evaluation.classifier_eval import saved_weights
-
-    run = Path(run).expanduser()
-    network = load_evaluator(run, saved_weights(run), opts.precision)
+    network = load_evaluator(Path(run).expanduser(), None, opts.precision)  # best, or last without a val split
     if network.network.image_shape != evaluator.network.image_shape:
         raise UserError(f"in-loop network {run} takes {network.network.image_shape} images, not "
                         f"{evaluator.network.image_shape}")
