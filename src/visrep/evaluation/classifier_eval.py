@@ -126,11 +126,12 @@ def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: floa
     plot_confusion_matrix(metrics["confusion_matrix"], class_names, out / "confusion_matrix.png", normalised=False)
     plot_confusion_matrix(metrics["confusion_matrix_normalised"], class_names, out / "confusion_matrix_normalised.png",
                           normalised=True)
-    diagrams = {"before": (logits, "reliability (no temperature scaling)")}
-    if temperature is not None:
-        diagrams["before"] = (logits, f"reliability before temperature scaling (T={temperature:.2f})")
-        diagrams["after"] = (apply_temperature(logits, temperature),
-                             f"reliability after temperature scaling (T={temperature:.2f})")
+    if temperature is None:  # no val split to fit it on
+        diagrams = {"before": (logits, "reliability (no temperature scaling)")}
+    else:
+        diagrams = {"before": (logits, f"reliability before temperature scaling (T={temperature:.2f})"),
+                    "after": (apply_temperature(logits, temperature),
+                              f"reliability after temperature scaling (T={temperature:.2f})")}
     for name, (scores, title) in diagrams.items():
         bins = reliability_bins(softmax_probabilities(scores), labels, n_bins)
         plot_reliability_diagram(bins, out / f"reliability_{name}_temperature.png", title)

@@ -214,11 +214,12 @@ def check_resumable(run_path: Path) -> None:
 
 
 def _conditioning_summary(cfg, conditioning_run: Path) -> dict:
-    conditioning_cfg = load_run_config(Path(conditioning_run), ClassifierConfig)
-    check_architecture_differs(cfg, conditioning_cfg)
     from visrep.evaluation.classifier_eval import saved_weights
 
-    hashes = weights_hashes(Path(conditioning_run) / f"{saved_weights(Path(conditioning_run))}.safetensors")
+    run_path = Path(conditioning_run)
+    conditioning_cfg = load_run_config(run_path, ClassifierConfig)
+    check_architecture_differs(cfg, conditioning_cfg)
+    hashes = weights_hashes(run_path / f"{saved_weights(run_path)}.safetensors")
     return {"run": str(conditioning_run), "model": conditioning_cfg.model.name, "seed": int(conditioning_cfg.run.seed),
             "weights_sha256": hashes["tensors"], "weights_file_sha256": hashes["file"]}
 
