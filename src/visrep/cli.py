@@ -9,6 +9,7 @@ import argparse
 import sys
 
 from visrep.errors import UserError
+from visrep.hardware.threads import configure_process
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = COMMANDS[(args.verb, getattr(args, "action", None))]
     try:
+        configure_process()  # raises here, as one line, for a bad VISREP_THREADS / OMP_NUM_THREADS
         return command(args)
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)

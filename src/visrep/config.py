@@ -88,13 +88,15 @@ class TrainConfig:
     lookahead_decay: float = 0.95  # per step; the slow weights move by 1 − decay^every · (step/total)^3
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
-    precision: str = "bf16"  # bf16 autocast (CPU and CUDA) | fp32
-    channels_last: bool = True
+    # auto: bf16 autocast where the CPU runs bf16 natively (AMX / AVX512_BF16) or CUDA supports it,
+    # fp32 otherwise (`visrep doctor` shows the pick) | fp32 | bf16
+    precision: str = "auto"
+    channels_last: bool = True  # measured faster in fp32 and bf16, with and without native bf16
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
     keep_checkpoints: int = 2  # training-state files kept (newest first)
     skip_bad_batches: int = 0  # isolated NaN/Inf batches skipped before the run stops
     tensorboard: bool = True
-    threads: Optional[int] = None  # torch CPU threads; None = torch's default
+    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
 
 
 @dataclass
@@ -122,7 +124,7 @@ class EmbedOptions:
     l2_normalize: bool = False  # unit-length vectors after pooling (spatial: over the whole C·H·W map)
     weights: str = "best"  # best | last checkpoint of the classifier run
     batch_size: int = 512  # images per forward pass
-    precision: str = "bf16"  # bf16 autocast (CPU and CUDA) | fp32
+    precision: str = "auto"  # auto (as train.precision) | bf16 autocast | fp32
     out: Optional[str] = None  # default: <classifier run>/embeddings
     overwrite: bool = False  # replace a layer's existing embeddings
     kmeans_clusters: int = 100  # k-means centres over train embeddings (capped at the number of points)
@@ -156,7 +158,8 @@ class GenerativeEvalOptions:
     n: Optional[int] = None  # images per side (equal for real and fake); None = min(max_n, available)
     max_n: int = 10000
     weights: Optional[str] = None  # evaluator checkpoint: best | last; None = the one its evaluator.json records
-    precision: str = "fp32"  # evaluator forward: fp32 | bf16 (faster, features rounded)
+    # evaluator forward: auto (as train.precision) | fp32 | bf16 (faster, features rounded to 8 bits)
+    precision: str = "auto"
     batch_size: int = 500  # images per evaluator forward
     kid_subsets: int = 100
     kid_subset_size: int = 1000  # capped at N
@@ -174,7 +177,7 @@ class GenerativeEvalOptions:
     inception_weights: Optional[str] = None  # local Inception (torch-fidelity) weights; never downloaded
     grid_per_class: int = 8  # real and generated images per class in the side-by-side grid
     seed: int = 0  # subsets, KID subsets, pairings, CAS
-    threads: Optional[int] = None  # torch CPU threads; None = torch's default (1 is faster on a busy machine)
+    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
 
 
 @dataclass

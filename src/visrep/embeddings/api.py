@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from visrep.hardware.precision import check_precision
 from visrep.data.transforms import Normalization
-from visrep.embeddings.extract import PRECISIONS, forward_batch, resolve_layers, tapped_layers
+from visrep.embeddings.extract import forward_batch, resolve_layers, tapped_layers
 from visrep.embeddings.inputs import as_nchw, to_model_input
 from visrep.embeddings.neighbours import nearest_neighbours  # noqa: F401  (part of this API)
 from visrep.embeddings.pooling import check_pooling
@@ -87,9 +88,8 @@ class Embedder:
     """
 
     def __init__(self, model: torch.nn.Module, normalization: Normalization, image_shape: tuple[int, int, int],
-                 precision: str = "bf16", device: torch.device | None = None, channels_last: bool = True):
-        if precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
+                 precision: str = "auto", device: torch.device | None = None, channels_last: bool = True):
+        check_precision(precision)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.model = model.eval().to(self.device)
         self.channels_last = channels_last
@@ -98,7 +98,7 @@ class Embedder:
         self.normalization, self.image_shape, self.precision = normalization, tuple(image_shape), precision
 
     @classmethod
-    def from_run(cls, run_path: str | Path, weights: str = "best", precision: str = "bf16",
+    def from_run(cls, run_path: str | Path, weights: str = "best", precision: str = "auto",
                  device: torch.device | None = None) -> "Embedder":
         from visrep.evaluation.classifier_eval import load_classifier
 

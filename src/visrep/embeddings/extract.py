@@ -16,11 +16,11 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from visrep.hardware.precision import check_precision
 from visrep.embeddings.pooling import check_pooling, pool_features
 from visrep.errors import UserError
 from visrep.evaluation.predict import autocast_context
 
-PRECISIONS = ("bf16", "fp32")
 
 
 def resolve_layers(model: nn.Module, requested: list[str] | str) -> list[str]:
@@ -93,13 +93,12 @@ class Extraction:
 
 @torch.no_grad()
 def extract_features(model: nn.Module, loader, layers: list[str], pooling: str = "avg", l2_normalize: bool = False,
-                     precision: str = "bf16", device: torch.device | None = None, progress: bool = True,
+                     precision: str = "auto", device: torch.device | None = None, progress: bool = True,
                      description: str = "embed") -> Extraction:
     """Run ``model`` (eval mode) over ``loader`` batches (images (B, C, H, W), labels (B,)) and collect
     the pooled outputs of ``layers``. Deterministic: same weights, inputs and batch size → same bits."""
     check_pooling(pooling)
-    if precision not in PRECISIONS:
-        raise UserError(f"precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
+    check_precision(precision)
     device = device or next(model.parameters()).device
     model.eval()
     outputs: dict[str, Tensor] = {}

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import torch
 
+from visrep.hardware.precision import check_precision
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.embeddings.evaluate import analyse_embeddings, check_analysis_options
-from visrep.embeddings.extract import PRECISIONS, Extraction, extract_features, resolve_layers
+from visrep.embeddings.extract import Extraction, extract_features, resolve_layers
 from visrep.embeddings.pooling import check_pooling
 from visrep.embeddings.stats import class_statistics, kmeans_centres, save_class_stats, save_kmeans
 from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, save_embedding_set, split_file,
@@ -92,8 +93,7 @@ def _extract_splits(run, model, data: PreparedData, layers: list[str], out: Path
 
 def _check_options(options) -> None:
     check_pooling(options.pooling)
-    if options.precision not in PRECISIONS:
-        raise UserError(f"embed.precision must be one of {', '.join(PRECISIONS)} (got '{options.precision}')")
+    check_precision(options.precision, "embed.precision")
     if options.weights not in WEIGHTS:
         raise UserError(f"embed.weights must be one of {', '.join(WEIGHTS)} (got '{options.weights}')")
     for key in ("batch_size", "kmeans_clusters"):

@@ -30,7 +30,7 @@ class CasRecipe:
     lr: float = 0.2  # peak, one-cycle
     widths: tuple[int, ...] = (32, 64, 128)  # fastcnn stages
     translate: int = 1  # pixels of random shift
-    precision: str = "bf16"
+    precision: str = "auto"  # the project's policy (visrep.hardware.precision): bf16 only where it is native
     seed: int = 0
 
 

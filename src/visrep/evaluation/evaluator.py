@@ -28,10 +28,10 @@ from visrep.data.transforms import Normalization
 from visrep.errors import UserError
 from visrep.evaluation.independence import check_architecture_differs, weights_hashes
 from visrep.evaluation.predict import autocast_context
+from visrep.hardware.precision import check_precision
 from visrep.runs import load_run_config
 
 EVALUATOR_RECORD = "evaluator.json"
-PRECISIONS = ("fp32", "bf16")
 
 
 class EvaluatorNetwork(nn.Module):
@@ -42,10 +42,9 @@ class EvaluatorNetwork(nn.Module):
     BatchNorm statistics stay fixed whoever calls ``.train()``.
     """
 
-    def __init__(self, classifier: nn.Module, normalization: Normalization, precision: str = "fp32"):
+    def __init__(self, classifier: nn.Module, normalization: Normalization, precision: str = "auto"):
         super().__init__()
-        if precision not in PRECISIONS:
-            raise UserError(f"evaluator precision must be one of {', '.join(PRECISIONS)} (got '{precision}')")
+        check_precision(precision, "evaluator precision")  # auto is resolved per call, for the input's device
         self.classifier = classifier.eval()
         self.precision = precision
         self.num_features = int(classifier.embedding_dim)
@@ -107,7 +106,7 @@ class Evaluator:
                 "test_accuracy": (self.record or {}).get("test_accuracy")}
 
 
-def load_evaluator(run_path: Path, weights: str | None = None, precision: str = "fp32") -> Evaluator:
+def load_evaluator(run_path: Path, weights: str | None = None, precision: str = "auto") -> Evaluator:
     """Rebuild the evaluator (or any classifier run) as an :class:`EvaluatorNetwork`, hashes checked.
 
     ``weights`` None takes the checkpoint its evaluator.json records (the one whose hash was recorded),

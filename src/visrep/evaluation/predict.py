@@ -8,16 +8,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visrep.hardware.precision import resolve_precision
+
 
 def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CPU or CUDA; a no-op for fp32."""
-    if precision == "fp32":
+    """bf16 autocast on CPU or CUDA; a no-op for fp32; auto as :func:`resolve_precision` decides for ``device``."""
+    if resolve_precision(precision, device).precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader, device: torch.device, precision: str = "bf16",
+def predict_logits(model: torch.nn.Module, loader, device: torch.device, precision: str = "auto",
                    tta_flip: bool = False, tta_translate: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Return (logits (N, K) float32, labels (N,) int64).
 

@@ -22,6 +22,9 @@ from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
 from visrep.evaluation.classifier_eval import write_curve_artefacts
 from visrep.evaluation.predict import autocast_context, predict_logits
+from visrep.hardware.precision import check_precision, resolve_precision
+from visrep.hardware.record import compute_line, compute_record
+from visrep.hardware.threads import apply_threads
 from visrep.models import create_model
 from visrep.runs import Run, create_run, open_run
 from visrep.seeding import seed_everything, set_deterministic
@@ -31,8 +34,6 @@ from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
 from visrep.training.lookahead import Lookahead
 from visrep.training.optim import build_optimizer, build_schedule, check_optim_config
-
-PRECISIONS = ("bf16", "fp32")
 
 
 def init_sample(data, max_images: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,8 +78,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     dist_info = setup_distributed()
     seed_everything(cfg.run.seed + dist_info.rank)
     set_deterministic(cfg.run.deterministic)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    apply_threads(cfg.train.threads)
     data = prepare_data(cfg.data, progress=progress and dist_info.is_main)
     model = build_classifier(cfg, data)  # before the run directory exists: a bad model name leaves nothing behind
     if len(data.splits["val"]) == 0:
@@ -95,8 +95,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
 
 
 def _check_train_config(train_cfg) -> None:
-    if train_cfg.precision not in PRECISIONS:
-        raise UserError(f"train.precision must be one of {', '.join(PRECISIONS)} (got '{train_cfg.precision}')")
+    check_precision(train_cfg.precision, "train.precision")
     if train_cfg.epochs < 1:
         raise UserError(f"train.epochs must be ≥ 1 (got {train_cfg.epochs})")
     check_optim_config(train_cfg)
@@ -131,6 +130,7 @@ class ClassifierTrainer:
         self.stage = stage
         self.cfg, self.data, self.run, self.dist, self.progress = cfg, data, run, dist_info, progress
         self.device = pick_device(dist_info)
+        self.precision = resolve_precision(cfg.train.precision, self.device, "train.precision")
         self.model = model.to(self.device)
         self._init_model_from_data()
         if cfg.train.channels_last:
@@ -181,8 +181,11 @@ class ClassifierTrainer:
     # ---- the loop -------------------------------------------------------------------------
     def fit(self) -> None:
         start_epoch = self.state.epoch
-        self.run.logger.info("training %s for %d epochs (%d steps) on %s, %s", self.cfg.model.name,
-                             self.cfg.train.epochs, self.total_steps, self.device, self.cfg.train.precision)
+        self.run.logger.info("training %s for %d epochs (%d steps) on %s", self.cfg.model.name,
+                             self.cfg.train.epochs, self.total_steps, compute_line(self.device, self.precision))
+        if self.dist.is_main:
+            self.run.write_json("compute.json", compute_record(self.device, self.precision,
+                                                               self.cfg.train.channels_last))
         for epoch in range(start_epoch, self.cfg.train.epochs):
             train_metrics = self._train_epoch(epoch)
             val_loss, val_acc = self._validate() if self.val_loader is not None else (None, None)
@@ -215,7 +218,7 @@ class ClassifierTrainer:
                 "epoch_seconds": elapsed, "images_per_s": float(totals[2]) / elapsed}
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-        with autocast_context(self.device, self.cfg.train.precision):
+        with autocast_context(self.device, self.precision.precision):
             logits = self.wrapped(images)
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.cfg.train.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
@@ -234,7 +237,7 @@ class ClassifierTrainer:
 
     def _validate(self) -> tuple[float, float]:
         model = self.ema.model if self.ema is not None else self.model
-        logits, labels = predict_logits(model, self.val_loader, self.device, self.cfg.train.precision)
+        logits, labels = predict_logits(model, self.val_loader, self.device, self.precision.precision)
         logits_t, labels_t = torch.from_numpy(logits), torch.from_numpy(labels)
         return float(F.cross_entropy(logits_t, labels_t)), float((logits_t.argmax(1) == labels_t).float().mean())
 
