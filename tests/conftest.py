@@ -104,3 +104,20 @@ def comparable_history(run: Path) -> list[dict]:
     """metrics.jsonl without timings, which differ between any two runs."""
     history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     return [{k: v for k, v in epoch.items() if "second" not in k and k != "images_per_s"} for epoch in history]
+
+
+# ---- shared tiny trained runs (trained once per test session) ---------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory) -> Path:
+    """configs/tiny.yaml trained once (seconds); tests must only read it."""
+    from visrep.config import ClassifierConfig, load_config
+    from visrep.training.classifier import train_classifier
+
+    root = tmp_path_factory.mktemp("shared-runs")
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run.root={root}", "run.name=tiny",
+                                                       f"data.cache_dir={root / 'cache'}"], ClassifierConfig)
+    return train_classifier(cfg, progress=False)

@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     models = verbs.add_parser("models", help="list the classifier architectures")
     models.set_defaults(action=None)
 
+    doctor = verbs.add_parser("doctor", help="this machine: CPU flags, what auto picks, measured speed, "
+                              "estimated time of the shipped configs")
+    doctor.add_argument("--configs", metavar="DIR", help="configs to estimate (default: ./configs, else the repo's)")
+    doctor.add_argument("--seconds", type=float, default=2.5, help="measuring time per precision (default: 2.5)")
+    doctor.set_defaults(action=None)
+
     demo = verbs.add_parser("demo", help="the main job on the embedded digits data")
     _add_common(demo)
     return parser
@@ -251,6 +257,24 @@ def _comma_list(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def cmd_doctor(args) -> int:
+    from pathlib import Path
+
+    from visrep.doctor import report
+
+    if args.configs:
+        configs = Path(args.configs)
+        if not configs.is_dir():
+            raise UserError(f"--configs: no such folder: {configs}")
+    else:
+        configs = next((p for p in (Path("configs"), Path(__file__).resolve().parents[2] / "configs") if p.is_dir()),
+                       None)
+    if args.seconds <= 0:
+        raise UserError(f"--seconds must be > 0 (got {args.seconds})")
+    print(report(configs, args.seconds))
+    return 0
+
+
 def cmd_models(args) -> int:
     from visrep.models import list_models
 
@@ -263,7 +287,7 @@ COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
             ("models", None): cmd_models, ("train", "evaluator"): cmd_train_evaluator,
             ("evaluate", "generated"): cmd_evaluate_generated}
 
-COMMANDS.update({("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
+COMMANDS.update({("doctor", None): cmd_doctor, ("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
 
 
 def parse_args(argv: list[str] | None):

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from visrep.hardware.precision import check_precision
 from visrep.data.transforms import Normalization
 from visrep.embeddings.extract import forward_batch, resolve_layers, tapped_layers
 from visrep.embeddings.inputs import as_nchw, to_model_input
@@ -29,6 +28,7 @@ from visrep.embeddings.stats import ClassStats, KMeansCentres, read_class_stats,
 from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder, load_embedding_set, read_json,
                                      split_file, stored_layers)
 from visrep.errors import UserError
+from visrep.hardware.precision import check_precision
 
 
 def load_embeddings(source: str | Path, layer: str = "penultimate", split: str = "train",

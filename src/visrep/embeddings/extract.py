@@ -16,11 +16,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from visrep.hardware.precision import check_precision
 from visrep.embeddings.pooling import check_pooling, pool_features
 from visrep.errors import UserError
 from visrep.evaluation.predict import autocast_context
-
+from visrep.hardware.precision import check_precision
 
 
 def resolve_layers(model: nn.Module, requested: list[str] | str) -> list[str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 
-from visrep.hardware.precision import check_precision
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.embeddings.evaluate import analyse_embeddings, check_analysis_options
 from visrep.embeddings.extract import Extraction, extract_features, resolve_layers
@@ -24,6 +23,8 @@ from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, sa
 from visrep.embeddings.threads import single_threaded_numerics
 from visrep.errors import UserError
 from visrep.evaluation.classifier_eval import load_classifier
+from visrep.hardware.precision import check_precision, resolve_precision
+from visrep.hardware.record import compute_record
 from visrep.runs import check_manifest, environment_info, open_run
 
 WEIGHTS = ("best", "last")
@@ -87,8 +88,10 @@ def _extract_splits(run, model, data: PreparedData, layers: list[str], out: Path
         _save_split(out, split, extraction, data, base, model)
         if split == "train":
             _save_statistics(out, extraction, data.class_names, base, options, cfg.analysis.seed)
+    device = next(model.parameters()).device
+    compute = compute_record(device, resolve_precision(options.precision, device), channels_last)
     return {**base, "layers": layers, "splits": list(timings), "extraction": timings, "head_accuracy": head_accuracy,
-            "feature_layers": list(model.feature_layers), "environment": environment_info()}
+            "feature_layers": list(model.feature_layers), "environment": environment_info(), "compute": compute}
 
 
 def _check_options(options) -> None:

@@ -34,6 +34,8 @@ from visrep.evaluation.inception import inception_network, inception_scores
 from visrep.evaluation.independence import check_independent
 from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_neighbours, pixel_neighbours
 from visrep.evaluation.real_sources import RealReference, load_real_reference
+from visrep.hardware.precision import resolve_precision
+from visrep.hardware.record import compute_record
 from visrep.runs import create_run
 
 SMALL_N = 2000  # below this FID's upward bias is large: read KID
@@ -95,6 +97,8 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     in_loop = _load_in_loop(opts, fake, evaluator) if opts.in_loop else None
     inception = inception_network(opts.inception_weights) if opts.inception_weights else None
     run = create_run(cfg, "generated")  # only now: a refused or mistyped request leaves no directory behind
+    device = evaluator.network.scale.device
+    run.write_json("compute.json", compute_record(device, resolve_precision(opts.precision, device), False))
     loaded = time.perf_counter()
     rng = np.random.default_rng(opts.seed)
     context = _build_context(opts, evaluator, reference, n, rng, progress)

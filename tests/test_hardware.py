@@ -1,0 +1,158 @@
+"""Precision and threads chosen from the machine: the bf16 check, auto, the thread policy, the record."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from visrep.errors import UserError
+from visrep.hardware import cpu, precision, threads
+from visrep.hardware.cpu import CpuInfo, isa_cap_excluding_bf16, native_bf16_verdict
+from visrep.hardware.precision import resolve_precision
+
+
+def _cpu(native: bool) -> CpuInfo:
+    return CpuInfo(model="test CPU", flags=("avx2",), torch_capability="AVX2", avx512_bf16=native, amx=False,
+                   isa_cap=None, native_bf16=native, reason="native" if native else "emulated")
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, cap, native", [
+    (False, False, None, False), (True, False, None, True), (False, True, None, True),
+    (True, True, "ONEDNN_MAX_CPU_ISA=AVX2", False)])
+def test_native_bf16_needs_the_instructions_and_no_isa_cap(avx512_bf16, amx, cap, native):
+    verdict, reason = native_bf16_verdict(avx512_bf16, amx, cap)
+    assert verdict is native and reason
+
+
+@pytest.mark.parametrize("env, capped", [
+    ({}, False), ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, True), ({"ONEDNN_MAX_CPU_ISA": "avx512_core_amx"}, False),
+    ({"ATEN_CPU_CAPABILITY": "avx2"}, True), ({"ATEN_CPU_CAPABILITY": "avx512"}, False)])
+def test_isa_caps_that_switch_bf16_kernels_off(monkeypatch, env, capped):
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert (isa_cap_excluding_bf16() is not None) is capped
+
+
+@pytest.mark.parametrize("native, expected", [(False, "fp32"), (True, "bf16")])
+def test_auto_follows_the_capability_check(monkeypatch, native, expected):
+    monkeypatch.setattr(precision, "read_cpu_info", lambda: _cpu(native))
+    choice = resolve_precision("auto", "cpu")
+    assert choice.precision == expected and choice.requested == "auto"
+    assert choice.reason == ("native" if native else "emulated")
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_explicit_precisions_stay_explicit(monkeypatch, native):
+    monkeypatch.setattr(precision, "read_cpu_info", lambda: _cpu(native))
+    assert resolve_precision("fp32").precision == "fp32"
+    assert resolve_precision("bf16").precision == "bf16"  # slow without native bf16, but what was asked for
+
+
+def test_unknown_precision_is_a_user_error():
+    with pytest.raises(UserError, match="train.precision must be one of auto, fp32, bf16"):
+        resolve_precision("fp16", "cpu", "train.precision")
+
+
+def test_this_machines_check_uses_torchs_capability_api():
+    info = cpu.read_cpu_info()
+    assert info.avx512_bf16 == torch.cpu._is_avx512_bf16_supported()
+    assert info.amx == torch.cpu._is_amx_tile_supported()
+    assert info.native_bf16 == ((info.avx512_bf16 or info.amx) and info.isa_cap is None)
+
+
+@pytest.mark.parametrize("cores, busy, expected", [(2, 0.0, 2), (2, 0.2, 2), (2, 1.0, 1), (2, 2.0, 1),
+                                                   (4, 1.0, 3), (8, 0.1, 8), (2, None, 2), (1, 0.0, 1)])
+def test_threads_leave_busy_cores_alone(cores, busy, expected):
+    assert threads.threads_for(cores, busy) == expected
+
+
+def test_busy_cores_are_read_from_proc_stat_deltas(monkeypatch):
+    samples = iter([{0: (1000, 500), 1: (1000, 900)}, {0: (1100, 500), 1: (1100, 1000)}])  # cpu0 busy, cpu1 idle
+    monkeypatch.setattr(threads, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(threads, "_affinity", lambda: {0, 1})
+    assert threads.busy_cores_elsewhere(2, interval=0) == pytest.approx(1.0)
+
+
+def test_one_busy_process_means_one_thread(monkeypatch):
+    for name in ("VISREP_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    monkeypatch.setattr(threads, "busy_cores_elsewhere", lambda cores: 1.0)
+    choice = threads.choose_threads()
+    assert choice.threads == 1 and "1.0 busy" in choice.reason
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "VISREP_THREADS", threads._OURS)}
+    return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_thread_count_is_set_before_torch_loads():
+    """`import visrep` puts OMP_NUM_THREADS in place without importing torch; torch's OpenMP pool then has it
+    from its first parallel region on (parallel_info reads the OpenMP runtime itself)."""
+    code = ("import os, sys, visrep; assert 'torch' not in sys.modules; print(os.environ['OMP_NUM_THREADS']); "
+            "import torch; torch.ones(4096).sum(); print(torch.get_num_threads()); "
+            "print([l for l in torch.__config__.parallel_info().splitlines() if 'omp_get_max_threads' in l][0])")
+    result = _python(code, VISREP_THREADS="1")
+    assert result.returncode == 0, result.stderr
+    omp, torch_threads, runtime = result.stdout.splitlines()
+    assert omp == "1" and torch_threads == "1" and runtime.strip().endswith(": 1")
+
+
+def test_users_omp_num_threads_wins_and_children_choose_again():
+    code = "import visrep.hardware.threads as t; c = t.configure_process(); print(c.threads, c.reason)"
+    assert _python(code, OMP_NUM_THREADS="1").stdout.startswith("1 OMP_NUM_THREADS set by the user")
+    # a child that inherits visrep's own OMP_NUM_THREADS samples the load again instead of obeying it
+    child = _python(code, OMP_NUM_THREADS="7", **{threads._OURS: "7"}).stdout
+    assert "usable cores" in child
+
+
+def test_bad_thread_setting_is_one_error_line():
+    result = subprocess.run([sys.executable, "-m", "visrep", "models"], capture_output=True, text=True,
+                            env={**os.environ, "VISREP_THREADS": "many"}, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: VISREP_THREADS must be a whole number ≥ 1 (got 'many')"
+
+
+def test_a_run_records_what_was_picked(tiny_trained_run):
+    record = json.loads((tiny_trained_run / "compute.json").read_text())
+    assert record["precision"]["requested"] == "auto"
+    expected = "bf16" if cpu.read_cpu_info().native_bf16 else "fp32"
+    assert record["precision"]["precision"] == expected and record["precision"]["reason"]
+    assert record["threads"]["torch_threads"] == 1  # tiny.yaml sets train.threads: 1
+    assert record["threads"]["reason"] == "set by the stage's config"
+    assert record["cpu"]["flags"] == list(cpu.read_cpu_info().flags) and "native_bf16" in record["cpu"]
+    assert record["channels_last"] is True
+
+
+def test_doctor_reports_flags_picks_speed_and_estimates(capsys):
+    from visrep.cli import main
+
+    assert main(["doctor", "--seconds", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert f"auto picks {resolve_precision('auto').precision}" in out
+    assert "fp32" in out and "bf16" in out and "img/s" in out
+    assert "digits.yaml" in out and "mnist.yaml" in out  # every shipped config gets a line
+
+
+def test_estimates_scale_with_measured_speed_and_resizing():
+    from pathlib import Path
+
+    from visrep.doctor import Throughput, estimate_config, forward_flops
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    slow, fast = Throughput("fp32", 100.0, 3), Throughput("fp32", 200.0, 3)
+    assert estimate_config(configs / "digits.yaml", slow)["seconds"] == pytest.approx(
+        2 * estimate_config(configs / "digits.yaml", fast)["seconds"])
+    assert estimate_config(configs / "digits.yaml", slow)["images"] == int(1797 * 0.8 * 0.9)
+    # progressive resizing: the 20 px epochs cost less than the 28 px ones
+    assert forward_flops("fastcnn", 1, 20, widths=[32, 64, 128]) < forward_flops("fastcnn", 1, 28, widths=[32, 64, 128])
