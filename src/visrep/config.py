@@ -36,10 +36,12 @@ class DataConfig:
     image_size: int = 8  # pixels, square output
     channels: Optional[int] = None  # 1 or 3; None = the source's own (folders: 3 if any colour image)
     resize: str = "crop"  # crop: short side → size, centre crop | stretch | pad: long side → size, pad
-    val_fraction: float = 0.1  # of each class, carved from train
-    test_fraction: float = 0.2  # of each class, only when the folder has no split of its own
+    val_fraction: float = 0.1  # of each class; carved from train when the source has no val split
+    test_fraction: float = 0.2  # of each class; carved from train when the source has no test split (recorded)
     seed: int = 0  # split seed (independent of the training seed)
-    strict: bool = False  # corrupt / non-image files: skip and list (False) or fail (True)
+    # corrupt / non-image files in class folders: skip and list (False) or fail (True);
+    # hidden, stray and duplicate entries are always only listed
+    strict: bool = False
     cache_dir: Optional[str] = None  # default: $VISREP_CACHE or ~/.cache/visrep
     in_memory: Optional[bool] = None  # None = auto (below memory_limit_gb); false: stream the cache from disk (mmap)
     memory_limit_gb: float = 4.0  # decoded size up to which auto keeps a folder dataset in memory

@@ -1,4 +1,5 @@
-"""A human-readable summary of a prepared data source: counts, image sizes, skipped files."""
+"""A human-readable summary of a prepared data source: counts, image sizes, carved splits, nested
+folders, skipped files."""
 
 from __future__ import annotations
 
@@ -15,14 +16,18 @@ def summarize(data: PreparedData) -> dict:
             values = sizes[:, axis]
             size_stats[name] = {"min": int(values.min()), "median": float(np.median(values)), "max": int(values.max())}
         size_stats["distinct_sizes"] = int(len(np.unique(sizes, axis=0)))
+    source = dict(data.manifest["source"])
+    nested = source.pop("nested_folders", [])  # a line of its own, not a long list inside the source line
     return {
-        "source": data.manifest["source"],
+        "source": source,
         "classes": data.class_names,
         "counts": data.manifest["counts"],
         "totals": {split: len(ds) for split, ds in data.splits.items()},
         "image_shape": list(data.image_shape),
         "original_sizes": size_stats,
         "original_modes": data.source.original_modes,
+        "carved": data.manifest.get("carved", {}),
+        "nested_folders": nested,
         "skipped": data.manifest["skipped"],
         "normalization": data.normalization.to_dict(),
         "manifest_hash": data.manifest["hash"],
@@ -41,6 +46,8 @@ def format_summary(summary: dict, max_skipped: int = 20) -> str:
     lines.append("original modes: " + ", ".join(f"{m}: {n}" for m, n in sorted(summary["original_modes"].items())))
     norm = summary["normalization"]
     lines.append("train mean/std: " + " ".join(f"{m:.4f}/{s:.4f}" for m, s in zip(norm["mean"], norm["std"])))
+    lines.extend(carved_lines(summary.get("carved", {})))
+    lines.extend(_nested_lines(summary.get("nested_folders", [])))
     skipped = summary["skipped"]
     lines.append(f"skipped files: {len(skipped)}")
     lines.extend(f"  {entry['id']}: {entry['reason']}" for entry in skipped[:max_skipped])
@@ -48,6 +55,19 @@ def format_summary(summary: dict, max_skipped: int = 20) -> str:
         lines.append(f"  ... and {len(skipped) - max_skipped} more (all listed in manifest.json)")
     lines.append(f"manifest hash: {summary['manifest_hash']}")
     return "\n".join(lines)
+
+
+def carved_lines(carved: dict) -> list[str]:
+    # Said out loud because a split the user did not make changes what "train" and "test" mean.
+    return [f"{split} split carved from train (data.{split}_fraction={entry['fraction']:g} of each class): "
+            f"the source has no {split} split of its own" for split, entry in carved.items()]
+
+
+def _nested_lines(nested: list[str], shown: int = 3) -> list[str]:
+    if not nested:
+        return []
+    more = f" and {len(nested) - shown} more (all in manifest.json)" if len(nested) > shown else ""
+    return [f"nested folders taken into their class: {', '.join(nested[:shown])}{more}"]
 
 
 def _count_table(classes: list[str], counts: dict) -> str:

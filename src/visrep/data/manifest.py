@@ -4,6 +4,10 @@ Same source + seed → byte-identical file: items keep the scan's sorted order, 
 and nothing time- or machine-dependent goes into the hashed part. ``hash`` is a SHA-256 over
 the class names and the (id, label, split) list, so two runs on the same data share it even
 if the folder was moved.
+
+A split the source did not come with (a folder with train/ and val/ but no test/, or a torchvision
+set's val) is carved from train; ``carved`` says which and with what fraction. It is present only
+when something was carved, and like every key outside classes and items it is not hashed.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ MANIFEST_FORMAT = "visrep-manifest/1"
 def build_manifest(source: dict, class_names: list[str], ids: list[str], labels, splits, skipped: list[dict],
                    seed: int, fractions: dict) -> dict:
     items = [{"id": i, "label": int(l), "split": str(s)} for i, l, s in zip(ids, labels, splits)]
-    return {
+    manifest = {
         "format": MANIFEST_FORMAT,
         "source": source,
         "classes": list(class_names),
@@ -32,6 +36,20 @@ def build_manifest(source: dict, class_names: list[str], ids: list[str], labels,
         "items": items,
         "hash": manifest_hash(class_names, items),
     }
+    carved = carved_splits(source, items, fractions)
+    if carved:
+        manifest["carved"] = carved
+    return manifest
+
+
+def carved_splits(source: dict, items: list[dict], fractions: dict) -> dict:
+    """{split: {"from": "train", "fraction": f}} for each split the source lacked but the items have."""
+    given = source.get("splits_given")
+    if given is None:  # a source without splits of its own: every split is drawn, as documented
+        return {}
+    present = {item["split"] for item in items}
+    return {split: {"from": "train", "fraction": fractions[split]} for split in ("val", "test")
+            if split not in given and split in present}
 
 
 def manifest_hash(class_names: list[str], items: list[dict]) -> str:

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from visrep.data.cache import decode_folder, default_cache_dir
-from visrep.data.folders import scan_folder
+from visrep.data.folders import FolderScan, scan_folder
 from visrep.data.images import RESIZE_MODES, peek_is_colour
+from visrep.data.splits import check_fractions
 from visrep.errors import UserError
 
 TORCHVISION_SETS = {"mnist": ("MNIST", 1), "fashionmnist": ("FashionMNIST", 1), "cifar10": ("CIFAR10", 3)}
@@ -48,6 +49,8 @@ def load_source(data_cfg, progress: bool = True) -> SourceData:
         raise UserError(f"data.image_size must be between 4 and 1024 pixels (got {data_cfg.image_size})")
     if data_cfg.channels not in (None, 1, 3):
         raise UserError(f"data.channels must be 1 or 3 (got {data_cfg.channels})")
+    # Checked here, before any layout decides which fractions it uses, so every source rejects the same values.
+    check_fractions(data_cfg.val_fraction, data_cfg.test_fraction)
     name = data_cfg.source.lower()
     if name == "digits":
         return _load_digits(data_cfg)
@@ -84,7 +87,8 @@ def _load_torchvision(name: str, data_cfg) -> SourceData:
         splits.extend([split] * len(data))
     native = np.concatenate(arrays)
     images = _resize_tensor_images(native, data_cfg.image_size, data_cfg.channels or native_channels)
-    return SourceData(name, {"kind": name, "root": str(root)}, images, np.concatenate(labels), ids,
+    description = {"kind": name, "root": str(root), "splits_given": ["test", "train"]}
+    return SourceData(name, description, images, np.concatenate(labels), ids,
                       [str(c) for c in parts[0].classes], np.asarray(splits, dtype=object),
                       original_sizes=np.tile([native.shape[3], native.shape[2]], (len(native), 1)),
                       original_modes={"L" if native.shape[1] == 1 else "RGB": len(native)})
@@ -105,17 +109,28 @@ def _load_folder(data_cfg, progress: bool) -> SourceData:
     channels = data_cfg.channels or _guess_channels(scan.root, scan.files)
     decoded = decode_folder(scan.root, scan.files, data_cfg.image_size, channels, data_cfg.resize,
                             Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else None, progress=progress)
-    skipped = scan.skipped + decoded.failures
-    if skipped and data_cfg.strict:
-        raise UserError(f"{len(skipped)} unusable file(s) in {scan.root} (data.strict=true), first: "
-                        f"{skipped[0]['id']}: {skipped[0]['reason']}")
+    unusable = scan.skipped + decoded.failures
+    # strict is about images that cannot be used; hidden, stray and duplicate entries and loops are only listed
+    if unusable and data_cfg.strict:
+        raise UserError(f"{len(unusable)} unusable file(s) in {scan.root} (data.strict=true), first: "
+                        f"{unusable[0]['id']}: {unusable[0]['reason']}")
     keep = decoded.ok_indices
     labels = np.asarray(scan.labels, dtype=np.int64)[keep]
     _check_every_class_survived(labels, scan.class_names, scan.root)
     given = np.asarray(scan.given_splits, dtype=object)[keep] if scan.given_splits is not None else None
+    return SourceData("folder", _folder_description(scan, given), decoded.images, labels,
+                      [scan.files[i] for i in keep], scan.class_names, given, unusable + scan.ignored,
+                      decoded.original_sizes, decoded.original_modes, decoded.hit)
+
+
+def _folder_description(scan: FolderScan, given: np.ndarray | None) -> dict:
+    """The manifest's "source"; a flat folder without nested folders gets the same keys it always had."""
     description = {"kind": "folder", "root": str(scan.root.resolve()), "layout": scan.layout}
-    return SourceData("folder", description, decoded.images, labels, [scan.files[i] for i in keep],
-                      scan.class_names, given, skipped, decoded.original_sizes, decoded.original_modes, decoded.hit)
+    if given is not None:  # lets the manifest say which splits were carved rather than given
+        description["splits_given"] = sorted(set(given))
+    if scan.nested_folders:
+        description["nested_folders"] = scan.nested_folders
+    return description
 
 
 def _check_every_class_survived(labels: np.ndarray, class_names: list[str], root: Path) -> None:
