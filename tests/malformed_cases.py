@@ -181,7 +181,7 @@ def corrupt_image_among_images_to_score(tmp):
 
 def resume_finished_evaluator(tmp):
     from visrep.config import ClassifierConfig, load_config
-    from visrep.evaluation.evaluator import train_evaluator
+    from visrep.training.evaluator import train_evaluator
 
     cfg = load_config(TINY, [_runs(tmp), "run.name=evaluator", "train.epochs=1", f"data.cache_dir={tmp}/cache"],
                       schema=ClassifierConfig)

@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 from visrep.config import ClassifierConfig, TrainConfig, load_config
 from visrep.data.dataset import BatchLoader, ImageSplit
 from visrep.data.transforms import Normalization
-from visrep.evaluation.predict import _shift
+from visrep.inference.predict import _shift
 from visrep.models import create_model
 from visrep.models.airbench import whitening_filters
 from visrep.runs import load_run_config
-from visrep.training.checkpoint import load_state
+from visrep.storage import load_state
 from visrep.training.classifier import train_classifier
 from visrep.training.lookahead import Lookahead
 from visrep.training.optim import build_optimizer, lr_factor

@@ -20,20 +20,19 @@ from sklearn.metrics import (
 from visrep.evaluation.classification import (
     calibration_report,
     classification_metrics,
-    curve_summary,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
     reliability_bins,
     softmax_probabilities,
-    write_history_csv,
 )
-from visrep.evaluation.plots import (
+from visrep.figures import (
     plot_confusion_matrix,
     plot_reliability_diagram,
     plot_training_curves,
     save_image_grid,
 )
+from visrep.training.curves import curve_summary, write_history_csv
 
 CLASS_NAMES = ["cat", "dog", "bird", "fish", "frog"]
 NEVER_PREDICTED = 4

@@ -12,8 +12,9 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 from conftest import comparable_history, sigkill_at_random_step, start_visrep
 
 from visrep.config import ClassifierConfig, load_config
-from visrep.evaluation.classifier_eval import evaluate_classifier, load_classifier
-from visrep.evaluation.predict import predict_logits
+from visrep.evaluation.classifier_eval import evaluate_classifier
+from visrep.inference.loading import load_classifier
+from visrep.inference.predict import predict_logits
 from visrep.data.prepare import prepare_data
 from visrep.training.classifier import train_classifier
 

@@ -19,7 +19,7 @@ from visrep.embeddings.extract import extract_features
 from visrep.embeddings.pooling import pool_features
 from visrep.embeddings.stats import class_statistics
 from visrep.errors import UserError
-from visrep.evaluation.classifier_eval import load_classifier
+from visrep.inference.loading import load_classifier
 from visrep.training.classifier import train_classifier
 
 REPO = Path(__file__).resolve().parents[1]

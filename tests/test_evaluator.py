@@ -22,9 +22,10 @@ from visrep.data.prepare import prepare_data
 from visrep.errors import UserError
 from visrep.evaluation.conditional_metrics import gan_test
 from visrep.evaluation.distribution_metrics import fid, kid
-from visrep.evaluation.evaluator import extract_features, load_evaluator, train_evaluator
+from visrep.evaluation.evaluator import extract_features, load_evaluator
+from visrep.training.evaluator import train_evaluator
 from visrep.evaluation.generative import evaluate_generated
-from visrep.evaluation.independence import check_architecture_differs, state_dict_sha256
+from visrep.inference.independence import check_architecture_differs, state_dict_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 EVALUATOR_TINY = REPO / "configs" / "evaluator_tiny.yaml"

@@ -9,7 +9,7 @@ from PIL import Image
 
 from visrep.errors import UserError
 from visrep.evaluation.fake_sources import TargetFormat, load_image_set
-from visrep.evaluation.independence import check_independent, state_dict_sha256
+from visrep.inference.independence import check_independent, state_dict_sha256
 from visrep.evaluation.real_sources import parse_real_spec
 
 TARGET = TargetFormat(image_size=8, channels=1, resize="crop", class_names=tuple(str(i) for i in range(10)))

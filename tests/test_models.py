@@ -16,7 +16,7 @@ from torchvision.models.feature_extraction import create_feature_extractor
 from visrep.errors import UserError
 from visrep.models import FeatureClassifier, create_model, list_models, register_model
 from visrep.models import registry
-from visrep.models.classifier import pooling_plan
+from visrep.models.fastcnn import pooling_plan
 
 NUM_CLASSES = 10
 BATCH = 2
@@ -275,6 +275,7 @@ def test_config_rebuilds_the_same_architecture(name, in_channels, options):
 
 def test_register_model_adds_a_name_and_rejects_clashes(monkeypatch):
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_PREFIXES", dict(registry._PREFIXES))
 
     @register_model("tiny_fastcnn")
     def tiny(num_classes: int, in_channels: int, image_size: int) -> FeatureClassifier:
@@ -286,3 +287,29 @@ def test_register_model_adds_a_name_and_rejects_clashes(monkeypatch):
         register_model("tiny_fastcnn")(tiny)
     with pytest.raises(ValueError, match="reserved"):
         register_model("tv:mine")
+
+
+def test_any_model_family_registers_with_its_own_signature(monkeypatch):
+    """Generators and U-Nets register like classifiers; their builders take their own arguments."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_model("toy_generator", kind="generator")
+    def toy_generator(latent_dim: int, image_size: int, channels: int = 3) -> torch.nn.Module:
+        return torch.nn.Linear(latent_dim, channels * image_size * image_size)
+
+    model = create_model("toy_generator", latent_dim=16, image_size=4)
+    assert model.config == {"name": "toy_generator", "latent_dim": 16, "image_size": 4}
+    assert create_model(**model.config).out_features == 48
+    assert "toy_generator" in list_models("generator") and "toy_generator" not in list_models("classifier")
+    assert registry.model_kind("toy_generator") == "generator" and registry.model_kind("tv:resnet18") == "classifier"
+    with pytest.raises(UserError, match="has no option"):
+        create_model("toy_generator", latent_dim=16, image_size=4, width=2)
+
+
+def test_the_tv_prefix_registers_itself_and_cannot_be_taken():
+    from visrep.models import torchvision_family
+
+    assert "tv:" in registry._PREFIXES
+    assert registry._PREFIXES["tv:"].members() == torchvision_family.torchvision_archs()
+    with pytest.raises(ValueError, match="already in use"):
+        registry.register_prefix("tv:", lambda member: None, list)

@@ -10,8 +10,10 @@ from conftest import comparable_history
 from visrep.config import ClassifierConfig, load_config
 from visrep.data.prepare import prepare_data
 from visrep.errors import UserError
-from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics, load_classifier, saved_weights
-from visrep.training.classifier import ClassifierTrainer, train_classifier
+from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
+from visrep.inference.loading import load_classifier, saved_weights
+from visrep.training import classifier as classifier_loop
+from visrep.training.classifier import train_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "configs" / "tiny.yaml"
@@ -69,14 +71,14 @@ def test_what_needs_a_validation_split_says_so(no_val_run):
 def test_resumed_no_val_run_ends_as_an_uninterrupted_one(tmp_path, monkeypatch):
     """Interrupted after epoch 2 of 4 (its checkpoint written), then resumed with tensorboard on."""
     reference = train_classifier(_cfg(tmp_path, "run.name=ref", *NO_VAL), progress=False)
-    end_epoch = ClassifierTrainer._end_epoch
+    end_epoch = classifier_loop.end_epoch
 
-    def interrupt_after_epoch_2(self, epoch, *args):
-        end_epoch(self, epoch, *args)
+    def interrupt_after_epoch_2(loop, epoch, *args):
+        end_epoch(loop, epoch, *args)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(ClassifierTrainer, "_end_epoch", interrupt_after_epoch_2)
+    monkeypatch.setattr(classifier_loop, "end_epoch", interrupt_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         train_classifier(_cfg(tmp_path, "run.name=stopped", *NO_VAL), progress=False)
     monkeypatch.undo()
@@ -101,7 +103,8 @@ def test_no_val_config_that_cannot_work_fails_before_any_run_exists(tmp_path, ov
 
 
 def test_evaluator_and_demo_without_a_val_split_use_the_last_weights(no_val_run, tmp_path, capsys):
-    from visrep.evaluation.evaluator import load_evaluator, train_evaluator
+    from visrep.evaluation.evaluator import load_evaluator
+    from visrep.training.evaluator import train_evaluator
     from visrep.pipeline import run_demo
 
     evaluator_cfg = load_config(REPO / "configs" / "evaluator_tiny.yaml",

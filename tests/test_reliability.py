@@ -12,7 +12,7 @@ from conftest import comparable_history, sigkill_at_random_step, start_visrep
 from visrep.config import ClassifierConfig, load_config
 from visrep.errors import TrainingDiverged, UserError
 from visrep.training import guards
-from visrep.training.checkpoint import load_state, save_state
+from visrep.storage import load_state, save_state
 from visrep.training.classifier import train_classifier
 
 TINY = Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml"
@@ -59,16 +59,16 @@ def test_state_round_trip_and_atomic_write_leaves_no_temp_files(tmp_path):
 
 def test_nan_loss_stops_naming_stage_and_step_and_keeps_checkpoints(tmp_path, monkeypatch):
     run_cfg = _cfg(tmp_path, "run.name=nan", "train.epochs=3")
-    real_step = __import__("visrep.training.classifier", fromlist=["x"]).ClassifierTrainer._train_step
+    real_step = __import__("visrep.training.classifier", fromlist=["x"]).train_step
     calls = {"n": 0}
 
-    def poisoned(self, images, labels):
+    def poisoned(loop, images, labels):
         calls["n"] += 1
-        if self.state.epoch >= 1:  # first epoch clean, then NaN inputs
+        if loop.state.epoch >= 1:  # first epoch clean, then NaN inputs
             images = images * float("nan")
-        return real_step(self, images, labels)
+        return real_step(loop, images, labels)
 
-    monkeypatch.setattr("visrep.training.classifier.ClassifierTrainer._train_step", poisoned)
+    monkeypatch.setattr("visrep.training.classifier.train_step", poisoned)
     with pytest.raises(TrainingDiverged, match=r"classifier training stopped: loss is nan at step \d+ \(epoch 2\)"):
         train_classifier(run_cfg, progress=False)
     checkpoints = sorted((tmp_path / "runs" / "nan" / "checkpoints").glob("state-*.pt"))
@@ -77,16 +77,16 @@ def test_nan_loss_stops_naming_stage_and_step_and_keeps_checkpoints(tmp_path, mo
 
 
 def test_isolated_bad_batches_can_be_skipped(tmp_path, monkeypatch):
-    real_step = __import__("visrep.training.classifier", fromlist=["x"]).ClassifierTrainer._train_step
+    real_step = __import__("visrep.training.classifier", fromlist=["x"]).train_step
     seen = {"n": 0}
 
-    def one_bad(self, images, labels):
+    def one_bad(loop, images, labels):
         seen["n"] += 1
         if seen["n"] == 3:
             images = images * float("inf")
-        return real_step(self, images, labels)
+        return real_step(loop, images, labels)
 
-    monkeypatch.setattr("visrep.training.classifier.ClassifierTrainer._train_step", one_bad)
+    monkeypatch.setattr("visrep.training.classifier.train_step", one_bad)
     run = train_classifier(_cfg(tmp_path, "run.name=skip", "train.epochs=1", "train.skip_bad_batches=1"),
                            progress=False)
     assert "batch skipped (1 of 1 allowed)" in (run / "log.txt").read_text()

@@ -184,7 +184,8 @@ def cmd_train_evaluator(args) -> int:
     from pathlib import Path
 
     from visrep.config import ClassifierConfig
-    from visrep.evaluation.evaluator import train_evaluator
+    from visrep.evaluation.classifier_eval import evaluate_classifier
+    from visrep.training.evaluator import train_evaluator
 
     conditioning = Path(args.conditioning) if args.conditioning else None
     if args.resume:  # --conditioning may be given again: it is checked as on a fresh run
@@ -192,6 +193,7 @@ def cmd_train_evaluator(args) -> int:
         run_path = train_evaluator(None, conditioning, resume=Path(args.resume))
     else:
         run_path = train_evaluator(load_cli_config(args, ClassifierConfig), conditioning)
+    evaluate_classifier(run_path, "test")  # the evaluator's own report (eval-test/), beside evaluator.json
     print(f"evaluator run: {run_path}")
     return 0
 

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from visrep.hardware.cpu import read_cpu_info
 from visrep.hardware.precision import resolve_precision
 from visrep.hardware.threads import current_choice
 from visrep.models import create_model
+from visrep.training.steps import classification_backward
 
 REFERENCE = {"name": "fastcnn", "widths": [32, 64, 128], "image_size": 32, "channels": 3, "batch": 128}
 # Training-split sizes of the standard sets, used when a config's data is not on this machine.
@@ -50,10 +50,7 @@ def measure_throughput(precision: str, seconds: float = 2.5) -> Throughput:
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(durations) < 2:
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = F.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        classification_backward(model, optimizer, images, labels, precision)
         optimizer.step()
         durations.append(time.perf_counter() - started)
     timed = sorted(durations[1:])  # the first step pays for kernel selection

@@ -1,4 +1,4 @@
-"""Evaluation figures written straight to PNG files.
+"""Figures written straight to PNG files (confusion matrices, reliability diagrams, training curves, image grids).
 
 Matplotlib is switched to the non-interactive Agg backend before pyplot is
 imported, so these functions work on headless machines and never open windows.

@@ -21,7 +21,7 @@ from pathlib import Path
 from visrep import __version__
 from visrep.config import to_yaml
 from visrep.errors import UserError
-from visrep.training.checkpoint import atomic_write
+from visrep.storage import atomic_write
 
 
 @dataclass

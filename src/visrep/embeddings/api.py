@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from visrep.data.transforms import Normalization
-from visrep.embeddings.extract import forward_batch, resolve_layers, tapped_layers
+from visrep.embeddings.extract import forward_batch, resolve_layers
 from visrep.embeddings.inputs import as_nchw, to_model_input
 from visrep.embeddings.neighbours import nearest_neighbours  # noqa: F401  (part of this API)
 from visrep.embeddings.pooling import check_pooling
@@ -29,6 +29,7 @@ from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root,
                                      split_file, stored_layers)
 from visrep.errors import UserError
 from visrep.hardware.precision import check_precision
+from visrep.inference.batches import batched
 
 
 def load_embeddings(source: str | Path, layer: str = "penultimate", split: str = "train",
@@ -100,7 +101,7 @@ class Embedder:
     @classmethod
     def from_run(cls, run_path: str | Path, weights: str = "best", precision: str = "auto",
                  device: torch.device | None = None) -> "Embedder":
-        from visrep.evaluation.classifier_eval import load_classifier
+        from visrep.inference.loading import load_classifier
 
         run_path = Path(run_path)
         model, cfg = load_classifier(run_path, weights)
@@ -127,14 +128,13 @@ class Embedder:
         names = resolve_layers(self.model, [layers] if isinstance(layers, str) else layers)
         images = as_nchw(images)
         collected: dict[str, list[Tensor]] = {name: [] for name in names}
-        with tapped_layers(self.model, names, pooling, l2_normalize) as captured:
-            for start in range(0, len(images), batch_size):  # converted batch by batch: memory stays small
-                batch = to_model_input(images[start:start + batch_size], self.image_shape, self.normalization, convert)
-                if self.channels_last:
-                    batch = batch.contiguous(memory_format=torch.channels_last)
-                forward_batch(self.model, batch, self.device, self.precision)
-                for name in names:
-                    collected[name].append(captured[name].cpu())
+        for raw in batched(images, batch_size):  # converted batch by batch: memory stays small
+            batch = to_model_input(raw, self.image_shape, self.normalization, convert)
+            if self.channels_last:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            pooled = forward_batch(self.model, batch, self.device, self.precision, names, pooling, l2_normalize)[1]
+            for name in names:
+                collected[name].append(pooled[name].cpu())
         result = {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in collected.items()}
         return result[names[0]] if isinstance(layers, str) and layers not in ("all", "stages") else result
 

@@ -8,7 +8,6 @@ own accuracy on the split for free (the reference line of the analysis table).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from visrep.embeddings.pooling import check_pooling, pool_features
 from visrep.errors import UserError
-from visrep.evaluation.predict import autocast_context
+from visrep.inference.autocast import autocast_context
 from visrep.hardware.precision import check_precision
 
 
@@ -44,35 +43,6 @@ def resolve_layers(model: nn.Module, requested: list[str] | str) -> list[str]:
             raise UserError(f"unknown layer '{name}' for model {getattr(model, 'config', {}).get('name', type(model).__name__)}; "
                             f"valid layers: {', '.join(valid)} (or 'stages', 'all')")
     return [layer for layer in valid if layer in chosen]
-
-
-class Taps(dict):
-    """{layer: pooled embeddings of the last forward}; ``raw_shapes[layer]`` is the unpooled per-image shape."""
-
-    def __init__(self):
-        super().__init__()
-        self.raw_shapes: dict[str, tuple[int, ...]] = {}
-
-
-@contextlib.contextmanager
-def tapped_layers(model: nn.Module, layers: list[str], pooling: str, l2_normalize: bool):
-    """While active, every forward of ``model`` fills the yielded :class:`Taps` with {layer: pooled embeddings}."""
-    captured = Taps()
-
-    def make_hook(name: str):
-        def hook(module, inputs, output):
-            raw = output[0] if isinstance(output, (tuple, list)) else output
-            captured.raw_shapes[name] = tuple(raw.shape[1:])
-            captured[name] = pool_features(raw, pooling, l2_normalize)
-        return hook
-
-    handles = [model.get_submodule(model.feature_layers[name]).register_forward_hook(make_hook(name))
-               for name in layers]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @dataclass
@@ -105,24 +75,28 @@ def extract_features(model: nn.Module, loader, layers: list[str], pooling: str =
     total = len(loader.split) if hasattr(loader, "split") else None
     started = time.perf_counter()
     bar = tqdm(loader, desc=description, leave=False, disable=not progress or None, mininterval=1.0)
-    with tapped_layers(model, layers, pooling, l2_normalize) as captured:
-        for images, labels in bar:
-            logits = forward_batch(model, images, device, precision)
-            correct += int((logits.argmax(1).cpu() == labels).sum())
-            for name in layers:
-                _store(outputs, name, captured[name].cpu(), filled, total)
-            filled += len(labels)
-            labels_seen.append(labels)
+    raw_shapes: dict[str, tuple[int, ...]] = {}
+    for images, labels in bar:
+        logits, pooled, raw_shapes = forward_batch(model, images, device, precision, layers, pooling, l2_normalize)
+        correct += int((logits.argmax(1).cpu() == labels).sum())
+        for name in layers:
+            _store(outputs, name, pooled[name].cpu(), filled, total)
+        filled += len(labels)
+        labels_seen.append(labels)
     seconds = time.perf_counter() - started
     features = {name: tensor[:filled] for name, tensor in outputs.items()}
     labels = torch.cat(labels_seen) if labels_seen else torch.empty(0, dtype=torch.int64)
-    return Extraction(features, labels, correct / max(filled, 1), seconds, dict(captured.raw_shapes))
+    return Extraction(features, labels, correct / max(filled, 1), seconds, raw_shapes)
 
 
-def forward_batch(model: nn.Module, images: Tensor, device: torch.device, precision: str) -> Tensor:
-    """One inference forward of (B, C, H, W) normalised images → logits (B, K); taps fill as a side effect."""
+def forward_batch(model: nn.Module, images: Tensor, device: torch.device, precision: str, layers: list[str],
+                  pooling: str, l2_normalize: bool) -> tuple[Tensor, dict[str, Tensor], dict[str, tuple[int, ...]]]:
+    """One inference forward of (B, C, H, W) normalised images through the classifier's
+    ``forward_intermediates`` → (logits (B, K), {layer: pooled embeddings}, {layer: unpooled per-image shape})."""
     with torch.no_grad(), autocast_context(device, precision):
-        return model(images.to(device, non_blocking=True))
+        logits, raw = model.forward_intermediates(images.to(device, non_blocking=True), layers)
+        pooled = {name: pool_features(output, pooling, l2_normalize) for name, output in raw.items()}
+    return logits, pooled, {name: tuple(output.shape[1:]) for name, output in raw.items()}
 
 
 def _store(outputs: dict[str, Tensor], name: str, batch: Tensor, start: int, total: int | None) -> None:

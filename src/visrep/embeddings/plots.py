@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from visrep.evaluation.plots import save_image_grid  # noqa: E402
+from visrep.figures import save_image_grid  # noqa: E402
 
 # t-SNE first reduces to this many PCA components (standard practice: faster, less noise).
 TSNE_PCA_DIMS = 50

@@ -22,7 +22,7 @@ from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, sa
                                      write_json)
 from visrep.embeddings.threads import single_threaded_numerics
 from visrep.errors import UserError
-from visrep.evaluation.classifier_eval import load_classifier
+from visrep.inference.loading import load_classifier
 from visrep.hardware.precision import check_precision, resolve_precision
 from visrep.hardware.record import compute_record
 from visrep.runs import check_manifest, environment_info, open_run

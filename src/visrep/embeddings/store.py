@@ -31,7 +31,7 @@ from safetensors.torch import load, save
 from torch import Tensor
 
 from visrep.errors import UserError
-from visrep.training.checkpoint import atomic_write
+from visrep.storage import atomic_write
 
 FORMAT = "visrep-embeddings/1"
 SPLIT_NAMES = ("train", "val", "test")

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from visrep.config import TrainConfig
 from visrep.data.transforms import augment_batch, compute_normalization, normalize_uint8
-from visrep.evaluation.predict import autocast_context
+from visrep.inference.autocast import autocast_context
+from visrep.inference.batches import batched
 from visrep.models import create_model
 from visrep.training.optim import build_optimizer, build_schedule
+from visrep.training.steps import classification_backward
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,15 @@ def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: C
 
 
 def _step(model, optimizer, inputs: torch.Tensor, targets: torch.Tensor, precision: str) -> None:
-    with autocast_context(inputs.device, precision):
-        loss = F.cross_entropy(model(inputs).float(), targets, label_smoothing=0.1)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    classification_backward(model, optimizer, inputs, targets, precision, label_smoothing=0.1)
     optimizer.step()
 
 
 @torch.inference_mode()
 def _predict(model, images: torch.Tensor, normalization, recipe: CasRecipe, batch_size: int = 1000) -> torch.Tensor:
-    predictions = []
-    for start in range(0, len(images), batch_size):
-        inputs = normalize_uint8(images[start:start + batch_size], normalization)
+    predictions = [torch.empty(0, dtype=torch.int64)]  # an empty test set predicts nothing
+    for batch in batched(images, batch_size):
+        inputs = normalize_uint8(batch, normalization)
         with autocast_context(inputs.device, recipe.precision):
             predictions.append(model(inputs).float().argmax(1))
     return torch.cat(predictions)

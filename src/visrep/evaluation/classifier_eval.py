@@ -13,72 +13,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from visrep.config import ClassifierConfig
-from visrep.data.prepare import prepare_data
+from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
-from visrep.evaluation.classification import (calibration_report, classification_metrics, curve_summary,
-                                              reliability_bins, softmax_probabilities, write_history_csv,
-                                              apply_temperature, fit_temperature)
-from visrep.evaluation.plots import plot_confusion_matrix, plot_reliability_diagram, plot_training_curves
-from visrep.evaluation.predict import predict_logits
-from visrep.models import create_model
-from visrep.runs import check_manifest, load_run_config, open_run
-from visrep.training.checkpoint import load_weights
+from visrep.evaluation.classification import (calibration_report, classification_metrics, reliability_bins,
+                                              softmax_probabilities, apply_temperature, fit_temperature)
+from visrep.figures import plot_confusion_matrix, plot_reliability_diagram
+from visrep.inference.predict import predict_logits
+from visrep.inference.loading import load_classifier, resolve_weights
+from visrep.runs import check_manifest, open_run
+from visrep.training.curves import write_curve_artefacts
 
 SPLITS = ("train", "val", "test")
 
 
-def load_classifier(run_path: Path, weights: str | None = None) -> tuple[torch.nn.Module, object]:
-    """Rebuild a trained classifier from its run directory: (model in eval mode, run config).
-
-    ``weights`` is best or last; None takes the run's ``eval.weights``."""
-    cfg = load_run_config(run_path, ClassifierConfig)
-    weights = resolve_weights(cfg, weights)
-    weights_file = Path(run_path) / f"{weights}.safetensors"
-    if not weights_file.is_file():
-        if weights == "best" and trained_without_val(Path(run_path)):
-            raise UserError(f"{run_path} was trained without a validation split, so it has no best weights, "
-                            f"only its last: ask for weights last (--weights last, embed.weights=last, "
-                            f"generative.weights=last)")
-        raise UserError(f"{run_path} is not a trained classifier run (no {weights}.safetensors)")
-    tensors, model_config = load_weights(weights_file)
-    model = create_model(**model_config)
-    model.load_state_dict(tensors)
-    return model.eval(), cfg
-
-
-def trained_without_val(run_path: Path) -> bool:
-    """True for a finished run whose metrics.json has no best epoch (data.val_fraction=0)."""
-    try:
-        return json.loads((run_path / "metrics.json").read_text()).get("best_epoch", 0) is None
-    except (OSError, ValueError):
-        return False
-
-
-def saved_weights(run_path: Path) -> str:
-    """The checkpoint to use when the caller has no preference: best, unless the run trained without a
-    validation split and saved its last weights only."""
-    return "last" if trained_without_val(Path(run_path)) else "best"
-
-
-def resolve_weights(cfg, weights: str | None) -> str:
-    weights = cfg.eval.weights if weights is None else weights
-    if weights not in ("best", "last"):
-        raise UserError(f"weights must be best or last (got '{weights}')")
-    return weights
-
-
 def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | None = None,
-                        weights: str | None = None, tta_translate: int | None = None) -> dict:
+                        weights: str | None = None, tta_translate: int | None = None,
+                        data: PreparedData | None = None) -> dict:
     """Metrics of the run's ``weights`` on ``split``, artefacts in ``<run>/eval-<split>[-last][-tta...]``.
 
-    ``weights``, ``tta_flip`` and ``tta_translate`` default to the run's ``eval:`` config."""
+    ``weights``, ``tta_flip`` and ``tta_translate`` default to the run's ``eval:`` config. ``data``
+    may pass the run's data already prepared (checked against its manifest), to skip preparing it again."""
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)} (got '{split}')")
     run = open_run(run_path)
     model, cfg = load_classifier(run.path, weights)
     weights = resolve_weights(cfg, weights)
-    data = prepare_data(cfg.data)
+    data = data if data is not None else prepare_data(cfg.data)
     check_manifest(run.path, data.manifest)
     tta = cfg.eval.tta_flip if tta_flip is None else tta_flip
     shift = int(cfg.eval.tta_translate if tta_translate is None else tta_translate)
@@ -135,14 +95,6 @@ def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: floa
     for name, (scores, title) in diagrams.items():
         bins = reliability_bins(softmax_probabilities(scores), labels, n_bins)
         plot_reliability_diagram(bins, out / f"reliability_{name}_temperature.png", title)
-
-
-def write_curve_artefacts(history: list[dict], folder: Path) -> dict:
-    """curves.csv + curves.png (best epoch marked) in ``folder``; returns the curve summary."""
-    summary = curve_summary(history)
-    write_history_csv(history, folder / "curves.csv")
-    plot_training_curves(history, folder / "curves.png", summary["best_epoch"])
-    return summary
 
 
 def _write_curves(run_path: Path, out: Path) -> None:

@@ -13,7 +13,7 @@ Folder
     or class names; ``condition_ids``: (N,) real image ids (as in the data manifest);
     ``conditioning_weights_sha256``: the hashes a generator declares (see ``independence``).
 Generator run
-    A folder with ``generator.json`` (contract in :mod:`visrep.evaluation.independence`) and its
+    A folder with ``generator.json`` (contract in :mod:`visrep.inference.independence`) and its
     samples as ``.npz`` or as a folder.
 """
 
@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from visrep.data.images import ImageDecodeError, decode_to_array, is_image_name, resize_square, to_channels
 from visrep.errors import UserError
-from visrep.evaluation.independence import GENERATOR_MANIFEST, HASH_KEY, read_generator_manifest
+from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY, read_generator_manifest
 
 CONDITIONS_FILE = "conditions.json"
 

@@ -31,7 +31,7 @@ from visrep.evaluation.embedding_consistency import embedding_consistency, real_
 from visrep.evaluation.evaluator import Evaluator, extract_features, load_evaluator
 from visrep.evaluation.fake_sources import ImageSet, TargetFormat, load_image_set
 from visrep.evaluation.inception import inception_network, inception_scores
-from visrep.evaluation.independence import check_independent
+from visrep.inference.independence import check_independent
 from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_neighbours, pixel_neighbours
 from visrep.evaluation.real_sources import RealReference, load_real_reference
 from visrep.hardware.precision import resolve_precision

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from visrep.evaluation.memorisation import closest_pairs
-from visrep.evaluation.plots import save_image_grid
+from visrep.figures import save_image_grid
 
 # (label, path into a metrics block, format); ↓ lower is better, ↑ higher is better
 ROWS: list[tuple[str, tuple, str]] = [

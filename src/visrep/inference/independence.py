@@ -40,6 +40,7 @@ from safetensors.torch import load_file
 
 from visrep.errors import UserError
 
+EVALUATOR_RECORD = "evaluator.json"  # written by the evaluator stage: its hashes and test accuracy
 GENERATOR_MANIFEST = "generator.json"
 HASH_KEY = "conditioning_weights_sha256"
 

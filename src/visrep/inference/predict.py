@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from visrep.hardware.precision import resolve_precision
-
-
-def autocast_context(device: torch.device, precision: str):
-    """bf16 autocast on CPU or CUDA; a no-op for fp32; auto as :func:`resolve_precision` decides for ``device``."""
-    if resolve_precision(precision, device).precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
+from visrep.inference.autocast import autocast_context
 
 
 @torch.no_grad()

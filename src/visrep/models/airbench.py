@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visrep.errors import UserError
-from visrep.models.classifier import FastConvBlock, FeatureClassifier, pooling_plan, _stage_layer_paths
+from visrep.models.base import FeatureClassifier, _stage_layer_paths, check_classifier_sizes
+from visrep.models.fastcnn import FastConvBlock, pooling_plan
 from visrep.models.registry import register_model
 
 NULL_DIRECTION_RATIO = 1e-9  # eigenvalue / largest below which a patch direction counts as unspanned
@@ -73,6 +74,7 @@ class AirbenchNet(FeatureClassifier):
                  logit_scale: float = 1 / 9, whiten_bias_epochs: int | None = 3,
                  whiten_eps: float = WHITENING_EPS, float32_stem: bool = True) -> None:
         super().__init__()
+        check_classifier_sizes(num_classes, in_channels, image_size)
         _check_options(widths, whiten_kernel, image_size, bn_keep)
         if isinstance(whiten_eps, bool) or not isinstance(whiten_eps, (int, float)) or not whiten_eps > 0:
             raise UserError(f"whiten_eps must be a number > 0 (got {whiten_eps!r})")

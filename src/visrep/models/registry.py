@@ -1,11 +1,13 @@
-"""Model names → classifier builders, plus loading local weight files.
+"""Model names → builders, plus loading local weight files.
 
-Two kinds of names:
+Any model family registers here, not only classifiers: a builder is any callable returning an
+``nn.Module`` and taking its options as arguments (a classifier's are ``num_classes, in_channels,
+image_size, **options``; a generator or a U-Net has its own). Two kinds of names:
 
 * registered names (``fastcnn``, ``resnet18_cifar``, ...), added with :func:`register_model`;
-* ``tv:<arch>`` for any torchvision classification architecture (``tv:resnet18``,
-  ``tv:mobilenet_v3_small``, ...), always randomly initialised: weights come only from a local
-  ``pretrained_path`` file, never from the network.
+* prefixed families, added with :func:`register_prefix` by the module that implements them:
+  ``tv:<arch>`` for any torchvision classification architecture (always randomly initialised:
+  weights come only from a local ``pretrained_path`` file, never from the network).
 
 Every created model carries ``model.config``, a flat dict such that ``create_model(**model.config)``
 rebuilds the same architecture (``pretrained_path`` is left out: a checkpoint brings its own weights).
@@ -17,63 +19,120 @@ import inspect
 import os
 import pickle
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from visrep.errors import UserError
 
-TORCHVISION_PREFIX = "tv:"
-
-# torchvision classifiers without a final nn.Linear (their head is a 1x1 conv), so there is no
-# "penultimate" vector to expose.
-_UNSUPPORTED_TORCHVISION = frozenset({"squeezenet1_0", "squeezenet1_1"})
-
 ModelBuilder = Callable[..., nn.Module]
-_REGISTRY: dict[str, ModelBuilder] = {}
 
 
-def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
-    """Decorator registering ``builder(num_classes, in_channels, image_size, **kwargs) -> nn.Module`` as ``name``."""
-    if name.startswith(TORCHVISION_PREFIX):
-        raise ValueError(f"model names starting with {TORCHVISION_PREFIX!r} are reserved for torchvision")
+@dataclass(frozen=True)
+class Prefix:
+    """A family of names ``<prefix><member>`` resolved by the family itself."""
+    builder: Callable[[str], ModelBuilder]  # member → builder (raises UserError for an unknown member)
+    members: Callable[[], list[str]]  # every valid member, for listings and messages
+    kind: str
+    example: str
+
+
+_REGISTRY: dict[str, tuple[ModelBuilder, str]] = {}  # name → (builder, kind)
+_PREFIXES: dict[str, Prefix] = {}
+
+
+def register_model(name: str, kind: str = "classifier") -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``builder(**options) -> nn.Module`` as ``name`` (``kind``: classifier, generator, ...)."""
+    prefix = next((p for p in _PREFIXES if name.startswith(p)), None)
+    if prefix is not None:
+        raise ValueError(f"model names starting with {prefix!r} are reserved for that family")
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
         if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name]!r})")
-        _REGISTRY[name] = builder
+            raise ValueError(f"model {name!r} is already registered (by {_REGISTRY[name][0]!r})")
+        _REGISTRY[name] = (builder, kind)
         return builder
 
     return decorate
 
 
-def list_models() -> list[str]:
-    """All valid model names: registered ones first, then every supported ``tv:<arch>``."""
-    return sorted(_REGISTRY) + [TORCHVISION_PREFIX + arch for arch in _torchvision_archs()]
+def register_prefix(prefix: str, builder: Callable[[str], ModelBuilder], members: Callable[[], list[str]],
+                    kind: str = "classifier", example: str = "") -> None:
+    """Register a family named ``<prefix><member>`` (e.g. ``tv:resnet18``), resolved by ``builder(member)``."""
+    if prefix in _PREFIXES or any(name.startswith(prefix) for name in _REGISTRY):
+        raise ValueError(f"prefix {prefix!r} is already in use")
+    _PREFIXES[prefix] = Prefix(builder, members, kind, example)
 
 
-def create_model(name: str, num_classes: int, in_channels: int, image_size: int, **kwargs: Any) -> nn.Module:
-    """Build model ``name`` for ``(N, in_channels, image_size, image_size)`` inputs and ``num_classes`` logits.
+def list_models(kind: str | None = None) -> list[str]:
+    """Valid model names (of one ``kind``, or all): registered ones first, then every prefixed member."""
+    names = sorted(name for name, (_, k) in _REGISTRY.items() if kind in (None, k))
+    for prefix, family in sorted(_PREFIXES.items()):
+        if kind in (None, family.kind):
+            names += [prefix + member for member in family.members()]
+    return names
 
-    ``kwargs`` go to the model (for ``tv:`` names: to the torchvision builder), except
-    ``pretrained_path``: a local ``.safetensors`` / ``.pt`` / ``.pth`` state-dict file loaded after building.
-    Raises UserError for unknown names, bad sizes, unknown options and missing or unfitting weight files.
+
+def model_kind(name: str) -> str:
+    return _resolve(name)[1]
+
+
+def create_model(name: str, *args: Any, **kwargs: Any) -> nn.Module:
+    """Build model ``name`` with the builder's own arguments.
+
+    For a classifier: ``create_model(name, num_classes, in_channels, image_size, **options)`` for
+    ``(N, in_channels, image_size, image_size)`` inputs and ``num_classes`` logits. ``pretrained_path``
+    (any model): a local ``.safetensors`` / ``.pt`` / ``.pth`` state-dict file loaded after building.
+    Raises UserError for unknown names, unknown or missing options, bad sizes and unfitting weight files.
     """
     pretrained_path = kwargs.pop("pretrained_path", None)
-    _check_sizes(num_classes, in_channels, image_size)
-    builder = _resolve_builder(name)
-    _check_options(name, builder, kwargs)
-    model = builder(num_classes, in_channels, image_size, **kwargs)
+    builder, _ = _resolve(name)
+    arguments = _bind(name, builder, args, kwargs)
+    model = builder(*args, **kwargs)
     if pretrained_path is not None:
         load_weights(model, pretrained_path)
-    model.config = {"name": name, "num_classes": num_classes, "in_channels": in_channels,
-                    "image_size": image_size, **kwargs}
+    model.config = {"name": name, **arguments}
     return model
+
+
+def _resolve(name: str) -> tuple[ModelBuilder, str]:
+    if not isinstance(name, str):
+        raise UserError(f"model name must be a string (got {name!r})")
+    for prefix, family in _PREFIXES.items():
+        if name.startswith(prefix):
+            return family.builder(name[len(prefix):]), family.kind
+    if name not in _REGISTRY:
+        families = "".join(f", or {p}<name> ({f.example})" if f.example else f", or {p}<name>"
+                           for p, f in sorted(_PREFIXES.items()))
+        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}{families}")
+    return _REGISTRY[name]
+
+
+def _bind(name: str, builder: ModelBuilder, args: tuple, kwargs: dict) -> dict[str, Any]:
+    """The builder's arguments by name (``**options`` flattened), or a UserError naming what does not fit."""
+    signature = inspect.signature(builder)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as error:
+        named = [p.name for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+        unknown = sorted(set(kwargs) - set(named))
+        accepted = named[len(args):]  # the options: what the call did not already give by position
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+            raise UserError(f"model {name!r} has no option(s) {', '.join(unknown)}; its options are: "
+                            f"{', '.join(accepted) or 'none'}") from None
+        raise UserError(f"model {name!r}: {error}") from None
+    arguments = {}
+    for key, value in bound.arguments.items():
+        if signature.parameters[key].kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        else:
+            arguments[key] = value
+    return arguments
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
@@ -106,47 +165,3 @@ def _read_file(path: Path, suffix: str) -> Any:
     if suffix == ".safetensors":
         return load_file(str(path), device="cpu")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _check_sizes(num_classes: int, in_channels: int, image_size: int) -> None:
-    for label, value in (("num_classes", num_classes), ("in_channels", in_channels), ("image_size", image_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise UserError(f"{label} must be a positive integer (got {value!r})")
-
-
-def _resolve_builder(name: str) -> ModelBuilder:
-    if name.startswith(TORCHVISION_PREFIX):
-        return _torchvision_builder(name[len(TORCHVISION_PREFIX):])
-    if name not in _REGISTRY:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}, "
-                        f"or {TORCHVISION_PREFIX}<arch> for a torchvision classifier (e.g. tv:resnet18)")
-    return _REGISTRY[name]
-
-
-def _torchvision_builder(arch: str) -> ModelBuilder:
-    if arch not in _torchvision_archs():
-        raise UserError(f"unknown torchvision classifier {arch!r}; choose one of: {', '.join(_torchvision_archs())}")
-    # Imported here, not at module top: classifier.py imports this module to register its models.
-    from visrep.models.classifier import TorchvisionClassifier
-
-    def build(num_classes: int, in_channels: int, image_size: int, **kwargs: Any) -> nn.Module:
-        return TorchvisionClassifier(arch, num_classes, in_channels, image_size, **kwargs)
-
-    return build
-
-
-def _torchvision_archs() -> list[str]:
-    archs = torchvision.models.list_models(module=torchvision.models)  # classification models only
-    return [arch for arch in archs if arch not in _UNSUPPORTED_TORCHVISION]
-
-
-def _check_options(name: str, builder: ModelBuilder, kwargs: dict[str, Any]) -> None:
-    """Report misspelt options as a UserError before building (``**kwargs`` builders check their own)."""
-    parameters = list(inspect.signature(builder).parameters.values())[3:]  # after num_classes, in_channels, size
-    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
-        return
-    accepted = [parameter.name for parameter in parameters]
-    unknown = sorted(set(kwargs) - set(accepted))
-    if unknown:
-        raise UserError(f"model {name!r} has no option(s) {', '.join(unknown)}; "
-                        f"its options are: {', '.join(accepted) or 'none'}")

@@ -1,0 +1,70 @@
+"""What every training loop sets up the same way before its first step: the run context.
+
+Order matters and is the same for every stage: process group, seeds, deterministic mode and
+threads first; then the data (prepared here unless the caller passes it in); device and precision;
+and only after the model is built (so that a bad model name leaves no run directory behind) the
+run directory, with the manifest, the normalisation statistics and compute.json.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from visrep.data.inspect import carved_lines
+from visrep.data.manifest import write_manifest
+from visrep.data.prepare import PreparedData, prepare_data
+from visrep.hardware.precision import PrecisionChoice, resolve_precision
+from visrep.hardware.record import compute_line, compute_record
+from visrep.hardware.threads import apply_threads
+from visrep.runs import Run, create_run, open_run
+from visrep.seeding import seed_everything, set_deterministic
+from visrep.training.distributed import DistInfo, pick_device, setup_distributed
+
+
+@dataclass
+class RunContext:
+    cfg: object  # the stage's config (run:, data:, train: sections)
+    data: PreparedData
+    dist: DistInfo
+    device: torch.device
+    precision: PrecisionChoice
+    progress: bool
+    run: Run | None = None
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    @classmethod
+    def prepare(cls, cfg, progress: bool = True, data: PreparedData | None = None) -> "RunContext":
+        """Process group, seeds, threads, data, device and precision; no run directory yet."""
+        dist = setup_distributed()
+        seed_everything(cfg.run.seed + dist.rank)
+        set_deterministic(cfg.run.deterministic)
+        apply_threads(cfg.train.threads)
+        data = data if data is not None else prepare_data(cfg.data, progress=progress and dist.is_main)
+        device = pick_device(dist)
+        precision = resolve_precision(cfg.train.precision, device, "train.precision")
+        return cls(cfg, data, dist, device, precision, progress)
+
+    def open_run(self, stage: str, resume: Path | None = None) -> Run:
+        """A new run directory (rank 0 writes manifest and normalisation), or the one being resumed."""
+        if resume is not None:
+            self.run = open_run(resume, self.data.manifest["hash"])
+            return self.run
+        self.run = create_run(self.cfg, stage, self.is_main)
+        if self.is_main:
+            write_manifest(self.data.manifest, self.run.file("manifest.json"))
+            self.run.write_json("normalization.json", self.data.normalization.to_dict())
+            for line in carved_lines(self.data.manifest.get("carved", {})):  # a split the source lacked
+                self.run.logger.info(line)
+        return self.run
+
+    def record_compute(self, channels_last: bool) -> str:
+        """compute.json (what precision, threads and CPU flags were picked, and why); returns the log line."""
+        if self.is_main and self.run is not None:
+            self.run.write_json("compute.json", compute_record(self.device, self.precision, channels_last))
+        return compute_line(self.device, self.precision)
