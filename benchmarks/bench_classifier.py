@@ -34,6 +34,7 @@ from common import REPO, machine_line, report_json, unpacked  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.evaluation.classifier_eval import evaluate_classifier  # noqa: E402
+from visrep.hardware.precision import resolve_precision  # noqa: E402
 from visrep.training.classifier import train_classifier  # noqa: E402
 
 CONFIGS = {"digits": "configs/digits.yaml", "mnist": "configs/mnist.yaml", "cifar10": "configs/cifar10.yaml"}
@@ -67,9 +68,9 @@ def resnet18_throughput(batch_size: int = 256, steps: int = 5) -> float:
 
 def _throughput(name, channels, size, batch_size, steps, bf16, channels_last, options) -> float:
     import torch
-    import torch.nn.functional as F
 
     from visrep.models import create_model
+    from visrep.training.steps import classification_backward
 
     model = create_model(name, 10, channels, size, **options)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -80,10 +81,7 @@ def _throughput(name, channels, size, batch_size, steps, bf16, channels_last, op
     rates = []
     for _ in range(steps + 1):
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(model(images).float(), labels)
-        optimizer.zero_grad()
-        loss.backward()
+        classification_backward(model, optimizer, images, labels, "bf16" if bf16 else "fp32")
         optimizer.step()
         rates.append(batch_size / (time.perf_counter() - started))
     return statistics.median(rates[1:])  # the first step includes one-off kernel selection
@@ -93,9 +91,9 @@ def recipe_step(cfg, size: int, epoch: int = 0):
     """A callable running one training step of ``cfg``'s recipe (real model and optimizer) on random
     (batch, C, size, size) images, with the parameters that train in ``epoch`` (``start_epoch``)."""
     import torch
-    import torch.nn.functional as F
 
     from visrep.training.optim import build_optimizer
+    from visrep.training.steps import classification_backward
 
     model = _recipe_model(cfg).to(memory_format=torch.channels_last).train()
     optimizer = build_optimizer(model, cfg.train)
@@ -104,11 +102,8 @@ def recipe_step(cfg, size: int, epoch: int = 0):
     images = torch.randn(cfg.data.batch_size, 3, size, size).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (cfg.data.batch_size,))
 
-    def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
-            loss = F.cross_entropy(model(images).float(), labels, label_smoothing=cfg.train.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    def step() -> None:  # the trainer's own step, in the precision auto resolves to on this machine
+        classification_backward(model, optimizer, images, labels, cfg.train.precision, cfg.train.label_smoothing)
         optimizer.step()
 
     return step
@@ -221,7 +216,8 @@ def main() -> None:
               "train_seconds": summarize(results, "train_seconds")}
     if args.resnet_baseline:
         cfg = load_config(REPO / config, extra, schema=ClassifierConfig)
-        ours = _throughput(cfg.model.name, 3, 32, cfg.data.batch_size, 5, bf16=cfg.train.precision == "bf16",
+        bf16 = resolve_precision(cfg.train.precision).precision == "bf16"  # what auto picks on this machine
+        ours = _throughput(cfg.model.name, 3, 32, cfg.data.batch_size, 5, bf16=bf16,
                            channels_last=cfg.train.channels_last, options=dict(cfg.model.options))
         baseline = resnet18_throughput()
         report.update({"ours_train_img_per_s": ours, "resnet18_fp32_train_img_per_s": baseline,

@@ -1,6 +1,7 @@
 """Old defaults vs ``precision: auto`` + the thread policy, idle and beside a busy process.
 
-    python benchmarks/bench_cpu_policy.py digits mnist --repeats 3 --out benchmarks/results/cpu_policy.json
+    python benchmarks/bench_cpu_policy.py digits --repeats 3 --emulate-no-bf16 --out digits.json
+    python benchmarks/bench_cpu_policy.py --merge digits.json mnist.json --out benchmarks/results/cpu_policy.json
 
 Each case is the whole command a user types (``visrep train classifier --config ...``) in a fresh
 process, timed wall-clock from start to exit; the trainer's own seconds inside training steps
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -111,7 +113,8 @@ def summarise(results: list[dict]) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("datasets", nargs="+", choices=sorted(CONFIGS))
+    parser.add_argument("datasets", nargs="*", help=f"any of {', '.join(sorted(CONFIGS))}")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="merge earlier runs' JSON into one (--out)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=["old defaults", "auto"], choices=sorted(VARIANTS))
     parser.add_argument("--conditions", nargs="+", default=["idle", "busy"], choices=["idle", "busy"])
@@ -120,6 +123,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds before a case counts as timed out")
     parser.add_argument("--out", help="write the JSON here too")
     args = parser.parse_args()
+    if args.merge:
+        report_json(merge([json.loads(Path(path).read_text()) for path in args.merge]), args.out)
+        return
+    if not args.datasets or set(args.datasets) - set(CONFIGS):
+        parser.error(f"name datasets among {', '.join(sorted(CONFIGS))} (or --merge)")
     hosts = [True] if args.only_emulated else ([False, True] if args.emulate_no_bf16 else [False])
     cases = [(d, v, c == "busy", e) for d in args.datasets for e in hosts for c in args.conditions
              for v in args.variants]
@@ -132,6 +140,29 @@ def main() -> None:
     report_json({"machine": machine_line(), "cpu_flags": _cpu_flags(), "command": sys.argv,
                  "commit": _commit(), "date": time.strftime("%Y-%m-%d"), "rows": summarise(results),
                  "runs": results}, args.out)
+
+
+def merge(docs: list[dict]) -> dict:
+    """One document from runs made in one sitting: their rows and runs together, each command kept."""
+    commands = [shlex.join(["python", *_without_out([_relative(arg) for arg in doc["command"]])]) for doc in docs]
+    commands.append(shlex.join(["python", "benchmarks/bench_cpu_policy.py", "--merge", "<the JSON of each run>",
+                                "--out", "benchmarks/results/cpu_policy.json"]))
+    runs = [run for doc in docs for run in doc["runs"]]
+    return {"machine": docs[0]["machine"], "cpu_flags": docs[0]["cpu_flags"], "commands": commands,
+            "commit": docs[0]["commit"], "date": docs[0]["date"], "rows": summarise(runs), "runs": runs}
+
+
+def _without_out(argv: list[str]) -> list[str]:
+    """The command as recorded, less its ``--out FILE`` (each run's JSON went to a scratch file)."""
+    if "--out" not in argv:
+        return argv
+    at = argv.index("--out")
+    return argv[:at] + argv[at + 2:]
+
+
+def _relative(arg: str) -> str:
+    path = Path(arg)
+    return str(path.relative_to(REPO)) if path.is_absolute() and REPO in path.parents else arg
 
 
 def _cpu_flags() -> dict:

@@ -28,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from visrep.data.prepare import prepare_data
-from visrep.evaluation.classifier_eval import load_classifier
-from visrep.evaluation.predict import autocast_context, predict_logits
+from visrep.inference.loading import load_classifier
+from visrep.inference.autocast import autocast_context
+from visrep.inference.predict import predict_logits
 
 SHIFTS = range(-2, 3)  # pixels, both axes
 CPU = torch.device("cpu")
