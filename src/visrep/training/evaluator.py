@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from visrep.config import ClassifierConfig
-from visrep.data.prepare import prepare_data
+from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
 from visrep.inference.independence import EVALUATOR_RECORD, check_architecture_differs, weights_hashes
 from visrep.inference.loading import load_classifier, resolve_weights, saved_weights
@@ -26,13 +26,14 @@ from visrep.training.classifier import train_classifier
 
 
 def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bool = True,
-                    resume: Path | None = None) -> Path:
+                    resume: Path | None = None, data: PreparedData | None = None) -> Path:
     """Train an evaluator per ``cfg`` (a ClassifierConfig) and record it as one; returns the run directory.
 
     With ``conditioning_run`` (the classifier whose embeddings condition the generators) the
     evaluator must differ from it in architecture and seed, and its hashes are recorded too.
     With ``resume`` (an interrupted evaluator run) training continues from its newest readable
-    checkpoint; ``cfg`` may then be None to use the run's own saved config.
+    checkpoint; ``cfg`` may then be None to use the run's own saved config. ``data`` may pass the
+    data already prepared from ``cfg.data``.
     """
     if resume is not None:
         resume = Path(resume)
@@ -43,12 +44,12 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     # checked before training, on a resumed run too: a wrong pairing must not cost a training run
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
-    run_path = train_classifier(cfg, resume=resume, progress=progress, stage="evaluator")
+    run_path = train_classifier(cfg, resume=resume, progress=progress, stage="evaluator", data=data)
     weights = resolve_weights(cfg, None)  # the checkpoint its eval.weights names (last without a val split)
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:
         raise UserError("the evaluator's weights are identical to the conditioning CNN's")  # cannot happen by chance
-    test_metrics = test_accuracy(run_path, weights)
+    test_metrics = test_split_accuracy(run_path, weights, data)
     record = {"stage": "evaluator", "weights": weights, "weights_sha256": hashes["tensors"],
               "weights_file_sha256": hashes["file"], "model": cfg.model.name,
               "model_options": _plain_options(cfg.model.options), "seed": int(cfg.run.seed),
@@ -81,11 +82,11 @@ def check_resumable(run_path: Path) -> None:
                         "not an interrupted evaluator run")
 
 
-def test_accuracy(run_path: Path, weights: str) -> dict:
+def test_split_accuracy(run_path: Path, weights: str, data: PreparedData | None = None) -> dict:
     """{"accuracy", "n"} of the run's ``weights`` on its test split, with its eval.tta_* views: the number
     ``visrep evaluate classifier`` reports (the same prediction), without its report files."""
     model, cfg = load_classifier(run_path, weights)
-    data = prepare_data(cfg.data, progress=False)
+    data = data if data is not None else prepare_data(cfg.data, progress=False)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     logits, labels = predict_logits(model.to(device), data.loader("test", 512), device, cfg.train.precision,
                                     cfg.eval.tta_flip, int(cfg.eval.tta_translate))
