@@ -25,12 +25,12 @@ def _folder(tmp: Path, **kwargs) -> Path:
     return make_folder(tmp / "images", **kwargs)
 
 
-def _trained_run(tmp: Path, source: str = "digits") -> Path:
+def _trained_run(tmp: Path, source: str = "digits", extra: tuple[str, ...] = ()) -> Path:
     from visrep.config import ClassifierConfig, load_config
     from visrep.training.classifier import train_classifier
 
     cfg = load_config(TINY, [_runs(tmp), "run.name=trained", "train.epochs=1", f"data.source={source}",
-                             f"data.cache_dir={tmp}/cache"], schema=ClassifierConfig)
+                             f"data.cache_dir={tmp}/cache", *extra], schema=ClassifierConfig)
     return train_classifier(cfg, progress=False)
 
 
@@ -195,13 +195,90 @@ def resume_evaluator_from_run_of_another_stage(tmp):
     return ["train", "evaluator", "--resume", str(tmp / "runs" / "inspected")]
 
 
+
+# ---- your own folder, as a newcomer meets it (issue 18) ------------------------------------------
+
+def batch_size_zero(tmp):
+    return ["train", "classifier", "digits", _runs(tmp), "data.batch_size=0"]
+
+
+def batch_size_negative(tmp):
+    return ["train", "classifier", "digits", _runs(tmp), "data.batch_size=-4"]
+
+
+def negative_learning_rate(tmp):
+    return ["train", "classifier", "digits", _runs(tmp), "train.lr=-1"]
+
+
+def momentum_out_of_range(tmp):
+    return ["train", "classifier", "digits", _runs(tmp), "train.momentum=1.5"]
+
+
+def val_fraction_too_large_on_a_split_folder(tmp):
+    root = make_folder(tmp / "split" / "train", classes=("cat", "dog"), per_class=6).parent
+    make_folder(root / "val", classes=("cat", "dog"), per_class=2)
+    return ["data", "inspect", str(root), _runs(tmp), "data.val_fraction=1.5"]
+
+
+def val_fraction_too_large_on_a_flat_folder(tmp):
+    return ["data", "inspect", str(_folder(tmp)), _runs(tmp), "data.val_fraction=1.5"]
+
+
+def cache_dir_is_a_file(tmp):
+    (tmp / "cachefile").write_text("not a folder")
+    return ["data", "inspect", str(_folder(tmp)), _runs(tmp), f"data.cache_dir={tmp}/cachefile"]
+
+
+def cache_under_a_file(tmp):
+    (tmp / "blocker").write_text("not a folder")
+    return ["data", "inspect", str(_folder(tmp)), _runs(tmp), f"data.cache_dir={tmp}/blocker/cache"]
+
+
+def file_linked_into_two_classes(tmp):
+    root = _folder(tmp)
+    (root / "dog" / "linked.png").symlink_to(root / "cat" / "000.png")
+    return ["data", "inspect", str(root), _runs(tmp)]
+
+
+def folder_linked_into_train_and_test(tmp):
+    root = make_folder(tmp / "split" / "train", classes=("cat", "dog"), per_class=6).parent
+    (root / "test").mkdir()
+    (root / "test" / "cat").symlink_to(root / "train" / "cat", target_is_directory=True)
+    return ["data", "inspect", str(root), _runs(tmp)]
+
+
+def evaluate_empty_test_split(tmp):
+    _trained_run(tmp, source="digits", extra=["data.test_fraction=0"])
+    return ["evaluate", "classifier", str(tmp / "runs" / "trained"), "--split", "test"]
+
+
+def resume_with_a_source(tmp):
+    _interrupted_run(tmp)
+    return ["train", "classifier", "digits", "--resume", str(tmp / "runs" / "trained")]
+
+
+def image_size_too_small(tmp):
+    return ["train", "classifier", str(_folder(tmp)), _runs(tmp), "data.image_size=2"]
+
+
+def threads_zero(tmp):
+    return ["train", "classifier", "digits", _runs(tmp), "train.threads=0"]
+
+
+def positional_source_missing(tmp):
+    return ["train", "classifier", str(tmp / "no_such_folder"), _runs(tmp)]
+
 CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_split, corrupt_file_in_strict_mode,
          source_is_a_file, torchvision_files_missing, unknown_config_key, wrong_config_type, missing_config_file,
          malformed_yaml, unknown_model_name, bad_option_value, existing_run_name, evaluate_missing_run,
          evaluate_empty_directory, evaluate_run_of_another_stage, evaluate_bad_split, evaluate_truncated_weights,
          resume_after_data_changed, resume_with_overrides, resume_without_checkpoints, resume_finished_classifier,
          embed_image_corrupted_after_training, corrupt_image_among_images_to_score, resume_finished_evaluator,
-         resume_evaluator_from_run_of_another_stage]
+         resume_evaluator_from_run_of_another_stage, batch_size_zero, batch_size_negative, negative_learning_rate,
+         momentum_out_of_range, val_fraction_too_large_on_a_split_folder, val_fraction_too_large_on_a_flat_folder,
+         cache_dir_is_a_file, cache_under_a_file, file_linked_into_two_classes, folder_linked_into_train_and_test,
+         evaluate_empty_test_split, resume_with_a_source, image_size_too_small, threads_zero,
+         positional_source_missing]
 
 # Cases whose one line must name the file at fault (a corrupt image is useless to report without it).
 MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt_image_among_images_to_score: "fake/2.png"}

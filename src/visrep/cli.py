@@ -19,23 +19,31 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.image_size=32")
 
 
+def _add_source(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", nargs="?", metavar="SOURCE",
+                        help="the data (same as data.source=...): digits | mnist | fashionmnist | cifar10 | "
+                             "path to an image folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="visrep", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
 
     data = verbs.add_parser("data", help="inspect and prepare datasets").add_subparsers(dest="action", required=True)
     inspect = data.add_parser("inspect", help="class counts per split, image sizes, skipped files")
-    inspect.add_argument("source", nargs="?", help="digits | mnist | fashionmnist | cifar10 | path to an image folder")
+    _add_source(inspect)
     _add_common(inspect)
 
     train = verbs.add_parser("train", help="train a stage").add_subparsers(dest="action", required=True)
     classifier = train.add_parser("classifier", help="train the CNN classifier")
     classifier.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its last checkpoint")
+    _add_source(classifier)
     _add_common(classifier)
     evaluator = train.add_parser("evaluator", help="train the independent evaluator network (real data only)")
     evaluator.add_argument("--resume", metavar="RUN", help="continue an interrupted evaluator run from its last checkpoint")
     evaluator.add_argument("--conditioning", metavar="RUN",
                            help="the conditioning classifier run it must differ from (architecture, seed, weights)")
+    _add_source(evaluator)
     _add_common(evaluator)
 
     evaluate = verbs.add_parser("evaluate", help="evaluate a trained stage").add_subparsers(dest="action", required=True)
@@ -162,9 +170,9 @@ def cmd_train_classifier(args) -> int:
 
 def _check_resume_flags(args) -> None:
     """A resumed run keeps its own saved config: anything that would change it is a mistake, not a wish."""
-    if args.config or args.overrides or args.name or args.overwrite:
-        raise UserError("--resume continues a run with its own saved config; drop --config, --name, --overwrite "
-                        "and overrides")
+    if args.config or args.overrides or args.name or args.overwrite or getattr(args, "source", None):
+        raise UserError("--resume continues a run with its own saved config; drop SOURCE, --config, --name, "
+                        "--overwrite and overrides")
 
 
 def cmd_evaluate_classifier(args) -> int:

@@ -33,7 +33,9 @@ class DataConfig:
     source: str = "digits"
     root: Optional[str] = None  # where torchvision sets' files live (default ~/.cache/visrep-data/<name>)
     download: bool = False  # torchvision sets only; never implied
-    image_size: int = 8  # pixels, square output
+    # pixels, square output; None: the source's own (digits 8, MNIST 28, CIFAR-10 32), or for a folder
+    # the median short side of a sample of its images clamped to 16-64 (printed, and saved in the run)
+    image_size: Optional[int] = None
     channels: Optional[int] = None  # 1 or 3; None = the source's own (folders: 3 if any colour image)
     resize: str = "crop"  # crop: short side → size, centre crop | stretch | pad: long side → size, pad
     val_fraction: float = 0.1  # of each class; carved from train when the source has no val split
@@ -208,7 +210,51 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
         raise UserError(_describe(err)) from None
+    check_values(cfg)
     return cfg
+
+
+# (section.key, test, what it must be): checked when a config is loaded, so that a bad value is one
+# error line before anything runs or any run directory exists, whatever the command.
+_VALUE_RULES = (
+    ("data.batch_size", lambda v: v >= 1, "≥ 1"),
+    ("data.image_size", lambda v: v is None or v >= 1, "≥ 1 (pixels)"),
+    ("data.memory_limit_gb", lambda v: v > 0, "> 0"),
+    ("train.epochs", lambda v: v >= 1, "≥ 1"),
+    ("train.lr", lambda v: v > 0, "> 0"),
+    ("train.muon_lr", lambda v: v > 0, "> 0"),
+    ("train.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.muon_momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.weight_decay", lambda v: v >= 0, "≥ 0"),
+    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.warmup_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("train.bias_lr_scale", lambda v: v > 0, "> 0"),
+    ("train.keep_checkpoints", lambda v: v >= 1, "≥ 1"),
+    ("train.skip_bad_batches", lambda v: v >= 0, "≥ 0"),
+    ("train.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),
+    ("embed.batch_size", lambda v: v >= 1, "≥ 1"),
+    ("generative.batch_size", lambda v: v >= 1, "≥ 1"),
+    ("generative.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),
+)
+
+
+def check_values(cfg) -> None:
+    """UserError naming the first value outside its range (sections the schema lacks are skipped)."""
+    for key, valid, expected in _VALUE_RULES:
+        section, name = key.split(".")
+        if section in cfg and name in cfg[section] and not valid(cfg[section][name]):
+            raise UserError(f"{key} must be {expected} (got {cfg[section][name]})")
+    if "data" in cfg:
+        _check_data_values(cfg.data)
+
+
+def _check_data_values(data) -> None:
+    val, test = data.val_fraction, data.test_fraction
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):  # the same words as visrep.data.splits
+        raise UserError(f"split fractions must each be in [0, 1) with val + test < 1 "
+                        f"(got data.val_fraction={val}, data.test_fraction={test})")
+    if data.cache_dir and Path(data.cache_dir).expanduser().is_file():
+        raise UserError(f"data.cache_dir {data.cache_dir} is a file; point it at a folder")
 
 
 def _read_yaml(path: Path):

@@ -76,6 +76,9 @@ def estimate_config(path: Path, reference: Throughput) -> dict:
 
     cfg = load_config(path, schema=ClassifierConfig)
     images, note = _train_images(cfg.data)
+    if cfg.data.image_size is None:
+        return {"config": path.name, "model": cfg.model.name, "images": 0, "epochs": cfg.train.epochs,
+                "seconds": 0.0, "note": "data.image_size chosen from the data at run time"}
     options = OmegaConf.to_container(cfg.model.options, resolve=True)
     channels = cfg.data.channels or 3
     ref_flops = forward_flops(REFERENCE["name"], REFERENCE["channels"], REFERENCE["image_size"],

@@ -189,4 +189,19 @@ def load_run_config(path: Path, schema: type):
 
     if not (Path(path) / "config.yaml").is_file():
         raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
-    return load_config(Path(path) / "config.yaml", schema=schema)
+    cfg = load_config(Path(path) / "config.yaml", schema=schema)
+    _resolve_data_root(cfg, Path(path))
+    return cfg
+
+
+def _resolve_data_root(cfg, run_path: Path) -> None:
+    """A folder source saved as a relative path (``data.source=photos``) is found from any working
+    directory: when it does not exist from here, the absolute root the manifest recorded is used."""
+    if "data" not in cfg or Path(cfg.data.source).expanduser().exists():
+        return
+    manifest = run_path / "manifest.json"
+    if not manifest.is_file():
+        return
+    source = json.loads(manifest.read_text()).get("source", {})
+    if source.get("kind") == "folder" and source.get("root") and Path(source["root"]).is_dir():
+        cfg.data.source = source["root"]

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from visrep.data.images import ImageDecodeError, decode_to_array
+from visrep.errors import UserError
 
 DECODER_VERSION = 1
 PARALLEL_THRESHOLD = 2000  # files; below this a process pool costs more than it saves
@@ -45,6 +46,19 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("VISREP_CACHE", Path.home() / ".cache" / "visrep"))
 
 
+def check_cache_writable(folder: Path) -> None:
+    """One clear error when the decode cache cannot be written (a file, a read-only or missing mount)."""
+    hint = "set data.cache_dir or VISREP_CACHE to a writable folder"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"the decode cache {folder} is a file, not a folder; {hint}")
+    try:
+        (folder / "decoded").mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the decode cache {folder}: {err.strerror or err}; {hint}") from None
+    if not os.access(folder / "decoded", os.W_OK | os.X_OK):
+        raise UserError(f"the decode cache {folder} is not writable; {hint}")
+
+
 def fingerprint(root: Path, files: list[str], size: int, channels: int, resize: str) -> str:
     digest = hashlib.sha256(f"v{DECODER_VERSION}|{size}|{channels}|{resize}\n".encode())
     for relpath in files:
@@ -62,7 +76,8 @@ def decode_folder(root: Path, files: list[str], size: int, channels: int, resize
     key = fingerprint(root, files, size, channels, resize)
     entry = Path(cache_dir or default_cache_dir()) / "decoded" / key[:32]
     if (entry / "meta.json").is_file() and (entry / "images.npy").is_file():
-        return _load_entry(entry, hit=True)
+        return _load_entry(entry, hit=True)  # a read-only cache still serves what it holds
+    check_cache_writable(entry.parent.parent)  # before minutes of decoding, not after
     results = _decode_all(root, files, size, channels, resize, workers, progress)
     _write_entry(entry, files, results, size, channels)
     return _load_entry(entry, hit=False)

@@ -106,6 +106,15 @@ def decode_to_array(path: str | Path, size: int, channels: int, mode: str = "cro
     return np.ascontiguousarray(array), original_size, original_mode
 
 
+def peek_short_side(path: str | Path) -> int | None:
+    """The shorter side in pixels from the image header alone, or None when it cannot be read."""
+    try:
+        with Image.open(path) as img:
+            return min(img.size)
+    except Exception:
+        return None
+
+
 def peek_is_colour(path: str | Path) -> bool:
     """Cheap check (header + palette) whether an image carries colour."""
     try:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from visrep.data.cache import decode_folder, default_cache_dir
 from visrep.data.folders import FolderScan, scan_folder
-from visrep.data.images import RESIZE_MODES, peek_is_colour
+from visrep.data.images import RESIZE_MODES, peek_is_colour, peek_short_side
 from visrep.data.splits import check_fractions
 from visrep.errors import UserError
 
@@ -42,10 +42,13 @@ class SourceData:
     cache_hit: bool | None = None  # folders only: whether decoding was skipped
 
 
+MIN_GUESSED_SIZE, MAX_GUESSED_SIZE = 16, 64  # pixels: what fastcnn/airbench/resnet18_cifar train well at on a CPU
+
+
 def load_source(data_cfg, progress: bool = True) -> SourceData:
     if data_cfg.resize not in RESIZE_MODES:
         raise UserError(f"data.resize must be one of {', '.join(RESIZE_MODES)} (got '{data_cfg.resize}')")
-    if data_cfg.image_size < 4 or data_cfg.image_size > 1024:
+    if data_cfg.image_size is not None and not 4 <= data_cfg.image_size <= 1024:
         raise UserError(f"data.image_size must be between 4 and 1024 pixels (got {data_cfg.image_size})")
     if data_cfg.channels not in (None, 1, 3):
         raise UserError(f"data.channels must be 1 or 3 (got {data_cfg.channels})")
@@ -62,6 +65,7 @@ def load_source(data_cfg, progress: bool = True) -> SourceData:
 def _load_digits(data_cfg) -> SourceData:
     from sklearn.datasets import load_digits
 
+    _default_image_size(data_cfg, 8, "the digits' own 8 px")
     bunch = load_digits()
     pixels = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8), 0..16 → 0..255
     images = _resize_tensor_images(pixels, data_cfg.image_size, data_cfg.channels or 1)
@@ -86,6 +90,7 @@ def _load_torchvision(name: str, data_cfg) -> SourceData:
         ids.extend(f"{name}/{split}/{i:05d}" for i in range(len(data)))
         splits.extend([split] * len(data))
     native = np.concatenate(arrays)
+    _default_image_size(data_cfg, int(native.shape[2]), f"{name}'s own {native.shape[2]} px")
     images = _resize_tensor_images(native, data_cfg.image_size, data_cfg.channels or native_channels)
     description = {"kind": name, "root": str(root), "splits_given": ["test", "train"]}
     return SourceData(name, description, images, np.concatenate(labels), ids,
@@ -107,6 +112,9 @@ def _open_torchvision(dataset_class, root: Path, train: bool, download: bool):
 def _load_folder(data_cfg, progress: bool) -> SourceData:
     scan = scan_folder(data_cfg.source)
     channels = data_cfg.channels or _guess_channels(scan.root, scan.files)
+    if data_cfg.image_size is None:
+        size, how = guess_image_size(scan.root, scan.files)
+        _default_image_size(data_cfg, size, how)
     decoded = decode_folder(scan.root, scan.files, data_cfg.image_size, channels, data_cfg.resize,
                             Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else None, progress=progress)
     unusable = scan.skipped + decoded.failures
@@ -138,6 +146,27 @@ def _check_every_class_survived(labels: np.ndarray, class_names: list[str], root
     for label, name in enumerate(class_names):
         if counts[label] == 0:
             raise UserError(f"class folder '{name}' in {root} has no readable images")
+
+
+def _default_image_size(data_cfg, size: int, how: str) -> None:
+    """Fill an unset data.image_size (saved so in the run's config.yaml) and say what was chosen."""
+    if data_cfg.image_size is None:
+        data_cfg.image_size = size
+        # stdout, like the other progress lines: stderr is kept for the one `error:` line of a failure
+        print(f"data.image_size not given: {size} px ({how}; set data.image_size to choose)")
+
+
+def guess_image_size(root: Path, files: list[str], sample: int = 200) -> tuple[int, str]:
+    """(size, how): the median short side of an evenly spaced sample of images (headers only), clamped
+    to 16-64 px, the range the fast CPU models are built for; photos become 64 px, icons keep theirs."""
+    step = max(1, len(files) // sample)
+    sides = [side for rel in files[::step] if (side := peek_short_side(root / rel))]
+    if not sides:
+        return 32, "no readable image header in the sample: 32 px"
+    median = int(np.median(sides))
+    size = min(MAX_GUESSED_SIZE, max(MIN_GUESSED_SIZE, median))
+    return size, (f"median short side {median} px of {len(sides)} sampled images, "
+                  f"clamped to {MIN_GUESSED_SIZE}-{MAX_GUESSED_SIZE}")
 
 
 def _guess_channels(root: Path, files: list[str], sample: int = 64) -> int:

@@ -52,6 +52,9 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     if split == "val" and not has_val:
         raise UserError(f"{run.path} has no validation split (trained with data.val_fraction=0): "
                         f"evaluate --split test or train")
+    if len(data.splits[split]) == 0:
+        raise UserError(f"{run.path} has an empty {split} split (data.{split}_fraction=0 or no {split}/ folder): "
+                        f"evaluate another split (--split val or train)")
     logits, labels = predict(split)
     checked = {split: logits}
     if has_val:  # temperature scaling is fitted on val

@@ -29,6 +29,8 @@ def predict_logits(model: torch.nn.Module, loader, device: torch.device, precisi
                 logits = 0.5 * logits + 0.25 * (shifted[0] + shifted[1])
         all_logits.append(logits.cpu())
         all_labels.append(labels)
+    if not all_logits:  # an empty split: nothing to predict
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
     return torch.cat(all_logits).numpy(), torch.cat(all_labels).numpy()
 
 

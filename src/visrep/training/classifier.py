@@ -104,10 +104,10 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     ``stage`` names the run (``<stamp>-<stage>``) and the messages; the evaluator reuses this loop.
     ``data`` may pass data already prepared from ``cfg.data`` (the demo prepares it once)."""
     _check_train_config(cfg.train)
-    _check_low_res(cfg.data)
     if resume is not None and (Path(resume) / "metrics.json").is_file():  # written only when training ends
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     ctx = RunContext.prepare(cfg, progress, data)
+    _check_low_res(cfg.data)  # after the data: an unset data.image_size is known only then
     model = build_classifier(cfg, ctx.data)  # before the run directory exists: a bad model name leaves nothing behind
     if len(ctx.data.splits["val"]) == 0:
         _check_no_val_config(cfg)

@@ -15,6 +15,7 @@ import torch
 
 from visrep.data.inspect import carved_lines
 from visrep.data.manifest import write_manifest
+from visrep.data.sanity import data_warnings
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.hardware.precision import PrecisionChoice, resolve_precision
 from visrep.hardware.record import compute_line, compute_record
@@ -61,6 +62,8 @@ class RunContext:
             self.run.write_json("normalization.json", self.data.normalization.to_dict())
             for line in carved_lines(self.data.manifest.get("carved", {})):  # a split the source lacked
                 self.run.logger.info(line)
+            for line in data_warnings(self.data.manifest, self.cfg.data.batch_size):
+                self.run.logger.warning("warning: %s", line)
         return self.run
 
     def record_compute(self, channels_last: bool) -> str:
