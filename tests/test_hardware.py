@@ -156,3 +156,22 @@ def test_estimates_scale_with_measured_speed_and_resizing():
     assert estimate_config(configs / "digits.yaml", slow)["images"] == int(1797 * 0.8 * 0.9)
     # progressive resizing: the 20 px epochs cost less than the 28 px ones
     assert forward_flops("fastcnn", 1, 20, widths=[32, 64, 128]) < forward_flops("fastcnn", 1, 28, widths=[32, 64, 128])
+
+
+def test_a_cgroup_quota_is_trusted_over_the_hosts_load(monkeypatch):
+    """In a container /proc/stat shows the host's CPUs: their load says nothing about our quota."""
+    for name in ("VISREP_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(threads, "_cgroup_quota", lambda: 2.0)
+    monkeypatch.setattr(threads, "_affinity", lambda: set(range(32)))
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(32)))
+    monkeypatch.setattr(threads, "busy_cores_elsewhere", lambda cores: pytest.fail("sampled the host's load"))
+    assert threads.choose_threads().threads == 2
+
+
+def test_a_saved_run_config_is_not_locked_out_by_newer_value_checks(tmp_path):
+    from visrep.config import ClassifierConfig
+    from visrep.runs import load_run_config
+
+    (tmp_path / "config.yaml").write_text("train:\n  threads: 0\n  keep_checkpoints: 0\n")  # accepted by older code
+    assert load_run_config(tmp_path, ClassifierConfig).train.threads == 0

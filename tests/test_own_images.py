@@ -138,3 +138,17 @@ def test_a_run_trained_on_a_relative_folder_evaluates_from_anywhere(tmp_path, mo
     assert main(["train", "classifier", "photos", "--name", "rel", "train.epochs=1", "data.image_size=16"]) == 0
     monkeypatch.chdir(tmp_path.parent)
     assert main(["evaluate", "classifier", str(tmp_path / "runs" / "rel")]) == 0
+
+
+def test_prepared_data_must_match_the_config(tmp_path):
+    from visrep.config import ClassifierConfig, load_config
+    from visrep.data.prepare import prepare_data
+    from visrep.errors import UserError
+    from visrep.training.classifier import train_classifier
+
+    data = prepare_data(load_config(overrides=["data.source=digits", "data.image_size=8"]).data, progress=False)
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run.root={tmp_path}", "data.image_size=16"],
+                      ClassifierConfig)
+    with pytest.raises(UserError, match="prepared data is 1x8x8"):
+        train_classifier(cfg, progress=False, data=data)
+    assert not any(tmp_path.iterdir())

@@ -101,3 +101,12 @@ def test_two_network_two_optimizer_loop_killed_and_resumed_ends_with_the_same_we
             assert torch.equal(tensor, got[network][key]), f"{network}.{key} differs after resume ({where})"
     history = [json.loads(line) for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert history == [json.loads(line) for line in (tmp_path / "reference" / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_checkpoints_are_ordered_by_index_as_a_number(tmp_path):
+    first = torch.nn.Linear(2, 1)
+    saver = Checkpointer(tmp_path / "checkpoints", keep=2, first=first)
+    for index in (99_998, 99_999, 100_000):  # a generator loop indexes by step and passes 99,999
+        saver.save(index, step=index)
+    assert [p.name for p in saver.saved()] == ["state-99999.pt", "state-100000.pt"]
+    assert saver.restore_latest() == {"step": 100_000}

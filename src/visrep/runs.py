@@ -189,7 +189,7 @@ def load_run_config(path: Path, schema: type):
 
     if not (Path(path) / "config.yaml").is_file():
         raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
-    cfg = load_config(Path(path) / "config.yaml", schema=schema)
+    cfg = load_config(Path(path) / "config.yaml", schema=schema, check=False)
     _resolve_data_root(cfg, Path(path))
     return cfg
 
@@ -202,6 +202,9 @@ def _resolve_data_root(cfg, run_path: Path) -> None:
     manifest = run_path / "manifest.json"
     if not manifest.is_file():
         return
-    source = json.loads(manifest.read_text()).get("source", {})
+    try:
+        source = json.loads(manifest.read_text()).get("source", {})
+    except (OSError, ValueError):
+        return  # an unreadable manifest is reported by whatever reads it next, in its own words
     if source.get("kind") == "folder" and source.get("root") and Path(source["root"]).is_dir():
         cfg.data.source = source["root"]

@@ -93,10 +93,15 @@ def forward_batch(model: nn.Module, images: Tensor, device: torch.device, precis
                   pooling: str, l2_normalize: bool) -> tuple[Tensor, dict[str, Tensor], dict[str, tuple[int, ...]]]:
     """One inference forward of (B, C, H, W) normalised images through the classifier's
     ``forward_intermediates`` → (logits (B, K), {layer: pooled embeddings}, {layer: unpooled per-image shape})."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def pool(name: str, output: Tensor) -> Tensor:  # in the forward: one full map at a time in memory
+        shapes[name] = tuple(output.shape[1:])
+        return pool_features(output, pooling, l2_normalize)
+
     with torch.no_grad(), autocast_context(device, precision):
-        logits, raw = model.forward_intermediates(images.to(device, non_blocking=True), layers)
-        pooled = {name: pool_features(output, pooling, l2_normalize) for name, output in raw.items()}
-    return logits, pooled, {name: tuple(output.shape[1:]) for name, output in raw.items()}
+        logits, pooled = model.forward_intermediates(images.to(device, non_blocking=True), layers, reduce=pool)
+    return logits, pooled, shapes
 
 
 def _store(outputs: dict[str, Tensor], name: str, batch: Tensor, start: int, total: int | None) -> None:

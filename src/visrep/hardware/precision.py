@@ -41,7 +41,7 @@ def resolve_precision(requested: str, device: torch.device | str = "cpu", key: s
         return PrecisionChoice(requested, requested, "asked for explicitly")
     device_type = torch.device(device).type
     if device_type == "cuda":
-        if torch.cuda.is_bf16_supported():
+        if torch.cuda.is_bf16_supported(including_emulation=False):  # emulated bf16 is the slow case
             return PrecisionChoice("auto", "bf16", "CUDA device supports bf16")
         return PrecisionChoice("auto", "fp32", "CUDA device without bf16 (fp16 needs a grad scaler: not used)")
     if device_type != "cpu":

@@ -77,7 +77,8 @@ def choose_threads() -> ThreadChoice:
     if user_omp and os.environ.get(_OURS) != user_omp:
         return ThreadChoice(_positive_int(user_omp, "OMP_NUM_THREADS"), "OMP_NUM_THREADS set by the user", cores,
                             None, policy)
-    busy = busy_cores_elsewhere(cores)
+    # Under a CPU quota (containers) /proc/stat shows the host's CPUs, not ours: trust the quota instead.
+    busy = None if _quota_limits() else busy_cores_elsewhere(cores)
     threads = threads_for(cores, busy)
     reason = f"{cores} usable cores, {busy:.1f} busy with other work" if busy is not None else f"{cores} usable cores"
     return ThreadChoice(threads, reason, cores, busy, policy)
@@ -98,6 +99,15 @@ def available_cores() -> int:
         cores = os.cpu_count() or 1
     quota = _cgroup_quota()
     return max(1, min(cores, math.floor(quota)) if quota else cores)
+
+
+def _quota_limits() -> bool:
+    """True when a cgroup CPU quota, not the affinity mask, sets how many cores this process has."""
+    quota = _cgroup_quota()
+    if quota is None:
+        return False
+    cpus = _affinity()
+    return cpus is None or math.floor(quota) < len(cpus)
 
 
 def _cgroup_quota() -> float | None:

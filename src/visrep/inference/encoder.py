@@ -32,7 +32,7 @@ class FrozenEncoder(nn.Module):
     def __init__(self, classifier: nn.Module, normalization: Normalization, precision: str = "auto",
                  channels_last: bool = False):
         super().__init__()
-        check_precision(precision, "encoder precision")  # auto is resolved per call, for the input's device
+        check_precision(precision, f"{self.role} precision")  # auto is resolved per call, for the input's device
         self.classifier = classifier.eval().requires_grad_(False)
         self.precision, self.channels_last = precision, channels_last
         self.feature_layers = dict(classifier.feature_layers)

@@ -32,7 +32,7 @@ Layer names per model, for inputs (N, C, S, S) with S = ``image_size``:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -63,18 +63,21 @@ class FeatureClassifier(nn.Module):
         """Width D of the "penultimate" feature (N, D) that ``head`` maps to logits."""
         return self.head.in_features
 
-    def forward_intermediates(self, x: Tensor, layers: Sequence[str] | str | None = None
+    def forward_intermediates(self, x: Tensor, layers: Sequence[str] | str | None = None,
+                              reduce: Callable[[str, Tensor], Tensor] | None = None
                               ) -> tuple[Tensor, dict[str, Tensor]]:
         """One forward of ``x`` (N, C, H, W) → (logits (N, K), ``{name: output}`` for ``layers``; default all).
 
         The only way intermediate layers are read in this project (embeddings, the evaluator, the frozen
         encoder of :mod:`visrep.inference.encoder`). The tensors are exactly what flows through the
         model in this call (same dtype and memory format, still attached to the autograd graph unless
-        the caller disabled it), so gradients reach the input through them.
+        the caller disabled it), so gradients reach the input through them. ``reduce(name, output)``,
+        when given, is applied as each layer's output appears (the embedding stage pools there), so
+        that the full maps of every layer are never held at once.
         """
         names = self._check_layer_names(layers)
         captured: dict[str, Tensor] = {}
-        handles = [self._capture_output(name, captured) for name in dict.fromkeys(names)]
+        handles = [self._capture_output(name, captured, reduce) for name in dict.fromkeys(names)]
         try:
             logits = self(x)  # the whole forward, head included: simpler than stopping early, and the head is cheap
         finally:
@@ -101,9 +104,11 @@ class FeatureClassifier(nn.Module):
                             f"{type(self).__name__}; choose from: {', '.join(self.feature_layers)}")
         return names
 
-    def _capture_output(self, name: str, captured: dict[str, Tensor]) -> torch.utils.hooks.RemovableHandle:
+    def _capture_output(self, name: str, captured: dict[str, Tensor],
+                        reduce: Callable[[str, Tensor], Tensor] | None = None) -> torch.utils.hooks.RemovableHandle:
         def store(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
-            captured[name] = output[0] if isinstance(output, (tuple, list)) else output
+            output = output[0] if isinstance(output, (tuple, list)) else output
+            captured[name] = reduce(name, output) if reduce is not None else output
 
         return self.get_submodule(self.feature_layers[name]).register_forward_hook(store)
 

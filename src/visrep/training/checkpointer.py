@@ -27,6 +27,11 @@ class Stateful(Protocol):
     def load_state_dict(self, state: dict) -> Any: ...
 
 
+def _index(path: Path) -> tuple[int, str]:
+    digits = path.stem.removeprefix("state-")
+    return (int(digits), path.name) if digits.isdigit() else (-1, path.name)
+
+
 class Checkpointer:
     def __init__(self, folder: Path, keep: int = 2, logger: logging.Logger | None = None,
                  **objects: Stateful | None):
@@ -49,7 +54,8 @@ class Checkpointer:
         return path
 
     def saved(self) -> list[Path]:
-        return sorted(self.folder.glob("state-*.pt"))
+        """state-*.pt oldest first, by index as a number (state-100000 comes after state-99999)."""
+        return sorted(self.folder.glob("state-*.pt"), key=_index)
 
     def restore_latest(self) -> dict:
         """Load the newest readable state into the objects and the RNGs; return the saved ``values``.

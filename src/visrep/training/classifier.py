@@ -104,10 +104,13 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     ``stage`` names the run (``<stamp>-<stage>``) and the messages; the evaluator reuses this loop.
     ``data`` may pass data already prepared from ``cfg.data`` (the demo prepares it once)."""
     _check_train_config(cfg.train)
+    if cfg.data.image_size is not None:
+        _check_low_res(cfg.data)  # before minutes of decoding, when the size is known already
     if resume is not None and (Path(resume) / "metrics.json").is_file():  # written only when training ends
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     ctx = RunContext.prepare(cfg, progress, data)
-    _check_low_res(cfg.data)  # after the data: an unset data.image_size is known only then
+    _match_image_size(cfg.data, ctx.data)
+    _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
     model = build_classifier(cfg, ctx.data)  # before the run directory exists: a bad model name leaves nothing behind
     if len(ctx.data.splits["val"]) == 0:
         _check_no_val_config(cfg)
@@ -152,6 +155,16 @@ def _check_no_val_config(cfg) -> None:
     if cfg.eval.weights != "last":
         raise UserError("without a validation split there is no best epoch: set eval.weights=last "
                         "(or data.val_fraction > 0)")
+
+
+def _match_image_size(data_cfg, data: PreparedData) -> None:
+    """Data handed in must be the config's: its size fills an unset data.image_size (saved in config.yaml)."""
+    channels, size, _ = data.image_shape
+    if data_cfg.image_size is None:
+        data_cfg.image_size = size
+    if size != data_cfg.image_size or (data_cfg.channels is not None and channels != data_cfg.channels):
+        raise UserError(f"the prepared data is {channels}x{size}x{size} but the config asks for "
+                        f"data.image_size={data_cfg.image_size}, data.channels={data_cfg.channels}")
 
 
 def _check_low_res(data_cfg) -> None:

@@ -12,6 +12,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
 
@@ -92,6 +93,9 @@ def test_split_accuracy(run_path: Path, weights: str, data: PreparedData | None 
                                     cfg.eval.tta_flip, int(cfg.eval.tta_translate))
     if len(labels) == 0:
         raise UserError(f"{run_path} has an empty test split: an evaluator needs test images to report its accuracy")
+    if not np.isfinite(logits).all():  # a diverged run: no accuracy to record
+        raise UserError(f"the {weights} weights of {run_path} give NaN/Inf logits on test: the run diverged "
+                        f"(see its metrics.jsonl); retrain it, e.g. with a lower train.lr")
     return {"accuracy": float((logits.argmax(1) == labels).mean()), "n": int(len(labels))}
 
 
