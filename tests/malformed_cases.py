@@ -265,6 +265,16 @@ def threads_zero(tmp):
     return ["train", "classifier", "digits", _runs(tmp), "train.threads=0"]
 
 
+def evaluate_unfinished_run(tmp):
+    _interrupted_run(tmp)
+    return ["evaluate", "classifier", str(tmp / "runs" / "trained")]
+
+
+def embed_unfinished_run(tmp):
+    _interrupted_run(tmp)
+    return ["embed", str(tmp / "runs" / "trained")]
+
+
 def positional_source_missing(tmp):
     return ["train", "classifier", str(tmp / "no_such_folder"), _runs(tmp)]
 
@@ -278,7 +288,7 @@ CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_s
          momentum_out_of_range, val_fraction_too_large_on_a_split_folder, val_fraction_too_large_on_a_flat_folder,
          cache_dir_is_a_file, cache_under_a_file, file_linked_into_two_classes, folder_linked_into_train_and_test,
          evaluate_empty_test_split, resume_with_a_source, image_size_too_small, threads_zero,
-         positional_source_missing]
+         positional_source_missing, evaluate_unfinished_run, embed_unfinished_run]
 
 # Cases whose one line must name the file at fault (a corrupt image is useless to report without it).
 MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt_image_among_images_to_score: "fake/2.png"}

@@ -152,3 +152,32 @@ def test_prepared_data_must_match_the_config(tmp_path):
     with pytest.raises(UserError, match="prepared data is 1x8x8"):
         train_classifier(cfg, progress=False, data=data)
     assert not any(tmp_path.iterdir())
+
+
+def test_an_unfinished_run_is_refused_unless_partial_is_allowed(tmp_path):
+    from visrep.config import EmbedConfig, load_config
+    from visrep.embeddings import embed_classifier_run
+    from visrep.errors import UserError
+    from visrep.evaluation.classifier_eval import evaluate_classifier
+
+    assert main(["train", "classifier", "digits", "--config", str(REPO / "configs" / "tiny.yaml"),
+                 f"run.root={tmp_path}", "--name", "cut", "train.epochs=1"]) == 0
+    run = tmp_path / "cut"
+    (run / "metrics.json").unlink()  # as a kill after the last checkpoint leaves it
+    with pytest.raises(UserError, match="has not finished training"):
+        evaluate_classifier(run, "test")
+    assert not list(run.glob("eval-*"))  # nothing stale left inside the run
+    assert evaluate_classifier(run, "test", allow_partial=True)["weights"] == "best"
+    cfg = load_config(overrides=["analysis.enabled=false", "embed.allow_partial=true"], schema=EmbedConfig)
+    assert (embed_classifier_run(run, cfg, progress=False) / "embed.json").is_file()
+
+
+def test_library_warnings_go_to_the_run_log_not_the_console(tmp_path):
+    """In a fresh process, as a user's command runs (pytest records warnings itself in-process)."""
+    code = ("import warnings; from visrep.config import load_config; from visrep.runs import create_run; "
+            f"run = create_run(load_config(overrides=['run.root={tmp_path}', 'run.name=w']), 'inspect'); "
+            "warnings.warn('Glyph 8322 missing from current font', UserWarning)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Glyph 8322" not in result.stderr
+    assert "Glyph 8322 missing" in (tmp_path / "w" / "log.txt").read_text()

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     eval_classifier.add_argument("--tta-translate", type=int, metavar="PIXELS",
                                  help="also average views shifted by ±PIXELS (default: the run's eval.tta_translate)")
     eval_classifier.add_argument("--weights", help="best | last (default: the run's eval.weights)")
+    eval_classifier.add_argument("--allow-partial", action="store_true",
+                                 help="evaluate a run that has not finished training (its mid-training weights)")
     _add_generated_parser(evaluate)
 
     _add_embed_parsers(verbs, evaluate)
@@ -101,6 +103,8 @@ def _add_embed_parsers(verbs, evaluate) -> None:
     embed.add_argument("--out", help="embeddings folder (default: <run>/embeddings)")
     embed.add_argument("--overwrite", action="store_true", help="replace existing embeddings of these layers")
     embed.add_argument("--no-analysis", action="store_true", help="extract and save only")
+    embed.add_argument("--allow-partial", action="store_true",
+                       help="embed a run that has not finished training (its mid-training weights)")
     embed.add_argument("--config", help="YAML with embed: and analysis: sections")
     embed.add_argument("overrides", nargs="*", help="dotted overrides, e.g. analysis.knn_k=20 embed.batch_size=256")
     embed.set_defaults(action=None)
@@ -183,7 +187,7 @@ def cmd_evaluate_classifier(args) -> int:
     tta_flip = False if args.no_tta else (True if args.tta else None)
     shift = 0 if args.no_tta and args.tta_translate is None else args.tta_translate
     metrics = evaluate_classifier(Path(args.run), args.split, tta_flip=tta_flip, weights=args.weights,
-                                  tta_translate=shift)
+                                  tta_translate=shift, allow_partial=args.allow_partial)
     print(format_metrics(metrics))
     return 0
 
@@ -238,7 +242,7 @@ def cmd_embed(args) -> int:
     cfg = load_config(args.config, args.overrides, EmbedConfig)
     flags = {"layers": _comma_list(args.layers), "splits": _comma_list(args.splits), "pooling": args.pooling,
              "weights": args.weights, "out": args.out, "l2_normalize": args.l2 or None,
-             "overwrite": args.overwrite or None}
+             "overwrite": args.overwrite or None, "allow_partial": args.allow_partial or None}
     for key, value in flags.items():  # set directly: paths need no escaping from the dotted-override grammar
         if value is not None:
             cfg.embed[key] = value

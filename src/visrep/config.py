@@ -131,6 +131,7 @@ class EmbedOptions:
     precision: str = "auto"  # auto (as train.precision) | bf16 autocast | fp32
     out: Optional[str] = None  # default: <classifier run>/embeddings
     overwrite: bool = False  # replace a layer's existing embeddings
+    allow_partial: bool = False  # embed a run that has not finished training (its mid-training weights)
     kmeans_clusters: int = 100  # k-means centres over train embeddings (capped at the number of points)
     covariance_max_dim: int = 2048  # per-class covariance (K, D, D) saved only up to this D; variances always
 

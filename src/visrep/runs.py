@@ -92,9 +92,19 @@ def _make_logger(path: Path, is_main_process: bool) -> logging.Logger:
         console.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(file_handler)
         logger.addHandler(console)
+        _route_library_warnings(file_handler)
     else:
         logger.addHandler(logging.NullHandler())
     return logger
+
+
+def _route_library_warnings(file_handler: logging.Handler) -> None:
+    """Python warnings (matplotlib's missing glyphs, scikit-learn's ConvergenceWarning, ...) go to the
+    current run's log.txt, not the console, where they read like errors of ours."""
+    logging.captureWarnings(True)
+    library = logging.getLogger("py.warnings")
+    library.handlers = [file_handler]
+    library.propagate = False
 
 
 def environment_info() -> dict:

@@ -22,7 +22,7 @@ from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, sa
                                      write_json)
 from visrep.embeddings.threads import single_threaded_numerics
 from visrep.errors import UserError
-from visrep.inference.loading import load_classifier
+from visrep.inference.loading import check_finished, load_classifier
 from visrep.hardware.precision import check_precision, resolve_precision
 from visrep.hardware.record import compute_record
 from visrep.runs import check_manifest, environment_info, open_run
@@ -41,6 +41,7 @@ def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: Prepa
     if cfg.analysis.enabled:
         check_analysis_options(cfg.analysis)  # fail before minutes of extraction, not after
     run = open_run(Path(run_path))
+    check_finished(run.path, options.allow_partial)
     model, classifier_cfg = load_classifier(run.path, options.weights)
     layers = resolve_layers(model, list(options.layers))
     data = data or prepare_data(classifier_cfg.data, progress=progress)

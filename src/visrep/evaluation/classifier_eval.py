@@ -19,7 +19,7 @@ from visrep.evaluation.classification import (calibration_report, classification
                                               softmax_probabilities, apply_temperature, fit_temperature)
 from visrep.figures import plot_confusion_matrix, plot_reliability_diagram
 from visrep.inference.predict import predict_logits
-from visrep.inference.loading import load_classifier, resolve_weights
+from visrep.inference.loading import check_finished, load_classifier, resolve_weights
 from visrep.runs import check_manifest, open_run
 from visrep.training.curves import write_curve_artefacts
 
@@ -28,7 +28,7 @@ SPLITS = ("train", "val", "test")
 
 def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | None = None,
                         weights: str | None = None, tta_translate: int | None = None,
-                        data: PreparedData | None = None) -> dict:
+                        data: PreparedData | None = None, allow_partial: bool = False) -> dict:
     """Metrics of the run's ``weights`` on ``split``, artefacts in ``<run>/eval-<split>[-last][-tta...]``.
 
     ``weights``, ``tta_flip`` and ``tta_translate`` default to the run's ``eval:`` config. ``data``
@@ -36,6 +36,7 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     if split not in SPLITS:
         raise UserError(f"--split must be one of {', '.join(SPLITS)} (got '{split}')")
     run = open_run(run_path)
+    check_finished(run.path, allow_partial)
     model, cfg = load_classifier(run.path, weights)
     weights = resolve_weights(cfg, weights)
     data = data if data is not None else prepare_data(cfg.data)

@@ -56,3 +56,13 @@ def resolve_weights(cfg, weights: str | None) -> str:
     if weights not in ("best", "last"):
         raise UserError(f"weights must be best or last (got '{weights}')")
     return weights
+
+
+def check_finished(run_path: Path, allow_partial: bool = False) -> None:
+    """Refuse a run that is still training or was interrupted (no metrics.json, which is written last):
+    its best/last weights are from the middle of training, and outputs made from them would sit in
+    the run beside the final ones. ``allow_partial`` (``--allow-partial``) uses them anyway."""
+    if allow_partial or (Path(run_path) / "metrics.json").is_file():
+        return
+    raise UserError(f"{run_path} has not finished training (no metrics.json): it is still running or was "
+                    f"interrupted; resume it with --resume, or add --allow-partial to use its mid-training weights")
