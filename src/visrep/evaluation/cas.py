@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from visrep.config import TrainConfig
 from visrep.data.transforms import augment_batch, compute_normalization, normalize_uint8
@@ -36,18 +37,23 @@ class CasRecipe:
 
 
 def classification_accuracy_score(train_images: torch.Tensor, train_labels: np.ndarray, test_images: torch.Tensor,
-                                  test_labels: np.ndarray, num_classes: int, recipe: CasRecipe = CasRecipe()) -> dict:
-    """uint8 (N, C, S, S) training images + labels → accuracy on uint8 test images; {"accuracy", ...}."""
+                                  test_labels: np.ndarray, num_classes: int, recipe: CasRecipe = CasRecipe(),
+                                  progress: bool = False) -> dict:
+    """uint8 (N, C, S, S) training images + labels → accuracy on uint8 test images; {"accuracy", ...}.
+
+    ``progress`` shows a bar over the optimizer steps with its time estimate (CAS trains a network:
+    minutes on a CPU for thousands of images)."""
     with torch.random.fork_rng():  # leave the caller's random state alone
         torch.manual_seed(recipe.seed)
-        model, normalization, epochs = _fit(train_images, torch.as_tensor(train_labels), num_classes, recipe)
+        model, normalization, epochs = _fit(train_images, torch.as_tensor(train_labels), num_classes, recipe,
+                                            progress)
     predicted = _predict(model, test_images, normalization, recipe)
     accuracy = float((predicted == torch.as_tensor(test_labels)).double().mean())
     return {"accuracy": accuracy, "n_train": int(len(train_images)), "n_test": int(len(test_images)),
             "epochs": epochs, "model": f"fastcnn{list(recipe.widths)}"}
 
 
-def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: CasRecipe):
+def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: CasRecipe, progress: bool = False):
     channels, size = images.shape[1], images.shape[2]
     normalization = compute_normalization(images.numpy())
     model = create_model("fastcnn", num_classes=num_classes, in_channels=channels, image_size=size,
@@ -60,6 +66,8 @@ def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: C
     schedule = build_schedule(optimizer, train_cfg, epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(recipe.seed)
     model.train()
+    bar = tqdm(total=epochs * steps_per_epoch, desc="CAS: training on the generated images", unit="step",
+               leave=False, disable=not progress or None, mininterval=1.0)
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator)
         for step in range(steps_per_epoch):
@@ -67,6 +75,8 @@ def _fit(images: torch.Tensor, labels: torch.Tensor, num_classes: int, recipe: C
             batch = augment_batch(images[chosen], False, recipe.translate, generator)
             _step(model, optimizer, normalize_uint8(batch, normalization), labels[chosen], recipe.precision)
             schedule.step()
+            bar.update()
+    bar.close()
     return model.eval(), normalization, epochs
 
 

@@ -207,7 +207,7 @@ def score_side(side: Side, context: Context, progress: bool = False) -> dict:
     started = time.perf_counter()
     result = distribution_scores(context.real, side, opts)
     if side.labels is not None:
-        result.update(conditional_scores(context, side))
+        result.update(conditional_scores(context, side, progress))
     timing["model_metrics_seconds"] = time.perf_counter() - started
     memorisation_started = time.perf_counter()
     nearest = _nearest_training(side, context.bank_images, context.bank_features)
@@ -229,7 +229,7 @@ def distribution_scores(real: Side, fake: Side, opts) -> dict:
             "n": int(len(fake.features))}
 
 
-def conditional_scores(context: Context, side: Side) -> dict:
+def conditional_scores(context: Context, side: Side, progress: bool = False) -> dict:
     opts = context.opts
     result = {"gan_test": gan_test(side.logits, side.labels, context.class_names),
               "class_kid": per_class_kid(context.real.features, context.real.labels, side.features, side.labels,
@@ -237,19 +237,19 @@ def conditional_scores(context: Context, side: Side) -> dict:
                                          opts.seed)}
     if opts.cas:
         started = time.perf_counter()
-        result["cas"] = _cas(context, side)
+        result["cas"] = _cas(context, side, progress)
         context.timing["cas_seconds"] = context.timing.get("cas_seconds", 0.0) + time.perf_counter() - started
     return result
 
 
-def _cas(context: Context, side: Side) -> dict:
+def _cas(context: Context, side: Side, progress: bool = False) -> dict:
     """Train on ``side`` (N images), test on the whole held-out reference split."""
     held_out = context.reference.data.splits[context.reference.split]
     opts = context.opts
     recipe = CasRecipe(epochs=opts.cas_epochs, min_steps=opts.cas_min_steps, widths=tuple(opts.cas_widths),
                        seed=opts.seed)
     return classification_accuracy_score(side.images, side.labels, held_out.uint8_batch(np.arange(len(held_out))),
-                                         held_out.labels.numpy(), len(context.class_names), recipe)
+                                         held_out.labels.numpy(), len(context.class_names), recipe, progress)
 
 
 def _embedding_consistency(side: Side, context: Context, progress: bool) -> dict:
@@ -279,7 +279,7 @@ def score_floor(context: Context, n: int, rng: np.random.Generator, progress: bo
     train = data.splits["train"]
     stand_in = _split_side(context.evaluator, train, _pick(len(train), n, rng), opts, progress, "floor images")
     floor = distribution_scores(context.real, stand_in, opts)
-    floor.update(conditional_scores(context, stand_in))
+    floor.update(conditional_scores(context, stand_in, progress))
     floor["gan_test"] = gan_test(context.real.logits, context.real.labels, context.class_names)
     floor["memorisation"] = _floor_memorisation(context, n, rng, progress)
     floor["embedding_consistency"] = _same_class_cosine(context)
