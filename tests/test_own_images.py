@@ -181,3 +181,11 @@ def test_library_warnings_go_to_the_run_log_not_the_console(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Glyph 8322" not in result.stderr
     assert "Glyph 8322 missing" in (tmp_path / "w" / "log.txt").read_text()
+
+
+def test_models_says_which_sizes_each_suits(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "fastcnn          8-64 px" in out and "tv:<arch>" in out and "tv:resnet18" not in out
+    assert main(["models", "--all"]) == 0
+    assert "  tv:resnet18" in capsys.readouterr().out

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_embed_parsers(verbs, evaluate)
 
-    models = verbs.add_parser("models", help="list the classifier architectures")
+    models = verbs.add_parser("models", help="list the classifier architectures and what image sizes they suit")
+    models.add_argument("--all", action="store_true", help="also list every torchvision architecture (tv:<arch>)")
     models.set_defaults(action=None)
 
     doctor = verbs.add_parser("doctor", help="this machine: CPU flags, what auto picks, measured speed, "
@@ -289,10 +290,25 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+# Which model suits which images: what `visrep models` says beside each built-in name.
+MODEL_HINTS = {"fastcnn": "8-64 px, the fast default on a CPU (icons, digits, small photos)",
+               "airbench": "32 px RGB, CIFAR-style photos (airbench94's net: whitening stem fitted to the data)",
+               "resnet18_cifar": "16-64 px, a deeper residual net with a CIFAR stem (slower, stronger)"}
+
+
 def cmd_models(args) -> int:
     from visrep.models import list_models
 
-    print("\n".join(list_models()))
+    torchvision = [name for name in list_models("classifier") if name.startswith("tv:")]
+    for name in list_models("classifier"):
+        if not name.startswith("tv:"):
+            print(f"{name:16s} {MODEL_HINTS.get(name, '')}".rstrip())
+    print(f"tv:<arch>        {len(torchvision)} torchvision classifiers, random init (model.pretrained_path loads "
+          f"local weights): for larger images, e.g. 64-224 px photos")
+    if args.all:
+        print("\n".join(f"  {name}" for name in torchvision))
+    else:
+        print("                 (visrep models --all lists them)")
     return 0
 
 
