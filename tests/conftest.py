@@ -113,7 +113,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_trained_run(tmp_path_factory) -> Path:
-    """configs/tiny.yaml trained once (seconds); tests must only read it."""
+    """configs/tiny.yaml trained once (seconds); tests may evaluate it but must not change its weights."""
     from visrep.config import ClassifierConfig, load_config
     from visrep.training.classifier import train_classifier
 

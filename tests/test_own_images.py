@@ -189,3 +189,13 @@ def test_models_says_which_sizes_each_suits(capsys):
     assert "fastcnn          8-64 px" in out and "tv:<arch>" in out and "tv:resnet18" not in out
     assert main(["models", "--all"]) == 0
     assert "  tv:resnet18" in capsys.readouterr().out
+
+
+def test_ece_after_temperature_on_val_says_it_was_fitted_there(tiny_trained_run):
+    from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
+
+    val = evaluate_classifier(tiny_trained_run, "val")
+    assert val["calibration"]["temperature_fitted_on_this_split"] is True
+    assert "fitted on this same val split: optimistic" in format_metrics(val)
+    test = evaluate_classifier(tiny_trained_run, "test")
+    assert "(fitted on val)" in format_metrics(test)

@@ -71,6 +71,8 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     metrics = classification_metrics(logits, labels, data.class_names, topk=tuple(cfg.eval.topk))
     temperature = fit_temperature(val_logits, val_labels) if has_val else None
     metrics["calibration"] = calibration_report(logits, labels, temperature, cfg.eval.calibration_bins)
+    # on val the temperature was fitted to these very logits: "after" is then optimistic, and says so
+    metrics["calibration"]["temperature_fitted_on_this_split"] = temperature is not None and split == "val"
     metrics.update({"split": split, "tta_flip": tta, "tta_translate": shift, "weights": weights,
                     "run": str(run.path)})
     _write_artefacts(out, metrics, logits, labels, temperature, data.class_names, cfg.eval.calibration_bins)
@@ -127,5 +129,7 @@ def format_metrics(metrics: dict) -> str:
 def _calibration_line(calibration: dict) -> str:
     if calibration["temperature"] is None:
         return f"  ECE {calibration['ece_before']:.4f} (no val split: temperature scaling not fitted)"
+    where = ("fitted on this same val split: optimistic" if calibration.get("temperature_fitted_on_this_split")
+             else "fitted on val")
     return (f"  ECE {calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} after temperature "
-            f"{calibration['temperature']:.3f} (fitted on val)")
+            f"{calibration['temperature']:.3f} ({where})")
