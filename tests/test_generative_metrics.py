@@ -150,3 +150,13 @@ def test_prdc_with_precomputed_real_radii_is_identical():
 
     real, fake = _features(0, n=150), _features(1, n=150, shift=0.3)
     assert prdc(real, fake, 5, real_radii=knn_radii(real, 5)) == prdc(real, fake, 5)
+
+
+def test_the_floor_column_does_not_read_as_a_memorisation_finding():
+    from visrep.evaluation.generative_report import table_rows
+
+    metrics = {"model": {"memorisation": {"flagged": False}, "fid": 1.0},
+               "floor": {"memorisation": {"flagged": True}, "fid": 0.5}}
+    _, rows = table_rows(metrics)
+    flag_row = next(row for row in rows if row[0] == "memorisation flagged")
+    assert flag_row[1] == "no" and flag_row[2] == "n/a (real training images)"

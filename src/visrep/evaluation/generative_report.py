@@ -58,6 +58,12 @@ def format_value(value, kind: str) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _floor_flag(value) -> str:
+    """The floor's "generated" images are real training images: being close to the training set is what
+    they are, so a flag there is no finding (it read "FLAGGED" beside the model's verdict)."""
+    return "—" if value is None else "n/a (real training images)"
+
+
 def table_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
     """Header and rows: metric | generated | real-vs-real floor | in-loop (if any); rows without data left out."""
     columns = [("generated", metrics.get("model"), False), ("real-vs-real floor", metrics.get("floor"), True)]
@@ -65,7 +71,8 @@ def table_rows(metrics: dict) -> tuple[list[str], list[list[str]]]:
         columns.append(("in-loop, optimistic", metrics["in_loop"], False))
     rows = []
     for label, path, kind in ROWS:
-        cells = [format_value(lookup(block, FLOOR_ALIASES.get(path, path) if is_floor else path), kind)
+        cells = [_floor_flag(lookup(block, FLOOR_ALIASES.get(path, path))) if is_floor and kind == "flag"
+                 else format_value(lookup(block, FLOOR_ALIASES.get(path, path) if is_floor else path), kind)
                  for _, block, is_floor in columns]
         if cells[0] != "—":
             rows.append([label, *cells])
