@@ -240,3 +240,19 @@ def test_existing_layers_are_not_replaced_and_missing_ones_are_named(classifier_
         load_embeddings(embedded, "penultimate", "extra")
     with pytest.raises(UserError, match="stored layers: stem, stage1, stage2, stage3, penultimate"):
         load_embeddings(embedded, "head")
+
+
+def test_retrieval_grid_has_headers_no_gap_and_frames_wrong_class_neighbours(tmp_path):
+    from PIL import Image
+
+    from visrep.embeddings.plots import QUERY_FRAME, WRONG_FRAME, save_retrieval_grid
+
+    queries = torch.full((2, 1, 8, 8), 128, dtype=torch.uint8)
+    neighbours = torch.full((2, 3, 1, 8, 8), 200, dtype=torch.uint8)
+    correct = torch.tensor([[True, False, True], [True, True, True]])
+    grid = Image.open(save_retrieval_grid(queries, neighbours, ["a: 2/3", "b: 3/3"], tmp_path / "r.png", correct))
+    pixels = np.asarray(grid.convert("RGB")).reshape(-1, 3)
+    colours = {tuple(p) for p in pixels}
+    assert QUERY_FRAME in colours and WRONG_FRAME in colours
+    # one query column + 3 neighbours, no blank column between them: 4 cells of 32 px (enlarged) per row
+    assert grid.width < 4 * 40 + 60

@@ -107,7 +107,8 @@ def plot_reliability_diagram(bins: dict[str, Sequence[float]], path: str | Path,
     axes.set_xlabel("confidence")
     axes.set_ylabel("accuracy")
     axes.set_title(title)
-    axes.legend(loc="upper left")
+    # below the axes: inside, any corner can hide a bar (under- or over-confident bins)
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False, fontsize=8)
     return _save(figure, path)
 
 
@@ -157,6 +158,8 @@ def save_image_grid(
     nrow: int,
     row_labels: Sequence[str] | None = None,
     padding: int = 2,
+    column_labels: Sequence[str] | None = None,
+    frames: Sequence[tuple[int, int, int] | None] | None = None,
 ) -> Path:
     """Tile images into one PNG grid at native resolution.
 
@@ -168,6 +171,9 @@ def save_image_grid(
             ceil(N / nrow) rows.
         row_labels: optional text per grid row, drawn in a left margin.
         padding: white pixels between and around images.
+        column_labels: optional text per grid column, drawn in a header band.
+        frames: optional RGB colour (or None) per image, drawn as a frame around it (the grid
+            becomes RGB when any is given).
     """
     images = _as_uint8_nchw(images_uint8)
     if nrow < 1:
@@ -179,20 +185,31 @@ def save_image_grid(
 
     font = ImageFont.load_default()
     margin = _label_margin(row_labels, font, padding)
-    mode = "L" if channels == 1 else "RGB"
-    white = 255 if channels == 1 else (255, 255, 255)
+    header = 14 if column_labels is not None else 0
+    framed = frames is not None and any(colour is not None for colour in frames)
+    padding = max(padding, 3) if framed else padding  # room for a frame between cells
+    mode = "L" if channels == 1 and not framed else "RGB"
+    white = 255 if mode == "L" else (255, 255, 255)
     canvas = Image.new(
         mode,
-        (margin + nrow * (width + padding) + padding, rows * (height + padding) + padding),
+        (margin + nrow * (width + padding) + padding, header + rows * (height + padding) + padding),
         white,
     )
+    draw = ImageDraw.Draw(canvas)
     for index, image in enumerate(images):
         row, column = divmod(index, nrow)
         pixels = image[0] if channels == 1 else image.transpose(1, 2, 0)
-        corner = (margin + padding + column * (width + padding), padding + row * (height + padding))
-        canvas.paste(Image.fromarray(np.ascontiguousarray(pixels)), corner)
+        corner = (margin + padding + column * (width + padding), header + padding + row * (height + padding))
+        canvas.paste(Image.fromarray(np.ascontiguousarray(pixels)).convert(mode), corner)
+        if framed and frames[index] is not None:
+            draw.rectangle([corner[0] - 2, corner[1] - 2, corner[0] + width + 1, corner[1] + height + 1],
+                           outline=tuple(frames[index]), width=2)
     if row_labels is not None:
-        _draw_row_labels(canvas, row_labels, font, height, padding)
+        _draw_row_labels(canvas, row_labels, font, height, padding, header)
+    if column_labels is not None:
+        black = 0 if mode == "L" else (0, 0, 0)
+        for column, label in enumerate(column_labels):
+            draw.text((margin + padding + column * (width + padding), 1), str(label), fill=black, font=font)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,11 +232,12 @@ def _draw_row_labels(
     font: ImageFont.ImageFont,
     height: int,
     padding: int,
+    top: int = 0,
 ) -> None:
     draw = ImageDraw.Draw(canvas)
     black = 0 if canvas.mode == "L" else (0, 0, 0)
     for row, label in enumerate(row_labels):
         # Centre vertically by measuring the text (bitmap fonts do not support anchors).
         top, bottom = draw.textbbox((0, 0), str(label), font=font)[1::2]
-        centre_y = padding + row * (height + padding) + height / 2
+        centre_y = top + padding + row * (height + padding) + height / 2
         draw.text((padding, centre_y - (top + bottom) / 2), str(label), fill=black, font=font)

@@ -129,7 +129,9 @@ def _write_retrieval(root: Path, layer: str, queries: EmbeddingSet, bank: Embedd
     neighbour_images = data.splits[bank.split].uint8_batch(neighbours.flatten().numpy())
     neighbour_images = neighbour_images.view(len(chosen), k, *neighbour_images.shape[1:])
     labels = [f"{queries.class_names[int(queries.labels[q])]}: {int(h)}/{k}" for q, h in zip(chosen, hits)]
-    path = save_retrieval_grid(query_images, neighbour_images, labels, layer_folder(root, layer) / "retrieval.png")
+    correct = bank.labels[neighbours] == queries.labels[chosen].unsqueeze(1)  # (Q, k)
+    path = save_retrieval_grid(query_images, neighbour_images, labels, layer_folder(root, layer) / "retrieval.png",
+                               correct)
     return {"file": path.name, "query_split": queries.split, "queries": len(chosen), "k": k,
             "precision_at_k": float(hits.sum()) / (len(chosen) * k)}
 

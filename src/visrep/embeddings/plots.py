@@ -20,6 +20,7 @@ from visrep.figures import save_image_grid  # noqa: E402
 
 # t-SNE first reduces to this many PCA components (standard practice: faster, less noise).
 TSNE_PCA_DIMS = 50
+QUERY_FRAME, WRONG_FRAME = (40, 90, 220), (220, 30, 30)  # RGB frames: the query, a neighbour of another class
 # Grid cells are enlarged (nearest neighbour) to at least this many pixels, so 8 px digits stay visible.
 MIN_CELL_PIXELS = 32
 
@@ -61,21 +62,28 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
 
 
 def plot_maps(maps: dict[str, np.ndarray], labels: np.ndarray, class_names: list[str], title: str, path: Path) -> Path:
-    """One scatter panel per map, points coloured by class (legend up to 20 classes)."""
-    figure, axes = plt.subplots(1, len(maps), figsize=(5 * len(maps), 4.6), squeeze=False)
+    """One scatter panel per map, points coloured by class, axes named, one legend under the panels
+    (up to 20 classes). Dots grow as points get fewer, so a few hundred points stay visible."""
+    figure, axes = plt.subplots(1, len(maps), figsize=(5 * len(maps), 5.0), squeeze=False)
     colours = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20" if len(class_names) <= 20 else "viridis")
+    size = float(np.clip(12000 / max(len(labels), 1), 6, 40))  # marker area in points²
     for panel, (name, coordinates) in zip(axes[0], maps.items()):
         for k, class_name in enumerate(class_names):
             rows = labels == k
             if rows.any():
                 colour = colours(k if len(class_names) <= 20 else k / max(len(class_names) - 1, 1))
-                panel.scatter(coordinates[rows, 0], coordinates[rows, 1], s=4, color=colour, label=class_name,
+                panel.scatter(coordinates[rows, 0], coordinates[rows, 1], s=size, color=colour, label=class_name,
                               alpha=0.7, linewidths=0)
         panel.set_title(f"{name} ({len(labels)} points)")
+        panel.set_xlabel(f"{name} 1")
+        panel.set_ylabel(f"{name} 2")
         panel.set_xticks([])
         panel.set_yticks([])
     if len(class_names) <= 20:
-        axes[0][-1].legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3, fontsize=8, frameon=False)
+        handles, names = axes[0][0].get_legend_handles_labels()
+        figure.legend(handles, names, loc="lower center", bbox_to_anchor=(0.5, -0.01), ncol=min(10, len(names)),
+                      markerscale=max(1.0, 30 / size) ** 0.5, fontsize=9, frameon=False)
+        figure.subplots_adjust(bottom=0.16)
     figure.suptitle(title)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,14 +93,19 @@ def plot_maps(maps: dict[str, np.ndarray], labels: np.ndarray, class_names: list
 
 
 def save_retrieval_grid(query_images: torch.Tensor, neighbour_images: torch.Tensor, row_labels: list[str],
-                        path: Path) -> Path:
-    """Rows of [query | gap | its k neighbours, nearest first]: ``query_images`` (Q, C, H, W) uint8,
-    ``neighbour_images`` (Q, k, C, H, W) uint8; ``row_labels`` one per query."""
-    gap = torch.full_like(query_images, 255).unsqueeze(1)  # a white cell sets the query apart
-    rows = torch.cat([query_images.unsqueeze(1), gap, neighbour_images], dim=1)  # (Q, 2 + k, C, H, W)
-    per_row = rows.shape[1]
+                        path: Path, correct: torch.Tensor | None = None) -> Path:
+    """Rows of [query | its k neighbours, nearest first] under a header row ("query", "1" ... "k"):
+    ``query_images`` (Q, C, H, W) uint8, ``neighbour_images`` (Q, k, C, H, W) uint8, ``row_labels``
+    one per query, ``correct`` (Q, k) bool: a neighbour of another class gets a red frame, the query
+    a blue one."""
+    rows = torch.cat([query_images.unsqueeze(1), neighbour_images], dim=1)  # (Q, 1 + k, C, H, W)
+    queries, per_row = rows.shape[:2]
     images = _enlarge(rows.flatten(0, 1))
-    return save_image_grid(images, path, nrow=per_row, row_labels=row_labels)
+    frames = [[QUERY_FRAME] + [None if correct is None or bool(correct[q, j]) else WRONG_FRAME
+                               for j in range(per_row - 1)] for q in range(queries)]
+    header = ["query", *(str(j) for j in range(1, per_row))]
+    return save_image_grid(images, path, nrow=per_row, row_labels=row_labels, column_labels=header,
+                           frames=[colour for row in frames for colour in row])
 
 
 def _enlarge(images: torch.Tensor) -> torch.Tensor:
