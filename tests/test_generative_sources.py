@@ -122,3 +122,17 @@ def test_real_spec_parsing():
     assert parse_real_spec("/data/folder") == ("/data/folder", "test")
     with pytest.raises(UserError, match="held-out"):
         parse_real_spec("mnist:train")
+
+
+def test_images_converted_to_the_evaluators_format_are_marked(tmp_path):
+    rgb32 = TargetFormat(image_size=32, channels=3, resize="crop", class_names=TARGET.class_names)
+    np.savez(tmp_path / "grey28.npz", images=np.zeros((4, 1, 28, 28), np.uint8))
+    converted = load_image_set(tmp_path / "grey28.npz", rgb32, progress=False)
+    assert converted.images.shape == (4, 3, 32, 32) and converted.source["converted_from"] == [1, 28, 28]
+    np.savez(tmp_path / "as_is.npz", images=np.zeros((4, 3, 32, 32), np.uint8))
+    assert "converted_from" not in load_image_set(tmp_path / "as_is.npz", rgb32, progress=False).source
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((28, 28), np.uint8), mode="L").save(folder / f"{i}.png")
+    assert load_image_set(folder, rgb32, progress=False).source["converted_from"] == [1, 28, 28]

@@ -109,7 +109,10 @@ def _load_npz(path: Path, target: TargetFormat) -> ImageSet:
     if condition_ids is not None and len(condition_ids) != len(images):
         raise UserError(f"{path}: condition_ids has {len(condition_ids)} entries for {len(images)} images")
     declared = [str(item) for item in arrays[HASH_KEY]] if HASH_KEY in arrays else None
-    return ImageSet(conform(images, target), labels, condition_ids, {"kind": "npz", "path": str(path)}, declared)
+    source = {"kind": "npz", "path": str(path)}
+    if tuple(images.shape[1:]) != (target.channels, target.image_size, target.image_size):
+        source["converted_from"] = list(images.shape[1:])  # said in the report: scored after conversion
+    return ImageSet(conform(images, target), labels, condition_ids, source, declared)
 
 
 def _npz_images(arrays: dict, path: Path) -> np.ndarray:
@@ -183,10 +186,16 @@ def _load_folder(root: Path, target: TargetFormat, progress: bool) -> ImageSet:
         raise UserError(f"no images in {root}")
     relative = [path.relative_to(root).as_posix() for path in files]
     labels = _folder_labels(relative, target.class_names, root)
-    images = [_decode(path, target) for path in tqdm(files, desc="reading images", leave=False,
-                                                     disable=not progress or None, mininterval=1.0)]
-    return ImageSet(torch.from_numpy(np.stack(images)), labels, _folder_conditions(root, relative),
-                    {"kind": "folder", "path": str(root)})
+    decoded = [_decode(path, target) for path in tqdm(files, desc="reading images", leave=False,
+                                                      disable=not progress or None, mininterval=1.0)]
+    source = {"kind": "folder", "path": str(root)}
+    sizes = {tuple(size) for _, size, _ in decoded}
+    grey = {mode in ("1", "L", "LA", "I", "I;16", "F") for _, _, mode in decoded}
+    if sizes != {(target.image_size, target.image_size)} or grey != {target.channels == 1}:
+        width, height = sorted(sizes)[0]
+        source["converted_from"] = [1 if True in grey else 3, height, width]  # said in the report
+    return ImageSet(torch.from_numpy(np.stack([image for image, _, _ in decoded])), labels,
+                    _folder_conditions(root, relative), source)
 
 
 def _folder_labels(relative: list[str], class_names: tuple[str, ...], root: Path) -> np.ndarray | None:
@@ -215,6 +224,6 @@ def _folder_conditions(root: Path, relative: list[str]) -> list[str] | None:
 
 def _decode(path: Path, target: TargetFormat) -> np.ndarray:
     try:
-        return decode_to_array(path, target.image_size, target.channels, target.resize)[0]
+        return decode_to_array(path, target.image_size, target.channels, target.resize)
     except ImageDecodeError as err:
         raise UserError(f"cannot score {path}: {err}") from None

@@ -337,6 +337,11 @@ def _header(opts, evaluator: Evaluator, reference: RealReference, fake: ImageSet
         warnings.append("the images do not declare which networks conditioned them: independence not verified")
     if n < SMALL_N:
         warnings.append(f"N = {n} is small: FID is biased upwards at small N, compare KID")
+    if fake.source.get("converted_from"):
+        channels, height, width = fake.source["converted_from"]
+        shape = evaluator.network.image_shape
+        warnings.append(f"the images ({channels}x{height}x{width}) were converted to the evaluator's "
+                        f"{shape[0]}x{shape[1]}x{shape[2]} (channels and size) before scoring")
     return {"stage": "generative_evaluation", "n": n, "evaluator": evaluator.describe(),
             "real": reference.description, "fake": {**fake.source, "n_available": len(fake),
                                                      "has_labels": fake.labels is not None,
