@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--seconds", type=float, default=2.5, help="measuring time per precision (default: 2.5)")
     doctor.set_defaults(action=None)
 
-    demo = verbs.add_parser("demo", help="the main job on the embedded digits data")
+    demo = verbs.add_parser("demo", help="the main job on the embedded digits data (or SOURCE)")
+    _add_source(demo)
     _add_common(demo)
     return parser
 
