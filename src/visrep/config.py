@@ -250,11 +250,15 @@ def check_values(cfg) -> None:
         _check_data_values(cfg.data)
 
 
-def _check_data_values(data) -> None:
-    val, test = data.val_fraction, data.test_fraction
-    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):  # the same words as visrep.data.splits
+def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
+    """Both fractions, whether or not a source will use them: a value that is wrong is wrong everywhere."""
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise UserError(f"split fractions must each be in [0, 1) with val + test < 1 "
-                        f"(got data.val_fraction={val}, data.test_fraction={test})")
+                        f"(got data.val_fraction={val_fraction}, data.test_fraction={test_fraction})")
+
+
+def _check_data_values(data) -> None:
+    check_split_fractions(data.val_fraction, data.test_fraction)
     if data.cache_dir and Path(data.cache_dir).expanduser().is_file():
         raise UserError(f"data.cache_dir {data.cache_dir} is a file; point it at a folder")
 

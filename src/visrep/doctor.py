@@ -20,7 +20,7 @@ import torch
 
 from visrep.hardware.cpu import read_cpu_info
 from visrep.hardware.precision import resolve_precision
-from visrep.hardware.threads import current_choice
+from visrep.hardware.threads import configure_process
 from visrep.models import create_model
 from visrep.training.steps import classification_backward
 
@@ -112,7 +112,7 @@ def _train_images(data_cfg) -> tuple[int, str]:
 
 
 def report(config_dir: Path | None, seconds_per_precision: float = 2.5) -> str:
-    cpu, threads = read_cpu_info(), current_choice()
+    cpu, threads = read_cpu_info(), configure_process()
     auto = resolve_precision("auto", "cpu")
     lines = [f"CPU          {cpu.model}",
              f"flags        {' '.join(cpu.flags) or 'none of interest'} (torch kernels: {cpu.torch_capability})",

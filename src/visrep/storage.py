@@ -37,6 +37,14 @@ def atomic_write(path: Path, write) -> Path:
     return path
 
 
+def read_json(path: Path) -> dict:
+    """A run's JSON record, or one UserError line when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
+
+
 def save_weights(model: torch.nn.Module, path: Path, model_config: dict) -> Path:
     """``path`` (.safetensors) + ``path.with_suffix('.json')`` holding ``model_config``."""
     tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from visrep.config import check_split_fractions
 from visrep.data.cache import decode_folder, default_cache_dir
 from visrep.data.folders import FolderScan, scan_folder
 from visrep.data.images import RESIZE_MODES, peek_is_colour, peek_short_side
-from visrep.data.splits import check_fractions
 from visrep.errors import UserError
 
 TORCHVISION_SETS = {"mnist": ("MNIST", 1), "fashionmnist": ("FashionMNIST", 1), "cifar10": ("CIFAR10", 3)}
@@ -53,7 +53,7 @@ def load_source(data_cfg, progress: bool = True) -> SourceData:
     if data_cfg.channels not in (None, 1, 3):
         raise UserError(f"data.channels must be 1 or 3 (got {data_cfg.channels})")
     # Checked here, before any layout decides which fractions it uses, so every source rejects the same values.
-    check_fractions(data_cfg.val_fraction, data_cfg.test_fraction)
+    check_split_fractions(data_cfg.val_fraction, data_cfg.test_fraction)
     name = data_cfg.source.lower()
     if name == "digits":
         return _load_digits(data_cfg)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from visrep.config import check_split_fractions
 from visrep.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -17,7 +18,7 @@ SPLITS = ("train", "val", "test")
 def stratified_split(labels: np.ndarray, class_names: list[str], val_fraction: float, test_fraction: float,
                      seed: int) -> np.ndarray:
     """Return an array of split names ('train' | 'val' | 'test'), one per label."""
-    check_fractions(val_fraction, test_fraction)
+    check_split_fractions(val_fraction, test_fraction)
     labels = np.asarray(labels)
     splits = np.full(len(labels), "train", dtype=object)
     for label, name in enumerate(class_names):
@@ -38,13 +39,6 @@ def carve_split(splits: np.ndarray, labels: np.ndarray, class_names: list[str], 
                               fraction if target == "test" else 0.0, seed)
     splits[train[carved == target]] = target
     return splits
-
-
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    """Both fractions, whether or not this source will use them: a value that is wrong is wrong everywhere."""
-    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise UserError(f"split fractions must each be in [0, 1) with val + test < 1 "
-                        f"(got data.val_fraction={val_fraction}, data.test_fraction={test_fraction})")
 
 
 def _class_counts(n: int, class_name: str, val_fraction: float, test_fraction: float) -> tuple[int, int]:

@@ -11,7 +11,6 @@ records its weights' hashes and test accuracy in ``evaluator.json``; this module
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from visrep.errors import UserError
 from visrep.inference.batches import batched
 from visrep.inference.encoder import FrozenEncoder
 from visrep.inference.independence import EVALUATOR_RECORD, weights_hashes
+from visrep.storage import read_json
 
 
 
@@ -82,12 +82,12 @@ def load_evaluator(run_path: Path, weights: str | None = None, precision: str = 
     run_path = Path(run_path)
     if not (run_path / "config.yaml").is_file():
         raise UserError(f"evaluator run not found: {run_path} (no config.yaml)")
-    record = _read_json(run_path / EVALUATOR_RECORD) if (run_path / EVALUATOR_RECORD).is_file() else None
+    record = read_json(run_path / EVALUATOR_RECORD) if (run_path / EVALUATOR_RECORD).is_file() else None
     if weights is None:
         weights = (record or {}).get("weights") or saved_weights(run_path)
     classifier, cfg = load_classifier(run_path, weights)
-    normalization = Normalization.from_dict(_read_json(run_path / "normalization.json"))
-    class_names = _read_json(run_path / "manifest.json")["classes"]
+    normalization = Normalization.from_dict(read_json(run_path / "normalization.json"))
+    class_names = read_json(run_path / "manifest.json")["classes"]
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if record is not None and weights == record.get("weights") and record.get("weights_sha256") != hashes["tensors"]:
         raise UserError(f"the weights in {run_path} changed since training (hash differs from {EVALUATOR_RECORD})")
@@ -95,11 +95,6 @@ def load_evaluator(run_path: Path, weights: str | None = None, precision: str = 
                      class_names)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
 
 
 @torch.inference_mode()

@@ -52,10 +52,6 @@ def configure_process() -> ThreadChoice:
     return _choice
 
 
-def current_choice() -> ThreadChoice:
-    return configure_process()
-
-
 def apply_threads(requested: int | None) -> ThreadChoice:
     """A stage's own setting (``train.threads``) wins over the process-wide choice."""
     global _choice

@@ -23,6 +23,7 @@ from visrep.inference.independence import EVALUATOR_RECORD, check_architecture_d
 from visrep.inference.loading import load_classifier, resolve_weights, saved_weights
 from visrep.inference.predict import predict_logits
 from visrep.runs import atomic_write_text, load_run_config
+from visrep.storage import read_json
 from visrep.training.classifier import train_classifier
 
 
@@ -73,7 +74,7 @@ def check_resumable(run_path: Path) -> None:
     if (run_path / EVALUATOR_RECORD).is_file():
         raise UserError(f"{run_path} is a finished evaluator run ({EVALUATOR_RECORD} exists); nothing to resume")
     if (run_path / "metrics.json").is_file():
-        stage = _read_json(run_path / "metrics.json").get("stage", "unknown")
+        stage = read_json(run_path / "metrics.json").get("stage", "unknown")
         raise UserError(f"{run_path} has finished (metrics.json of stage '{stage}', no {EVALUATOR_RECORD}); "
                         "nothing to resume as an evaluator")
     if not (run_path / "config.yaml").is_file():
@@ -121,9 +122,3 @@ def _write_record(run_path: Path, record: dict) -> None:
                     "test_accuracy": record["test_accuracy"]})
     atomic_write_text(metrics_path, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise UserError(f"cannot read {path}: {str(err).splitlines()[0]}") from None
