@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
                            help="the conditioning classifier run it must differ from (architecture, seed, weights)")
     _add_source(evaluator)
     _add_common(evaluator)
+    gan = train.add_parser("gan", help="train a GAN conditioned and guided by a classifier run's representations")
+    gan.add_argument("--resume", metavar="RUN", help="continue an interrupted GAN run from its last checkpoint")
+    _add_source(gan)
+    _add_common(gan)
 
     evaluate = verbs.add_parser("evaluate", help="evaluate a trained stage").add_subparsers(dest="action", required=True)
     eval_classifier = evaluate.add_parser("classifier", help="accuracy, P/R/F1, confusion matrix, calibration, curves")
@@ -63,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_embed_parsers(verbs, evaluate)
 
+    _add_sample_parser(verbs)
+
     models = verbs.add_parser("models", help="list the classifier architectures and what image sizes they suit")
     models.add_argument("--all", action="store_true", help="also list every torchvision architecture (tv:<arch>)")
     models.set_defaults(action=None)
@@ -77,6 +83,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_source(demo)
     _add_common(demo)
     return parser
+
+
+def _add_sample_parser(verbs) -> None:
+    sample = verbs.add_parser("sample", help="generate images from a trained generator run")
+    sample.add_argument("run", help="a generator run directory (visrep train gan)")
+    what = sample.add_mutually_exclusive_group()
+    what.add_argument("--class", dest="class_", metavar="CLASS", help="a class name or index")
+    what.add_argument("--like", metavar="IMAGE", help="variations of this image (embedding-conditional generators)")
+    what.add_argument("--interpolate", nargs=2, metavar=("A", "B"), help="from image A to image B")
+    sample.add_argument("--n", type=int, default=64, help="images (interpolation: steps) to generate (default: 64)")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
+    sample.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated/<stamp>)")
+    sample.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    sample.set_defaults(action=None)
 
 
 def _add_generated_parser(evaluate) -> None:
@@ -212,6 +232,46 @@ def cmd_train_evaluator(args) -> int:
     return 0
 
 
+def cmd_train_gan(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import GanConfig
+    from visrep.runs import load_run_config
+    from visrep.training.gan import train_gan
+
+    if args.resume:
+        _check_resume_flags(args)
+        run_path = train_gan(load_run_config(Path(args.resume), GanConfig), resume=Path(args.resume))
+    else:
+        run_path = train_gan(load_cli_config(args, GanConfig))
+    print(f"gan run: {run_path}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import time
+    from pathlib import Path
+
+    from visrep.generate import sample
+    from visrep.generate.generator_run import load_generator_run
+    from visrep.generate.outputs import write_sample_folder
+
+    sample.check_count(args.n)
+    run = load_generator_run(Path(args.run))
+    if args.class_ is not None:
+        samples = sample.sample_class(run, args.class_, args.n, args.seed)
+    elif args.like:
+        samples = sample.sample_like(run, args.like, args.n, args.seed)
+    elif args.interpolate:
+        samples = sample.sample_interpolation(run, *args.interpolate, args.n, args.seed)
+    else:
+        samples = sample.sample_unconditional(run, args.n, args.seed)
+    out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")
+    write_sample_folder(out, samples, run.path, args.overwrite)
+    print(f"{samples.description}: {out}")
+    return 0
+
+
 def cmd_evaluate_generated(args) -> int:
     from visrep.config import GenerativeEvalConfig
     from visrep.evaluation.generative import evaluate_generated
@@ -316,7 +376,8 @@ def cmd_models(args) -> int:
 COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
             ("train", "classifier"): cmd_train_classifier, ("evaluate", "classifier"): cmd_evaluate_classifier,
             ("models", None): cmd_models, ("train", "evaluator"): cmd_train_evaluator,
-            ("evaluate", "generated"): cmd_evaluate_generated}
+            ("evaluate", "generated"): cmd_evaluate_generated, ("train", "gan"): cmd_train_gan,
+            ("sample", None): cmd_sample}
 
 COMMANDS.update({("doctor", None): cmd_doctor, ("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
 

@@ -191,6 +191,55 @@ class GenerativeEvalConfig:
     generative: GenerativeEvalOptions = field(default_factory=GenerativeEvalOptions)
 
 
+@dataclass
+class GanOptions:
+    conditioning_run: Optional[str] = None  # the trained classifier run whose representations condition and guide
+    conditioning: str = "class"  # class (label) | embedding (classifier embedding of a real image) | none
+    layer: str = "penultimate"  # classifier layer of the embedding conditions (maps are average-pooled)
+    weights: Optional[str] = None  # classifier checkpoint: best | last; None = the one it saved as final
+    knn_k: int = 20  # embedding: a condition's real images come from its k nearest training neighbours (IC-GAN)
+    latent_dim: int = 128  # z ~ N(0, I)
+    g_width: int = 128  # generator channels per block
+    d_width: int = 128  # discriminator channels per block
+    condition_dim: int = 128  # class table row / embedding projection fed to conditional BatchNorm
+    diffaugment: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])  # [] = off
+    projected_head: bool = False  # extra discriminator head on the frozen classifier's features (Projected GAN)
+    projected_layer: str = "stage2"  # the classifier layer that head reads, at the classifier's resolution
+    projected_weight: float = 1.0  # weight of the head's hinge loss beside the pixel discriminator's
+    guidance_weight: float = 0.0  # frozen-classifier loss on generated images: class CE | 1 − cos(embedding)
+    sampler: str = "gaussian"  # sampled embeddings for unconditional generation: gaussian (per class) | kmeans
+    kmeans_clusters: int = 100  # centres fitted on the training embeddings (kmeans sampler)
+    final_samples: int = 10000  # images written to samples.npz at the end (what `evaluate generated` scores)
+
+
+@dataclass
+class GanTrainConfig:
+    steps: int = 5000  # generator steps (each after d_steps discriminator steps)
+    d_steps: int = 1  # discriminator steps per generator step
+    lr_g: float = 2.0e-4  # Adam
+    lr_d: float = 2.0e-4
+    beta1: float = 0.0  # Adam betas as in SNGAN/BigGAN
+    beta2: float = 0.999
+    ema_decay: float = 0.999  # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
+    max_minutes: Optional[float] = None  # also stop at this much training time (not reproducible across machines)
+    log_every: int = 100  # steps between metrics.jsonl records
+    sample_every: int = 1000  # steps between sample grids (fixed noise and conditions)
+    checkpoint_every: int = 1000  # steps between training-state checkpoints
+    keep_checkpoints: int = 2
+    collapse_steps: int = 500  # stop when the discriminator's loss stays ~0 this many steps in a row (0 = never)
+    skip_bad_batches: int = 0  # isolated NaN/Inf steps skipped before the run stops
+    precision: str = "auto"  # as train.precision of the classifier
+    channels_last: bool = False
+    tensorboard: bool = True
+    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
+
+
+@dataclass
+class GanConfig(Config):
+    gan: GanOptions = field(default_factory=GanOptions)
+    train: GanTrainConfig = field(default_factory=GanTrainConfig)
+
+
 def _schema(schema: type = Config):
     return OmegaConf.structured(schema)
 
@@ -237,6 +286,29 @@ _VALUE_RULES = (
     ("embed.batch_size", lambda v: v >= 1, "≥ 1"),
     ("generative.batch_size", lambda v: v >= 1, "≥ 1"),
     ("generative.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),
+    ("train.steps", lambda v: v >= 1, "≥ 1"),
+    ("train.d_steps", lambda v: v >= 1, "≥ 1"),
+    ("train.lr_g", lambda v: v > 0, "> 0"),
+    ("train.lr_d", lambda v: v > 0, "> 0"),
+    ("train.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.ema_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.max_minutes", lambda v: v is None or v > 0, "> 0 (or unset)"),
+    ("train.log_every", lambda v: v >= 1, "≥ 1"),
+    ("train.sample_every", lambda v: v >= 1, "≥ 1"),
+    ("train.checkpoint_every", lambda v: v >= 1, "≥ 1"),
+    ("train.collapse_steps", lambda v: v >= 0, "≥ 0"),
+    ("gan.conditioning", lambda v: v in ("class", "embedding", "none"), "class, embedding or none"),
+    ("gan.knn_k", lambda v: v >= 1, "≥ 1"),
+    ("gan.latent_dim", lambda v: v >= 1, "≥ 1"),
+    ("gan.g_width", lambda v: v >= 1, "≥ 1"),
+    ("gan.d_width", lambda v: v >= 1, "≥ 1"),
+    ("gan.condition_dim", lambda v: v >= 1, "≥ 1"),
+    ("gan.projected_weight", lambda v: v >= 0, "≥ 0"),
+    ("gan.guidance_weight", lambda v: v >= 0, "≥ 0"),
+    ("gan.sampler", lambda v: v in ("gaussian", "kmeans"), "gaussian or kmeans"),
+    ("gan.kmeans_clusters", lambda v: v >= 1, "≥ 1"),
+    ("gan.final_samples", lambda v: v >= 0, "≥ 0"),
 )
 
 

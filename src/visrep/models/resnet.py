@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visrep.errors import UserError
 from visrep.models.base import FeatureClassifier, _stage_layer_paths, check_classifier_sizes
 from visrep.models.registry import register_model
 
@@ -43,14 +44,16 @@ class ResNet18Cifar(FeatureClassifier):
     ``config``). Input (N, C, S, S) → logits (N, num_classes); ``logit_scale`` is 1.
     """
 
-    stage_widths = (64, 128, 256, 512)
-
-    def __init__(self, num_classes: int, in_channels: int, image_size: int) -> None:
+    def __init__(self, num_classes: int, in_channels: int, image_size: int,
+                 widths: Sequence[int] = (64, 128, 256, 512)) -> None:
         super().__init__()
         check_classifier_sizes(num_classes, in_channels, image_size)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64),
-                                  nn.ReLU(inplace=True))
-        self.stages = nn.Sequential(OrderedDict(_resnet_stages(64, self.stage_widths)))
+        if len(widths) == 0 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
+            raise UserError(f"widths must be a non-empty list of integers >= 1 (got {widths!r})")
+        self.stage_widths = tuple(widths)  # one stage of 2 BasicBlocks per width; the stem has widths[0] channels
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
+        self.stages = nn.Sequential(OrderedDict(_resnet_stages(widths[0], self.stage_widths)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.head = nn.Linear(self.stage_widths[-1], num_classes)

@@ -1,0 +1,439 @@
+"""GAN training: config → the frozen conditioning classifier → data and conditions → networks → loop.
+
+``visrep train gan --config configs/gan_<dataset>.yaml`` trains a GAN whose condition, extra
+discriminator head and guidance loss come from a trained classifier run (``gan.conditioning_run``):
+
+* ``class``: the label conditions G (conditional BatchNorm) and D (projection);
+* ``embedding``: the classifier's unit-length embedding of a training image conditions both; the real
+  images D sees for it are drawn from its k nearest training neighbours in that embedding space
+  (IC-GAN), so G learns the neighbourhood's variations, not a copy of the image;
+* ``none``: unconditional.
+
+The loop is written out here over the shared parts (run context, checkpointer, metrics logger,
+non-finite guard, EMA); the losses and the two steps are in :mod:`visrep.training.gan_steps`.
+Sampling always uses the EMA generator, whose BatchNorm statistics are re-estimated at the end
+(BigGAN's "standing statistics"). The run directory is self-contained for ``visrep sample`` (see
+:mod:`visrep.generate.generator_run`) and is itself a generator run that ``visrep evaluate
+generated --fake`` scores: ``samples.npz`` and ``generator.json`` (the independence contract).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from visrep.data.prepare import PreparedData
+from visrep.errors import TrainingDiverged, UserError
+from visrep.figures import save_image_grid
+from visrep.generate.conditions import ConditionBank, embed_images, neighbourhoods
+from visrep.generate.generator_run import (CONDITION_BANK, ENCODER_NORMALIZATION, ENCODER_WEIGHTS,
+                                           GENERATOR_WEIGHTS, GeneratorRun)
+from visrep.generate.outputs import SAMPLES_FILE, write_npz
+from visrep.generate.sample import SampleSet, generate, sample_for_images, sample_unconditional
+from visrep.hardware.precision import check_precision
+from visrep.inference.encoder import FrozenEncoder
+from visrep.inference.independence import EVALUATOR_RECORD, GENERATOR_MANIFEST, HASH_KEY, weights_hashes
+from visrep.inference.loading import check_finished, saved_weights
+from visrep.models import create_model
+from visrep.storage import read_json, save_weights
+from visrep.training.checkpointer import Checkpointer
+from visrep.training.context import RunContext
+from visrep.training.diffaugment import check_policies
+from visrep.training.ema import EMA
+from visrep.training.gan_steps import Critic, GanStepper, discriminator_backward, generator_backward
+from visrep.training.guards import NonFiniteGuard
+from visrep.training.metrics_log import MetricsLogger
+
+COLLAPSE_LOSS = 1e-3  # a hinge D loss below this separates every real from every fake by the full margin
+STANDING_STATS_BATCHES = 20  # batches of fresh samples that re-estimate the EMA generator's BatchNorm statistics
+GRID_COLUMNS = 8
+
+
+@dataclass
+class Conditioning:
+    """The trained classifier whose representations the GAN uses (frozen)."""
+    run: Path
+    encoder: FrozenEncoder
+    weights_file: Path
+    hashes: dict  # {"tensors", "file"}: see visrep.inference.independence
+
+
+@dataclass
+class TrainingConditions:
+    """Conditions of the training split: labels always; embeddings, neighbourhoods and bank in embedding mode."""
+    labels: Tensor  # (N,) int64
+    embeddings: Tensor | None = None  # (N, D) unit length
+    neighbours: Tensor | None = None  # (N, k) int64 train rows, each row's own first
+    bank: ConditionBank | None = None
+
+
+@dataclass
+class GanState:
+    step: int = 0  # generator steps taken
+    images_seen: int = 0  # real images shown to the discriminator
+    train_seconds: float = 0.0
+    collapsed_steps: int = 0  # consecutive steps with the discriminator's loss below COLLAPSE_LOSS
+    interval: dict = field(default_factory=dict)  # sums of the logged numbers since the last record
+
+
+@dataclass
+class GanLoop:
+    ctx: RunContext
+    conditioning: Conditioning
+    conditions: TrainingConditions
+    stepper: GanStepper
+    ema: EMA
+    guard: NonFiniteGuard
+    checkpointer: Checkpointer
+    log: MetricsLogger
+    fixed: tuple[Tensor, Tensor | None]  # (z, condition) of the sample grids
+    state: GanState = field(default_factory=GanState)
+
+    @property
+    def cfg(self):
+        return self.ctx.cfg
+
+
+def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
+    """Train per ``cfg`` (a GanConfig), or continue the run at ``resume``; returns the run directory."""
+    _check_config(cfg)
+    if resume is not None and (Path(resume) / "metrics.json").is_file():
+        raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
+    ctx = RunContext.prepare(cfg, progress, data)
+    conditioning = load_conditioning(cfg.gan, ctx.device)
+    check_same_data(conditioning, ctx.data)
+    if cfg.data.image_size is None:
+        cfg.data.image_size = ctx.data.image_shape[1]
+    conditions = training_conditions(cfg.gan, conditioning.encoder, ctx.data)
+    generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
+    run = ctx.open_run("gan", resume)  # only now: a bad config or conditioning run leaves no directory behind
+    loop = build_loop(ctx, conditioning, conditions, generator, critic)
+    if resume:
+        loop.state = GanState(**loop.checkpointer.restore_latest()["trainer"])
+        loop.log.truncate("step", loop.state.step)
+        run.logger.info("resumed at step %d", loop.state.step)
+    run.logger.info("training a %s-conditional GAN for %d steps on %s", cfg.gan.conditioning, cfg.train.steps,
+                    ctx.record_compute(cfg.train.channels_last))
+    steps = loop.log.bar(range(loop.state.step, cfg.train.steps), "gan", total=cfg.train.steps,
+                         initial=loop.state.step)
+    for _ in steps:
+        train_step(loop)
+        after_step(loop)
+        if _out_of_time(loop):
+            run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
+            break
+    finish(loop)
+    return run.path
+
+
+def _check_config(cfg) -> None:
+    check_precision(cfg.train.precision, "train.precision")
+    check_policies(list(cfg.gan.diffaugment))
+    if cfg.gan.conditioning == "none" and cfg.gan.guidance_weight > 0:
+        raise UserError("gan.guidance_weight > 0 needs a condition to guide towards: use gan.conditioning=class "
+                        "or embedding, or set gan.guidance_weight=0")
+
+
+# ---- the conditioning classifier and the conditions it gives --------------------------------
+def load_conditioning(gan_opts, device: torch.device) -> Conditioning:
+    """The finished classifier run named by ``gan.conditioning_run``, frozen; one error line otherwise."""
+    if not gan_opts.conditioning_run:
+        raise UserError("gan.conditioning_run must name a trained classifier run (visrep train classifier)")
+    run = Path(gan_opts.conditioning_run).expanduser()
+    if not run.is_dir():
+        raise UserError(f"conditioning run not found: {run}")
+    if (run / EVALUATOR_RECORD).is_file():
+        raise UserError(f"{run} is an evaluator run: the generators must be conditioned on the classifier, "
+                        "so that the evaluator stays independent of them")
+    check_finished(run)
+    stage = read_json(run / "metrics.json").get("stage") if (run / "metrics.json").is_file() else None
+    if stage != "classifier":
+        raise UserError(f"{run} is not a trained classifier run (its stage is '{stage}')")
+    weights = gan_opts.weights or saved_weights(run)
+    encoder = FrozenEncoder.from_run(run, weights, device=device)
+    for layer in {gan_opts.layer, gan_opts.projected_layer}:
+        if layer not in encoder.feature_layers:
+            raise UserError(f"the conditioning classifier has no layer '{layer}'; its layers are: "
+                            f"{', '.join(encoder.feature_layers)}")
+    weights_file = run / f"{weights}.safetensors"
+    return Conditioning(run, encoder, weights_file, weights_hashes(weights_file))
+
+
+def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
+    """The GAN must train on the images, splits and image shape its classifier was trained on."""
+    theirs = read_json(conditioning.run / "manifest.json").get("hash")
+    advice = "set the data section (source, image_size, channels, split fractions and seed) as in its config.yaml"
+    if theirs != data.manifest["hash"]:
+        raise UserError(f"the conditioning run {conditioning.run} was trained on other data (manifest "
+                        f"{str(theirs)[:12]}…, this config's data {data.manifest['hash'][:12]}…): {advice}")
+    if tuple(data.image_shape) != tuple(conditioning.encoder.image_shape):
+        shape = "x".join(map(str, conditioning.encoder.image_shape))
+        raise UserError(f"the conditioning run {conditioning.run} was trained on other data ({shape} images, this "
+                        f"config's are {'x'.join(map(str, data.image_shape))}): {advice}")
+
+
+def training_conditions(gan_opts, encoder: FrozenEncoder, data: PreparedData) -> TrainingConditions:
+    split = data.splits["train"]
+    conditions = TrainingConditions(labels=split.labels.clone())
+    if gan_opts.conditioning != "embedding":
+        return conditions
+    smallest = int(torch.bincount(split.labels, minlength=len(data.class_names)).min())
+    if gan_opts.knn_k > smallest:
+        raise UserError(f"gan.knn_k={gan_opts.knn_k} is larger than the smallest class ({smallest} training "
+                        f"images): neighbourhoods would always mix classes; use gan.knn_k ≤ {smallest}")
+    embeddings = torch.cat([embed_images(encoder, split.uint8_batch(np.arange(start, min(start + 4096, len(split)))),
+                                         gan_opts.layer) for start in range(0, len(split), 4096)])
+    conditions.embeddings = embeddings
+    conditions.neighbours = neighbourhoods(embeddings, gan_opts.knn_k)
+    conditions.bank = ConditionBank.fit(embeddings, split.labels, len(data.class_names), gan_opts.kmeans_clusters)
+    return conditions
+
+
+# ---- networks and the loop's parts ------------------------------------------------------------
+def build_networks(cfg, data: PreparedData, encoder: FrozenEncoder,
+                   conditions: TrainingConditions) -> tuple[nn.Module, Critic]:
+    channels, size, _ = data.image_shape
+    gan = cfg.gan
+    embedding_dim = conditions.embeddings.shape[1] if conditions.embeddings is not None else 0
+    common = {"image_size": size, "channels": channels, "mode": gan.conditioning,
+              "num_classes": len(data.class_names), "embedding_dim": embedding_dim}
+    generator = create_model("gan_generator", **common, latent_dim=gan.latent_dim, width=gan.g_width,
+                             condition_dim=gan.condition_dim)
+    discriminator = create_model("gan_discriminator", **common, width=gan.d_width)
+    head = None
+    if gan.projected_head:
+        probe = torch.zeros(1, *data.image_shape, dtype=torch.uint8, device=encoder.scale.device)
+        with torch.no_grad():
+            feature_channels = encoder.forward_intermediates(probe, [gan.projected_layer])[1][gan.projected_layer].shape[1]
+        head = create_model("projected_head", feature_channels=int(feature_channels), mode=gan.conditioning,
+                            num_classes=common["num_classes"], embedding_dim=embedding_dim, width=gan.d_width)
+    return generator, Critic(discriminator, head, gan.projected_layer if head is not None else None)
+
+
+def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: TrainingConditions, generator: nn.Module,
+               critic: Critic) -> GanLoop:
+    cfg, device = ctx.cfg, ctx.device
+    generator, critic = generator.to(device), critic.to(device)
+    if cfg.train.channels_last:
+        generator, critic = generator.to(memory_format=torch.channels_last), critic.to(memory_format=torch.channels_last)
+    betas = (cfg.train.beta1, cfg.train.beta2)
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.train.lr_g, betas=betas)
+    opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.train.lr_d, betas=betas)
+    stepper = GanStepper(generator, critic, opt_g, opt_d, conditioning.encoder, cfg.gan.conditioning, cfg.gan.layer,
+                         tuple(cfg.gan.diffaugment), cfg.gan.projected_weight, cfg.gan.guidance_weight,
+                         ctx.precision.precision, cfg.train.channels_last)
+    ema = EMA(generator, cfg.train.ema_decay)
+    run = ctx.run
+    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, generator=generator,
+                                critic=critic, opt_g=opt_g, opt_d=opt_d, ema=ema)
+    log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
+    guard = NonFiniteGuard("gan", cfg.train.skip_bad_batches, run.logger)
+    loop = GanLoop(ctx, conditioning, conditions, stepper, ema, guard, checkpointer, log, (None, None))
+    loop.fixed = _fixed_grid_inputs(loop)
+    return loop
+
+
+def _fixed_grid_inputs(loop: GanLoop) -> tuple[Tensor, Tensor | None]:
+    """The same z and conditions for every grid of a run, from their own seeded generator (not the
+    global RNG, whose stream the training draws must not depend on)."""
+    rng = torch.Generator().manual_seed(loop.cfg.run.seed + 1)
+    mode, labels = loop.cfg.gan.conditioning, loop.conditions.labels
+    classes = min(10, int(labels.max()) + 1)
+    rows = classes if mode == "class" else GRID_COLUMNS
+    z = torch.randn(rows * GRID_COLUMNS, loop.stepper.generator.latent_dim, generator=rng)
+    if mode == "class":  # one row per class
+        return z, torch.arange(rows).repeat_interleave(GRID_COLUMNS)
+    if mode == "embedding":  # one row per training image
+        picks = torch.randperm(len(labels), generator=rng)[:rows]
+        return z, loop.conditions.embeddings[picks].repeat_interleave(GRID_COLUMNS, dim=0)
+    return z, None
+
+
+# ---- the loop's steps ----------------------------------------------------------------------------
+def draw_batch(loop: GanLoop) -> tuple[Tensor, Tensor | None]:
+    """(real images (B, C, S, S) in [-1, 1], their condition) from the global RNG (restored on resume)."""
+    split, conditions = loop.ctx.data.splits["train"], loop.conditions
+    anchors = torch.randint(len(split), (loop.cfg.data.batch_size,))
+    mode = loop.cfg.gan.conditioning
+    if mode == "embedding":  # the condition is the anchor's embedding; the real image one of its neighbours
+        picks = torch.randint(conditions.neighbours.shape[1], (len(anchors),))
+        rows, condition = conditions.neighbours[anchors, picks], conditions.embeddings[anchors]
+    else:
+        rows, condition = anchors, (conditions.labels[anchors] if mode == "class" else None)
+    images = split.uint8_batch(rows.numpy()).to(loop.ctx.device).float() / 127.5 - 1.0
+    return images, None if condition is None else condition.to(loop.ctx.device)
+
+
+def train_step(loop: GanLoop) -> None:
+    """``d_steps`` discriminator steps, then one generator step, then the EMA."""
+    started, stepper, state = time.perf_counter(), loop.stepper, loop.state
+    for _ in range(loop.cfg.train.d_steps):
+        real, condition = draw_batch(loop)
+        d_record = discriminator_backward(stepper, real, condition)
+        if loop.guard.batch_is_usable(d_record["d_loss"], stepper.critic.parameters(), state.step, 0):
+            stepper.opt_d.step()
+        state.images_seen += len(real)
+    g_record = generator_backward(stepper, condition, len(real), real.device)
+    if loop.guard.batch_is_usable(g_record.pop("loss"), stepper.generator.parameters(), state.step, 0):
+        stepper.opt_g.step()
+    loop.ema.decay = min(loop.cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
+    loop.ema.update(stepper.generator)
+    state.step += 1
+    state.train_seconds += time.perf_counter() - started
+    _accumulate(state, {**d_record, **g_record})
+    d_loss = float(d_record["d_loss"])
+    state.collapsed_steps = state.collapsed_steps + 1 if d_loss < COLLAPSE_LOSS else 0
+
+
+def _accumulate(state: GanState, record: dict) -> None:
+    for key, value in record.items():
+        state.interval[key] = state.interval.get(key, 0.0) + float(value)
+    state.interval["_steps"] = state.interval.get("_steps", 0.0) + 1
+
+
+def after_step(loop: GanLoop) -> None:
+    """Metrics, sample grid, collapse check and checkpoint, each at its interval."""
+    cfg, state = loop.cfg, loop.state
+    if state.step % cfg.train.log_every == 0 or state.step == cfg.train.steps:
+        _log_interval(loop)
+    if state.step % cfg.train.sample_every == 0:
+        save_grid(loop, f"step-{state.step:06d}.png")
+    if cfg.train.collapse_steps and state.collapsed_steps >= cfg.train.collapse_steps:
+        raise TrainingDiverged(f"gan training stopped at step {state.step}: the discriminator's loss has stayed "
+                               f"below {COLLAPSE_LOSS} for {state.collapsed_steps} steps (it tells every real image "
+                               f"from every generated one, so the generator learns nothing more); the last good "
+                               f"checkpoint is kept — try more DiffAugment, a lower train.lr_d or a smaller "
+                               f"gan.d_width")
+    if state.step % cfg.train.checkpoint_every == 0 and state.collapsed_steps == 0 and loop.ctx.is_main:
+        loop.checkpointer.save(state.step, trainer=asdict(state))  # never a state in mid-collapse
+
+
+def _log_interval(loop: GanLoop) -> None:
+    state = loop.state
+    interval, steps = dict(state.interval), state.interval.get("_steps", 0.0)
+    if not steps:
+        return
+    record = {"step": state.step, **{key: value / steps for key, value in interval.items() if key != "_steps"},
+              "images_seen": state.images_seen, "train_seconds": state.train_seconds,
+              "images_per_s": state.images_seen / max(state.train_seconds, 1e-9)}
+    state.interval = {}
+    loop.log.log(record, state.step, f"step {state.step}: d_loss {record['d_loss']:.3f} g_loss "
+                                     f"{record['g_loss']:.3f} | {record['images_per_s']:.0f} img/s")
+
+
+def _out_of_time(loop: GanLoop) -> bool:
+    limit = loop.cfg.train.max_minutes
+    return limit is not None and loop.state.train_seconds >= 60 * limit
+
+
+@torch.no_grad()
+def save_grid(loop: GanLoop, name: str) -> Path | None:
+    """A grid of the EMA generator's images from the fixed z and conditions (run directory and TensorBoard)."""
+    if not loop.ctx.is_main:
+        return None
+    z, condition = loop.fixed
+    generator = loop.ema.model.eval()
+    images = generate(_as_generator_run(loop), z, condition)
+    path = save_image_grid(images, loop.ctx.run.file("grids") / name, GRID_COLUMNS)
+    if loop.log.tensorboard is not None:
+        from PIL import Image
+
+        loop.log.tensorboard.add_image("samples", np.asarray(Image.open(path).convert("RGB")), loop.state.step,
+                                       dataformats="HWC")
+    generator.eval()
+    return path
+
+
+def _as_generator_run(loop: GanLoop) -> GeneratorRun:
+    run = GeneratorRun(loop.ctx.run.path, loop.cfg, loop.ema.model.eval(), list(loop.ctx.data.class_names),
+                       loop.ctx.device)
+    run._encoder, run._bank = loop.conditioning.encoder, loop.conditions.bank
+    return run
+
+
+# ---- the end of training -----------------------------------------------------------------------
+@torch.no_grad()
+def refresh_batch_statistics(loop: GanLoop, batches: int = STANDING_STATS_BATCHES) -> None:
+    """Re-estimate the EMA generator's BatchNorm statistics on its own samples (a plain average over
+    ``batches`` batches): the running averages it was copied from belong to the live weights."""
+    generator = loop.ema.model
+    norms = [m for m in generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    generator.train()
+    rng = torch.Generator().manual_seed(loop.cfg.run.seed + 2)
+    for _ in range(batches):
+        _, condition = draw_batch(loop)
+        z = torch.randn(loop.cfg.data.batch_size, generator.latent_dim, generator=rng).to(loop.ctx.device)
+        generator(z, condition)
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    generator.eval()
+
+
+def finish(loop: GanLoop) -> None:
+    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last)."""
+    if not loop.ctx.is_main:
+        return
+    run, state, cfg = loop.ctx.run, loop.state, loop.cfg
+    _log_interval(loop)
+    refresh_batch_statistics(loop)
+    save_weights(loop.ema.model, run.file(GENERATOR_WEIGHTS), loop.stepper.generator.config)
+    _save_sampling_files(loop)
+    save_grid(loop, "final.png")
+    samples = final_samples(loop, cfg.gan.final_samples)
+    write_npz(run.file(SAMPLES_FILE), samples)
+    run.write_json(GENERATOR_MANIFEST, generator_manifest(loop, samples))
+    run.write_json("metrics.json", {"stage": "gan", "steps": state.step, "images_seen": state.images_seen,
+                                    "train_seconds": state.train_seconds, "conditioning": cfg.gan.conditioning,
+                                    "final_samples": len(samples.images)})
+    loop.log.close()
+    run.logger.info("%d steps, %d real images shown, %.1f s of training; %d samples in %s", state.step,
+                    state.images_seen, state.train_seconds, len(samples.images), SAMPLES_FILE)
+
+
+def _save_sampling_files(loop: GanLoop) -> None:
+    run, conditioning = loop.ctx.run, loop.conditioning
+    classifier = conditioning.encoder.classifier
+    save_weights(classifier, run.file(ENCODER_WEIGHTS), classifier.config)
+    shutil.copyfile(conditioning.run / "normalization.json", run.file(ENCODER_NORMALIZATION))
+    if loop.conditions.bank is not None:
+        loop.conditions.bank.save(run.file(CONDITION_BANK))
+
+
+def final_samples(loop: GanLoop, n: int) -> SampleSet:
+    """What ``evaluate generated --fake <run>`` scores: balanced classes (class), one sample per random
+    training image with its id and class (embedding), or z alone (none)."""
+    seed = loop.cfg.run.seed + 3
+    generator_run = _as_generator_run(loop)
+    if loop.cfg.gan.conditioning != "embedding" or n == 0:
+        return sample_unconditional(generator_run, max(n, 1), seed) if n else \
+            SampleSet(torch.zeros(0, *generator_run.image_shape, dtype=torch.uint8), None, "no samples", GRID_COLUMNS)
+    split = loop.ctx.data.splits["train"]
+    rows = np.random.default_rng(seed).choice(len(split), n, replace=n > len(split))
+    return sample_for_images(generator_run, split.uint8_batch(rows), [split.ids[i] for i in rows],
+                             split.labels.numpy()[rows], seed)
+
+
+def generator_manifest(loop: GanLoop, samples: SampleSet) -> dict:
+    """generator.json: every network that shaped the samples (the independence contract)."""
+    gan, conditioning = loop.cfg.gan, loop.conditioning
+    uses = [name for name, used in (("condition", gan.conditioning == "embedding"),
+                                    ("projected discriminator head", gan.projected_head),
+                                    ("guidance loss", gan.guidance_weight > 0)) if used]
+    # the class mode takes labels, not the classifier; the classifier's weights are still declared when
+    # anything of it was used, and in class mode too (its data split and class order define the labels)
+    declared = [conditioning.hashes["tensors"], conditioning.hashes["file"]] if uses or gan.conditioning == "class" \
+        else []
+    return {HASH_KEY: declared, "samples": SAMPLES_FILE, "conditioning_run": str(conditioning.run),
+            "stage": "gan", "conditioning": gan.conditioning, "classifier_used_for": uses,
+            "description": f"GAN, {gan.conditioning}-conditional, {loop.state.step} steps: {samples.description}"}

@@ -1,0 +1,121 @@
+"""The GAN's losses and its two optimizer steps (hinge loss, as in SNGAN / BigGAN).
+
+The critic is the pixel-space projection discriminator plus, optionally, a head reading the frozen
+classifier's feature map (Projected GAN); both are trained with the hinge loss, their losses
+summed with the head's weight. The generator's loss is −D(G(z, c)) over the same heads, plus an
+optional guidance loss from the frozen classifier on its (un-augmented) images:
+
+* ``class``: cross-entropy of the classifier's logits against the asked-for class;
+* ``embedding``: 1 − cos(embedding of the generated image, the conditioning embedding).
+
+Images are (N, C, S, S) in [-1, 1]; the frozen encoder takes them as [0, 1] floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visrep.generate.conditions import pooled_embedding
+from visrep.inference.autocast import autocast_context
+from visrep.training.diffaugment import diff_augment
+
+
+class Critic(nn.Module):
+    """Pixel discriminator + optional projected head; ``forward`` → {"pixel": (N,), "projected": (N,)}."""
+
+    def __init__(self, discriminator: nn.Module, head: nn.Module | None = None, head_layer: str | None = None):
+        super().__init__()
+        self.discriminator, self.head, self.head_layer = discriminator, head, head_layer
+
+    def forward(self, images: Tensor, condition: Tensor | None, encoder=None, grad_to_images: bool = True
+                ) -> dict[str, Tensor]:
+        logits = {"pixel": self.discriminator(images, condition)}
+        if self.head is not None:
+            with torch.set_grad_enabled(grad_to_images and torch.is_grad_enabled()):
+                features = encoder.forward_intermediates((images + 1) / 2, [self.head_layer])[1][self.head_layer]
+            logits["projected"] = self.head(features, condition)
+        return logits
+
+
+@dataclass
+class GanStepper:
+    """What both steps need; built once by the GAN loop."""
+    generator: nn.Module
+    critic: Critic
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    encoder: nn.Module | None  # the frozen classifier (projected head, guidance)
+    mode: str  # class | embedding | none
+    layer: str  # the embedding layer (embedding guidance)
+    policies: tuple[str, ...]  # DiffAugment
+    head_weight: float
+    guidance_weight: float
+    precision: str  # fp32 | bf16
+    channels_last: bool = False
+
+    def augment(self, images: Tensor) -> Tensor:
+        images = diff_augment(images, self.policies)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def latents(self, batch: int, device: torch.device) -> Tensor:
+        return torch.randn(batch, self.generator.latent_dim, device=device)
+
+
+def hinge_discriminator_loss(real: Tensor, fake: Tensor) -> Tensor:
+    return F.relu(1.0 - real.float()).mean() + F.relu(1.0 + fake.float()).mean()
+
+
+def weighted(losses: dict[str, Tensor], head_weight: float) -> Tensor:
+    return sum(loss * (head_weight if name == "projected" else 1.0) for name, loss in losses.items())
+
+
+def discriminator_backward(step: GanStepper, real: Tensor, condition: Tensor | None) -> dict[str, float]:
+    """Hinge loss on (real, fake) with fresh critic gradients; returns the numbers to log (and the loss)."""
+    with torch.no_grad(), autocast_context(real.device, step.precision):
+        fake = step.generator(step.latents(len(real), real.device), condition).float()
+    step.opt_d.zero_grad(set_to_none=True)
+    with autocast_context(real.device, step.precision):
+        real_logits = step.critic(step.augment(real), condition, step.encoder, grad_to_images=False)
+        fake_logits = step.critic(step.augment(fake), condition, step.encoder, grad_to_images=False)
+    losses = {name: hinge_discriminator_loss(real_logits[name], fake_logits[name]) for name in real_logits}
+    loss = weighted(losses, step.head_weight)
+    loss.backward()
+    record = {"d_loss": loss, "d_real": real_logits["pixel"].float().mean(), "d_fake": fake_logits["pixel"].float().mean()}
+    if "projected" in losses:
+        record["d_loss_projected"] = losses["projected"]
+    return record
+
+
+def generator_backward(step: GanStepper, condition: Tensor | None, batch: int, device: torch.device
+                       ) -> dict[str, Tensor]:
+    """−D(G(z, c)) (+ guidance) with fresh generator gradients; the critic gets none."""
+    step.critic.requires_grad_(False)
+    try:
+        step.opt_g.zero_grad(set_to_none=True)
+        with autocast_context(device, step.precision):
+            fake = step.generator(step.latents(batch, device), condition)
+            logits = step.critic(step.augment(fake.float()), condition, step.encoder, grad_to_images=True)
+        adversarial = weighted({name: -value.float().mean() for name, value in logits.items()}, step.head_weight)
+        record = {"g_loss": adversarial}
+        loss = adversarial
+        if step.guidance_weight > 0:
+            record["guidance"] = guidance_loss(step, fake.float(), condition)
+            loss = loss + step.guidance_weight * record["guidance"]
+        loss.backward()
+        record["loss"] = loss
+        return record
+    finally:
+        step.critic.requires_grad_(True)
+
+
+def guidance_loss(step: GanStepper, fake: Tensor, condition: Tensor) -> Tensor:
+    """The frozen classifier's judgement of generated images (N, C, S, S) in [-1, 1] against the condition."""
+    if step.mode == "class":
+        logits = step.encoder((fake + 1) / 2)
+        return F.cross_entropy(logits, condition)
+    features = step.encoder.forward_intermediates((fake + 1) / 2, [step.layer])[1][step.layer]
+    return 1.0 - (pooled_embedding(features) * condition).sum(1).mean()

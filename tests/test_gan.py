@@ -1,0 +1,297 @@
+"""The GAN stage: networks and conditioning in every mode, the training step, instance neighbourhoods,
+checkpoints and exact resume, the sampling CLI, and each bad input as one error line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from visrep.cli import main
+from visrep.config import GanConfig, load_config
+from visrep.errors import UserError
+from visrep.models import create_model
+
+from conftest import REPO
+
+MODES = ("class", "embedding", "none")
+
+
+def gan_config(root, conditioning_run, *overrides):
+    return load_config(REPO / "configs" / "gan_tiny.yaml",
+                       [f"run.root={root}", f"gan.conditioning_run={conditioning_run}",
+                        f"data.cache_dir={root / 'cache'}", *overrides], GanConfig)
+
+
+@pytest.fixture(scope="session")
+def gan_runs(tiny_trained_run, tmp_path_factory):
+    """A tiny class- and embedding-conditional GAN, trained once per session on the tiny classifier."""
+    from visrep.training.gan import train_gan
+
+    root = tmp_path_factory.mktemp("gan-runs")
+    return {mode: train_gan(gan_config(root, tiny_trained_run, f"run.name={mode}", f"gan.conditioning={mode}"),
+                            progress=False) for mode in ("class", "embedding")}
+
+
+# ---- networks --------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", [8, 16, 28, 32])
+def test_generator_and_discriminator_shapes_in_every_mode(mode, size):
+    common = dict(image_size=size, channels=3, mode=mode, num_classes=5, embedding_dim=12)
+    generator = create_model("gan_generator", **common, latent_dim=8, width=16, condition_dim=8)
+    discriminator = create_model("gan_discriminator", **common, width=16)
+    condition = {"class": torch.tensor([0, 4, 2]), "embedding": torch.randn(3, 12), "none": None}[mode]
+    images = generator(torch.randn(3, 8), condition)
+    assert images.shape == (3, 3, size, size) and images.abs().max() <= 1
+    assert discriminator(images, condition).shape == (3,)
+
+
+def test_conditional_batchnorm_starts_plain_and_the_class_changes_the_image():
+    from visrep.models.conditioning import ConditionalBatchNorm2d
+
+    norm = ConditionalBatchNorm2d(4, style_dim=3)
+    x = torch.randn(6, 4, 5, 5)
+    plain = torch.nn.functional.batch_norm(x, None, None, training=True)
+    assert torch.allclose(norm(x, torch.randn(6, 3)), plain, atol=1e-5)  # γ = 1, β = 0 whatever the style
+    generator = create_model("gan_generator", image_size=8, channels=1, mode="class", num_classes=3,
+                             latent_dim=8, width=8, condition_dim=8).eval()
+    with torch.no_grad():
+        out = generator(torch.randn(1, 8).expand(3, -1), torch.tensor([0, 1, 2]))
+    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+
+
+def test_projection_discriminator_reads_the_condition():
+    discriminator = create_model("gan_discriminator", image_size=8, channels=1, mode="embedding", embedding_dim=4,
+                                 width=8)
+    images = torch.rand(1, 1, 8, 8).expand(2, -1, -1, -1)  # one image, two conditions
+    with torch.no_grad():
+        logits = discriminator(images, torch.eye(4)[:2])
+    assert not torch.isclose(logits[0], logits[1])
+
+
+def test_unknown_model_option_is_one_error():
+    with pytest.raises(UserError, match="no option"):
+        create_model("gan_generator", image_size=8, channels=1, mode="class", widht=3)
+
+
+# ---- conditions ------------------------------------------------------------------------------
+def test_neighbourhoods_are_the_nearest_by_cosine():
+    from visrep.generate.conditions import neighbourhoods
+
+    rng = torch.Generator().manual_seed(0)
+    points = torch.nn.functional.normalize(torch.randn(200, 6, generator=rng), dim=1)
+    found = neighbourhoods(points, 5, block=64)
+    brute = (points @ points.T).argsort(dim=1, descending=True)[:, :5]
+    assert found.shape == (200, 5)
+    assert torch.equal(found[:, 0], torch.arange(200))  # each point is its own first neighbour
+    assert all(set(found[i].tolist()) == set(brute[i].tolist()) for i in range(200))
+
+
+def test_condition_bank_samples_unit_embeddings_near_their_class():
+    from visrep.generate.conditions import ConditionBank
+
+    rng = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(3, 8, generator=rng), dim=1) * 4
+    labels = torch.arange(300) % 3
+    points = torch.nn.functional.normalize(centres[labels] + 0.3 * torch.randn(300, 8, generator=rng), dim=1)
+    bank = ConditionBank.fit(points, labels, 3, clusters=6)
+    draws, drawn_labels = bank.sample(90, "gaussian", generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(draws.norm(dim=1), torch.ones(90), atol=1e-5)
+    nearest_class = (draws @ torch.nn.functional.normalize(centres, dim=1).T).argmax(1)
+    assert (nearest_class == drawn_labels).float().mean() > 0.95
+    kmeans_draws, none = bank.sample(20, "kmeans")
+    assert none is None and kmeans_draws.shape == (20, 8)
+
+
+def test_embedding_mode_real_images_come_from_the_anchor_neighbourhood(gan_runs, tiny_trained_run, tmp_path):
+    """draw_batch: the real image shown for a condition is one of that training image's k neighbours."""
+    from visrep.training import gan as gan_stage
+    from visrep.training.context import RunContext
+
+    cfg = gan_config(tmp_path, tiny_trained_run, "gan.conditioning=embedding", "run.name=probe")
+    ctx = RunContext.prepare(cfg, progress=False)
+    conditioning = gan_stage.load_conditioning(cfg.gan, ctx.device)
+    conditions = gan_stage.training_conditions(cfg.gan, conditioning.encoder, ctx.data)
+    generator, critic = gan_stage.build_networks(cfg, ctx.data, conditioning.encoder, conditions)
+    ctx.open_run("gan")
+    loop = gan_stage.build_loop(ctx, conditioning, conditions, generator, critic)
+    torch.manual_seed(3)
+    real, condition = gan_stage.draw_batch(loop)
+    split = ctx.data.splits["train"]
+    all_images = split.uint8_batch(np.arange(len(split))).float() / 127.5 - 1
+    for image, embedding in zip(real, condition):
+        anchor = int((conditions.embeddings @ embedding).argmax())
+        shown = int(((all_images - image).abs().flatten(1).sum(1)).argmin())
+        assert shown in conditions.neighbours[anchor].tolist()
+        # and a neighbour really is close: its cosine to the anchor is among the k highest
+        cosines = conditions.embeddings @ conditions.embeddings[anchor]
+        assert cosines[shown] >= cosines.topk(cfg.gan.knn_k).values[-1] - 1e-6
+
+
+# ---- training ------------------------------------------------------------------------------------
+def test_one_step_moves_both_networks(tiny_trained_run, tmp_path):
+    from visrep.training import gan as gan_stage
+    from visrep.training.context import RunContext
+
+    cfg = gan_config(tmp_path, tiny_trained_run, "run.name=step", "gan.projected_head=true", "gan.guidance_weight=0.5")
+    ctx = RunContext.prepare(cfg, progress=False)
+    conditioning = gan_stage.load_conditioning(cfg.gan, ctx.device)
+    conditions = gan_stage.training_conditions(cfg.gan, conditioning.encoder, ctx.data)
+    generator, critic = gan_stage.build_networks(cfg, ctx.data, conditioning.encoder, conditions)
+    ctx.open_run("gan")
+    loop = gan_stage.build_loop(ctx, conditioning, conditions, generator, critic)
+    before_g = [p.detach().clone() for p in generator.parameters()]
+    before_d = [p.detach().clone() for p in critic.parameters()]
+    encoder_before = [p.detach().clone() for p in conditioning.encoder.parameters()]
+    gan_stage.train_step(loop)
+    moved = lambda params, before: sum(not torch.equal(p, b) for p, b in zip(params, before))  # noqa: E731
+    assert moved(generator.parameters(), before_g) > 0
+    assert moved(critic.parameters(), before_d) > 0
+    assert critic.head is not None and any(p.grad is not None for p in critic.head.parameters())
+    assert moved(conditioning.encoder.parameters(), encoder_before) == 0  # the classifier stays frozen
+    for key in ("d_loss", "g_loss", "guidance", "d_loss_projected"):
+        assert np.isfinite(loop.state.interval[key])
+
+
+def test_trained_run_is_a_scoreable_generator_run(gan_runs, tiny_trained_run):
+    from visrep.evaluation.fake_sources import TargetFormat, load_image_set
+    from visrep.inference.independence import read_generator_manifest, weights_hashes
+
+    for mode, run in gan_runs.items():
+        manifest = read_generator_manifest(run)
+        assert weights_hashes(tiny_trained_run / "best.safetensors")["tensors"] in manifest["conditioning_weights_sha256"]
+        images = load_image_set(run, TargetFormat(8, 1, "crop", tuple(str(i) for i in range(10))), progress=False)
+        assert len(images) == 60 and images.declared_hashes
+        if mode == "class":
+            assert np.array_equal(np.bincount(images.labels), np.full(10, 6))
+        else:  # each sample names the training image that conditioned it
+            assert images.condition_ids is not None and images.labels is not None
+        assert (run / "grids" / "final.png").is_file() and (run / "metrics.json").is_file()
+
+
+def test_saved_generator_gives_the_same_samples_for_a_seed(gan_runs):
+    from visrep.generate.generator_run import load_generator_run
+    from visrep.generate.sample import sample_class, sample_unconditional
+
+    first, second = (load_generator_run(gan_runs["class"]) for _ in range(2))
+    assert torch.equal(sample_class(first, "3", 6, seed=5).images, sample_class(second, 3, 6, seed=5).images)
+    assert not torch.equal(sample_class(first, 3, 6, seed=5).images, sample_class(first, 3, 6, seed=6).images)
+    # the stage's own samples.npz came from the same weights: regenerate it from the saved run
+    saved = np.load(gan_runs["class"] / "samples.npz")["images"]
+    again = sample_unconditional(first, len(saved), seed=first.cfg.run.seed + 3).images.numpy()
+    assert np.array_equal(saved, again)
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path, monkeypatch):
+    """Stopped two steps after a checkpoint (not at one), then resumed: the final weights equal an
+    uninterrupted run's (deterministic mode)."""
+    from visrep.training import gan as gan_stage
+
+    reference = gan_stage.train_gan(gan_config(tmp_path, tiny_trained_run, "run.name=reference",
+                                               "gan.conditioning=embedding"), progress=False)
+    original_after_step = gan_stage.after_step
+
+    def stop_at_step_14(loop):
+        original_after_step(loop)
+        if loop.state.step == 14:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(gan_stage, "after_step", stop_at_step_14)
+    with pytest.raises(KeyboardInterrupt):
+        gan_stage.train_gan(gan_config(tmp_path, tiny_trained_run, "run.name=victim", "gan.conditioning=embedding"),
+                            progress=False)
+    monkeypatch.setattr(gan_stage, "after_step", original_after_step)
+    victim = tmp_path / "victim"
+    assert not (victim / "metrics.json").exists()
+    assert main(["train", "gan", "--resume", str(victim)]) == 0
+    expected, got = load_file(reference / "generator_ema.safetensors"), load_file(victim / "generator_ema.safetensors")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert (victim / "metrics.jsonl").read_text().count("\n") == (reference / "metrics.jsonl").read_text().count("\n")
+
+
+# ---- sampling CLI ----------------------------------------------------------------------------------
+def test_sample_cli_class_like_interpolate_and_unconditional(gan_runs, tmp_path):
+    from visrep.evaluation.fake_sources import TargetFormat, load_image_set
+    from PIL import Image
+
+    target = TargetFormat(8, 1, "crop", tuple(str(i) for i in range(10)))
+    out = tmp_path / "threes"
+    assert main(["sample", str(gan_runs["class"]), "--class", "3", "--n", "8", "--out", str(out)]) == 0
+    images = load_image_set(out, target, progress=False)
+    assert len(images) == 8 and set(images.labels) == {3} and (out / "grid.png").is_file()
+    assert main(["sample", str(gan_runs["class"]), "--n", "20", "--out", str(tmp_path / "any")]) == 0
+    assert len(load_image_set(tmp_path / "any", target, progress=False)) == 20
+
+    given = tmp_path / "given.png"
+    Image.fromarray(np.full((16, 16), 200, dtype=np.uint8)).save(given)
+    other = tmp_path / "other.png"
+    Image.fromarray(np.eye(16, dtype=np.uint8) * 255).save(other)
+    embedding_run = str(gan_runs["embedding"])
+    assert main(["sample", embedding_run, "--like", str(given), "--n", "5", "--out", str(tmp_path / "like")]) == 0
+    assert np.load(tmp_path / "like" / "samples.npz")["images"].shape == (5, 1, 8, 8)
+    assert main(["sample", embedding_run, "--interpolate", str(given), str(other), "--n", "6",
+                 "--out", str(tmp_path / "walk")]) == 0
+    assert np.load(tmp_path / "walk" / "samples.npz")["images"].shape == (6, 1, 8, 8)
+    assert main(["sample", embedding_run, "--n", "7", "--out", str(tmp_path / "sampled")]) == 0
+    sampled = np.load(tmp_path / "sampled" / "samples.npz")
+    assert sampled["images"].shape == (7, 1, 8, 8) and sampled["labels"].shape == (7,)  # gaussian: its class
+
+
+def test_interpolation_ends_are_the_given_embeddings():
+    from visrep.generate.sample import slerp
+
+    a, b = torch.nn.functional.normalize(torch.randn(2, 5), dim=1)
+    path = slerp(a, b, torch.linspace(0, 1, 4))
+    assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
+    assert torch.allclose(path.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+# ---- bad input: one error line, exit code 2, nothing written -------------------------------------
+def _fails(capsys, argv, message):
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error:") and "\n" not in err and message in err, err
+
+
+def test_bad_sampling_input_is_one_error_line(gan_runs, tmp_path, capsys):
+    run = str(gan_runs["class"])
+    _fails(capsys, ["sample", run, "--class", "cat", "--out", str(tmp_path / "a")], "unknown class 'cat'")
+    _fails(capsys, ["sample", run, "--class", "10", "--out", str(tmp_path / "a")], "unknown class '10'")
+    _fails(capsys, ["sample", run, "--n", "0", "--out", str(tmp_path / "a")], "--n must be ≥ 1")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    embedding_run = str(gan_runs["embedding"])
+    _fails(capsys, ["sample", embedding_run, "--like", str(corrupt), "--out", str(tmp_path / "a")], "cannot read image")
+    from PIL import Image
+
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(np.zeros((2, 2), dtype=np.uint8)).save(tiny)
+    _fails(capsys, ["sample", embedding_run, "--like", str(tiny), "--out", str(tmp_path / "a")], "too small")
+    _fails(capsys, ["sample", run, "--like", str(tiny), "--out", str(tmp_path / "a")], "embedding-conditional")
+    _fails(capsys, ["sample", str(tmp_path), "--out", str(tmp_path / "a")], "not a finished generator run")
+    assert not (tmp_path / "a").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    _fails(capsys, ["sample", run, "--out", str(taken)], "already exists")
+    assert (taken / "keep.txt").read_text() == "mine"
+
+
+def test_bad_training_input_is_one_error_line(tiny_trained_run, gan_runs, tmp_path, capsys):
+    config = str(REPO / "configs" / "gan_tiny.yaml")
+    common = ["--config", config, f"run.root={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'cache'}"]
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tmp_path / 'nowhere'}"], "not found")
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={gan_runs['class']}"], "not a trained classifier")
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tiny_trained_run}", "data.image_size=12"],
+           "other data")
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tiny_trained_run}", "data.val_fraction=0.3"],
+           "other data")
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tiny_trained_run}", "gan.conditioning=embedding",
+                    "gan.knn_k=1000"], "larger than the smallest class")
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tiny_trained_run}", "gan.layer=nope",
+                    "gan.conditioning=embedding"], "no layer 'nope'")
+    _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tiny_trained_run}", "gan.conditioning=maybe"],
+           "gan.conditioning must be")
+    assert not (tmp_path / "runs").exists()
