@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from safetensors.torch import load_file
 
 from visrep.cli import main
 from visrep.config import GanConfig, load_config
 from visrep.errors import UserError
 from visrep.models import create_model
-
-from conftest import REPO
 
 MODES = ("class", "embedding", "none")
 
@@ -38,7 +37,7 @@ def gan_runs(tiny_trained_run, tmp_path_factory):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", [8, 16, 28, 32])
 def test_generator_and_discriminator_shapes_in_every_mode(mode, size):
-    common = dict(image_size=size, channels=3, mode=mode, num_classes=5, embedding_dim=12)
+    common = {"image_size": size, "channels": 3, "mode": mode, "num_classes": 5, "embedding_dim": 12}
     generator = create_model("gan_generator", **common, latent_dim=8, width=16, condition_dim=8)
     discriminator = create_model("gan_discriminator", **common, width=16)
     condition = {"class": torch.tensor([0, 4, 2]), "embedding": torch.randn(3, 12), "none": None}[mode]
@@ -68,6 +67,18 @@ def test_projection_discriminator_reads_the_condition():
     with torch.no_grad():
         logits = discriminator(images, torch.eye(4)[:2])
     assert not torch.isclose(logits[0], logits[1])
+
+
+def test_minibatch_stddev_shows_the_discriminator_a_collapsed_batch():
+    from visrep.models.gan import minibatch_stddev
+
+    features = torch.randn(8, 3, 4, 4)
+    diverse = minibatch_stddev(features)
+    collapsed = minibatch_stddev(torch.randn(1, 3, 4, 4).expand(8, -1, -1, -1).contiguous())
+    assert diverse.shape == (8, 4, 4, 4)
+    assert diverse[:, 3].min() > 0.3 and collapsed[:, 3].max() < 1e-3
+    assert torch.equal(diverse[:, :3], features)  # the features pass through unchanged
+    assert minibatch_stddev(torch.randn(6, 2, 3, 3)).shape == (6, 3, 3, 3)  # groups of 3 when 4 does not divide
 
 
 def test_unknown_model_option_is_one_error():
@@ -129,6 +140,16 @@ def test_embedding_mode_real_images_come_from_the_anchor_neighbourhood(gan_runs,
         assert cosines[shown] >= cosines.topk(cfg.gan.knn_k).values[-1] - 1e-6
 
 
+def test_mode_seeking_loss_punishes_a_generator_that_ignores_z():
+    from visrep.training.gan_steps import mode_seeking_loss, paired_conditions
+
+    assert torch.equal(paired_conditions(torch.tensor([4, 7, 1, 2, 9])), torch.tensor([4, 7, 4, 7, 9]))
+    z = torch.randn(8, 16)
+    same_image = torch.zeros(1, 1, 8, 8).expand(8, -1, -1, -1)
+    varied = torch.randn(8, 1, 8, 8)
+    assert mode_seeking_loss(same_image, z) > 1000 * mode_seeking_loss(varied, z)
+
+
 # ---- training ------------------------------------------------------------------------------------
 def test_one_step_moves_both_networks(tiny_trained_run, tmp_path):
     from visrep.training import gan as gan_stage
@@ -145,12 +166,12 @@ def test_one_step_moves_both_networks(tiny_trained_run, tmp_path):
     before_d = [p.detach().clone() for p in critic.parameters()]
     encoder_before = [p.detach().clone() for p in conditioning.encoder.parameters()]
     gan_stage.train_step(loop)
-    moved = lambda params, before: sum(not torch.equal(p, b) for p, b in zip(params, before))  # noqa: E731
+    moved = lambda params, before: sum(not torch.equal(p, b) for p, b in zip(params, before))
     assert moved(generator.parameters(), before_g) > 0
     assert moved(critic.parameters(), before_d) > 0
     assert critic.head is not None and any(p.grad is not None for p in critic.head.parameters())
     assert moved(conditioning.encoder.parameters(), encoder_before) == 0  # the classifier stays frozen
-    for key in ("d_loss", "g_loss", "guidance", "d_loss_projected"):
+    for key in ("d_loss", "g_loss", "guidance", "d_loss_projected", "mode_seeking"):
         assert np.isfinite(loop.state.interval[key])
 
 
@@ -213,8 +234,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
 
 # ---- sampling CLI ----------------------------------------------------------------------------------
 def test_sample_cli_class_like_interpolate_and_unconditional(gan_runs, tmp_path):
-    from visrep.evaluation.fake_sources import TargetFormat, load_image_set
     from PIL import Image
+
+    from visrep.evaluation.fake_sources import TargetFormat, load_image_set
 
     target = TargetFormat(8, 1, "crop", tuple(str(i) for i in range(10)))
     out = tmp_path / "threes"
@@ -295,3 +317,20 @@ def test_bad_training_input_is_one_error_line(tiny_trained_run, gan_runs, tmp_pa
     _fails(capsys, ["train", "gan", *common, f"gan.conditioning_run={tiny_trained_run}", "gan.conditioning=maybe"],
            "gan.conditioning must be")
     assert not (tmp_path / "runs").exists()
+
+
+def test_collapsed_discriminator_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_trained_run, tmp_path,
+                                                                                    monkeypatch, capsys):
+    """A discriminator loss pinned below the collapse level for collapse_steps steps stops training with one
+    line (exit 3); checkpoints written before the collapse began are kept, none is written during it."""
+    from visrep.training import gan as gan_stage
+
+    monkeypatch.setattr(gan_stage, "COLLAPSE_LOSS", 1e9)  # every step now counts as collapsed
+    argv = ["train", "gan", "--config", str(REPO / "configs" / "gan_tiny.yaml"), "--name", "collapse",
+            f"run.root={tmp_path}", f"gan.conditioning_run={tiny_trained_run}", f"data.cache_dir={tmp_path / 'cache'}",
+            "train.collapse_steps=6"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("error: gan training stopped at step 6") and "discriminator" in err
+    run = tmp_path / "collapse"
+    assert not (run / "metrics.json").exists() and not list((run / "checkpoints").glob("state-*.pt"))

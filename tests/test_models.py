@@ -170,7 +170,8 @@ def test_bad_sizes_are_user_errors(sizes):
     ("fastcnn", {"widht": 2.0}, "widht.*widths, width"),
     ("fastcnn", {"width": 0}, "width"),
     ("fastcnn", {"widths": ()}, "widths"),
-    ("resnet18_cifar", {"width": 2.0}, "options are: none"),
+    ("resnet18_cifar", {"width": 2.0}, "options are: widths"),
+    ("resnet18_cifar", {"widths": []}, "widths must be a non-empty list"),
     ("tv:resnet18", {"weights": "DEFAULT"}, "pretrained_path"),
     ("tv:resnet18", {"no_such_option": 1}, "no_such_option"),
 ])

@@ -207,6 +207,8 @@ class GanOptions:
     projected_layer: str = "stage2"  # the classifier layer that head reads, at the classifier's resolution
     projected_weight: float = 1.0  # weight of the head's hinge loss beside the pixel discriminator's
     guidance_weight: float = 0.0  # frozen-classifier loss on generated images: class CE | 1 − cos(embedding)
+    # mode-seeking loss (MSGAN): pairs sharing a condition must differ as their z do; 0 = off (none mode: unused)
+    mode_seeking_weight: float = 0.3  # chosen on MNIST val at 2 min: 0.1 / 0.3 / 0.5 / 1.0 (notes/2026-11-30-gan.md)
     sampler: str = "gaussian"  # sampled embeddings for unconditional generation: gaussian (per class) | kmeans
     kmeans_clusters: int = 100  # centres fitted on the training embeddings (kmeans sampler)
     final_samples: int = 10000  # images written to samples.npz at the end (what `evaluate generated` scores)
@@ -229,7 +231,7 @@ class GanTrainConfig:
     collapse_steps: int = 500  # stop when the discriminator's loss stays ~0 this many steps in a row (0 = never)
     skip_bad_batches: int = 0  # isolated NaN/Inf steps skipped before the run stops
     precision: str = "auto"  # as train.precision of the classifier
-    channels_last: bool = False
+    channels_last: bool = True  # 15 % faster at 28 px in bf16 (AMD EPYC, avx512_bf16)
     tensorboard: bool = True
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
 
@@ -306,6 +308,7 @@ _VALUE_RULES = (
     ("gan.condition_dim", lambda v: v >= 1, "≥ 1"),
     ("gan.projected_weight", lambda v: v >= 0, "≥ 0"),
     ("gan.guidance_weight", lambda v: v >= 0, "≥ 0"),
+    ("gan.mode_seeking_weight", lambda v: v >= 0, "≥ 0"),
     ("gan.sampler", lambda v: v in ("gaussian", "kmeans"), "gaussian or kmeans"),
     ("gan.kmeans_clusters", lambda v: v >= 1, "≥ 1"),
     ("gan.final_samples", lambda v: v >= 0, "≥ 0"),

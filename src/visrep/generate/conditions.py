@@ -74,7 +74,7 @@ class ConditionBank:
 
     @classmethod
     def fit(cls, embeddings: Tensor, labels: Tensor, num_classes: int, clusters: int = 100,
-            seed: int = 0) -> "ConditionBank":
+            seed: int = 0) -> ConditionBank:
         embeddings, labels = embeddings.double(), labels.long()
         means, factors, counts = [], [], []
         for label in range(num_classes):
@@ -112,7 +112,7 @@ class ConditionBank:
         return atomic_write(Path(path), lambda temp: save_file(tensors, temp))
 
     @classmethod
-    def load(cls, path: Path) -> "ConditionBank":
+    def load(cls, path: Path) -> ConditionBank:
         if not Path(path).is_file():
             raise UserError(f"condition bank not found: {path}")
         tensors = load_file(str(path))

@@ -46,8 +46,8 @@ class GeneratorRun:
     generator: nn.Module  # eval mode
     class_names: list[str]
     device: torch.device
-    _encoder: FrozenEncoder | None = field(default=None, repr=False)
-    _bank: ConditionBank | None = field(default=None, repr=False)
+    loaded_encoder: FrozenEncoder | None = field(default=None, repr=False)  # read from the run when first needed
+    loaded_bank: ConditionBank | None = field(default=None, repr=False)
 
     @property
     def mode(self) -> str:
@@ -62,14 +62,16 @@ class GeneratorRun:
         return self.cfg.gan.layer
 
     def encoder(self) -> FrozenEncoder:
-        if self._encoder is None:
-            self._encoder = load_encoder_copy(self.path, self.device)
-        return self._encoder
+        """The run's copy of the conditioning classifier (to embed given images)."""
+        if self.loaded_encoder is None:
+            self.loaded_encoder = load_encoder_copy(self.path, self.device)
+        return self.loaded_encoder
 
     def bank(self) -> ConditionBank:
-        if self._bank is None:
-            self._bank = ConditionBank.load(self.path / CONDITION_BANK)
-        return self._bank
+        """The condition bank sampled embeddings come from (embedding mode)."""
+        if self.loaded_bank is None:
+            self.loaded_bank = ConditionBank.load(self.path / CONDITION_BANK)
+        return self.loaded_bank
 
 
 def load_generator_run(path: str | Path, device: torch.device | None = None) -> GeneratorRun:

@@ -147,21 +147,37 @@ class ProjectionOutput(nn.Module):
         return logit
 
 
+def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:
+    """(N, C, H, W) → (N, C + 1, H, W): the last channel is the average standard deviation of the features
+    across each group of ``group`` images (ProGAN, Karras et al. 2018). A generator that gives one image
+    for every z shows the discriminator a near-zero value here, so mode collapse becomes visible to it."""
+    n, c, h, w = x.shape
+    group = next(g for g in range(min(group, n), 0, -1) if n % g == 0)
+    grouped = x.float().view(group, n // group, c, h, w)
+    spread = (grouped.var(dim=0, unbiased=False) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (N / group,)
+    channel = spread.repeat(group).view(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)
+    return torch.cat([x, channel], dim=1)
+
+
 class Discriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, mode: str, num_classes: int = 0, embedding_dim: int = 0,
-                 width: int = 128):
+                 width: int = 128, minibatch_std: bool = True):
         super().__init__()
         _, downs = base_resolution(image_size)
         downs = max(1, downs)
         blocks = [DiscriminatorBlock(channels, width, down=True, first=True)]
         blocks += [DiscriminatorBlock(width, width, down=True, first=False) for _ in range(downs - 1)]
-        blocks.append(DiscriminatorBlock(width, width, down=False, first=False))
         self.blocks = nn.Sequential(*blocks)
+        self.minibatch_std = minibatch_std
+        self.last = DiscriminatorBlock(width + int(minibatch_std), width, down=False, first=False)
         self.output = ProjectionOutput(width, mode, num_classes, embedding_dim)
 
     def forward(self, images: Tensor, condition: Tensor | None = None) -> Tensor:
         """images (N, C, S, S) in [-1, 1] → logits (N,) float32 (real > 0 > fake under the hinge loss)."""
-        features = F.relu(self.blocks(images)).sum(dim=(2, 3))
+        h = self.blocks(images)
+        if self.minibatch_std:
+            h = minibatch_stddev(h)
+        features = F.relu(self.last(h)).sum(dim=(2, 3))
         return self.output(features.float(), condition)
 
 

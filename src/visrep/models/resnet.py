@@ -37,7 +37,8 @@ class BasicBlock(nn.Module):
 
 @register_model("resnet18_cifar")
 class ResNet18Cifar(FeatureClassifier):
-    """CIFAR-style ResNet-18: 3x3 stride-1 stem without max-pool, 4 stages of 2 BasicBlocks (64-128-256-512).
+    """CIFAR-style ResNet-18: 3x3 stride-1 stem without max-pool, stages of 2 BasicBlocks (``widths``, default
+    64-128-256-512; the stem has widths[0] channels).
 
     Keeping full resolution in the stem suits 32 px inputs, where the ImageNet stem (7x7 stride 2 +
     max-pool) would throw away 15/16 of the pixels. Any ``image_size`` ≥ 1 works (it only enters

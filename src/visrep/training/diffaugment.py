@@ -47,7 +47,7 @@ def _color(x: Tensor) -> Tensor:
 
 def _translation(x: Tensor, ratio: float = 0.125) -> Tensor:
     n, _, h, w = x.shape
-    max_shift = max(1, int(round(h * ratio)))
+    max_shift = max(1, round(h * ratio))
     shifts = torch.randint(-max_shift, max_shift + 1, (2, n, 1, 1), device=x.device)
     rows = (torch.arange(h, device=x.device).view(1, h, 1) + shifts[0]).clamp(-1, h)  # -1 and h: the zero border
     cols = (torch.arange(w, device=x.device).view(1, 1, w) + shifts[1]).clamp(-1, w)

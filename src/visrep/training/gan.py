@@ -19,7 +19,6 @@ generated --fake`` scores: ``samples.npz`` and ``generator.json`` (the independe
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,8 +32,13 @@ from visrep.data.prepare import PreparedData
 from visrep.errors import TrainingDiverged, UserError
 from visrep.figures import save_image_grid
 from visrep.generate.conditions import ConditionBank, embed_images, neighbourhoods
-from visrep.generate.generator_run import (CONDITION_BANK, ENCODER_NORMALIZATION, ENCODER_WEIGHTS,
-                                           GENERATOR_WEIGHTS, GeneratorRun)
+from visrep.generate.generator_run import (
+    CONDITION_BANK,
+    ENCODER_NORMALIZATION,
+    ENCODER_WEIGHTS,
+    GENERATOR_WEIGHTS,
+    GeneratorRun,
+)
 from visrep.generate.outputs import SAMPLES_FILE, write_npz
 from visrep.generate.sample import SampleSet, generate, sample_for_images, sample_unconditional
 from visrep.hardware.precision import check_precision
@@ -228,7 +232,7 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.train.lr_d, betas=betas)
     stepper = GanStepper(generator, critic, opt_g, opt_d, conditioning.encoder, cfg.gan.conditioning, cfg.gan.layer,
                          tuple(cfg.gan.diffaugment), cfg.gan.projected_weight, cfg.gan.guidance_weight,
-                         ctx.precision.precision, cfg.train.channels_last)
+                         ctx.precision.precision, cfg.train.channels_last, cfg.gan.mode_seeking_weight)
     ema = EMA(generator, cfg.train.ema_decay)
     run = ctx.run
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, generator=generator,
@@ -294,7 +298,7 @@ def train_step(loop: GanLoop) -> None:
 
 def _accumulate(state: GanState, record: dict) -> None:
     for key, value in record.items():
-        state.interval[key] = state.interval.get(key, 0.0) + float(value)
+        state.interval[key] = state.interval.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
     state.interval["_steps"] = state.interval.get("_steps", 0.0) + 1
 
 
@@ -339,7 +343,6 @@ def save_grid(loop: GanLoop, name: str) -> Path | None:
     if not loop.ctx.is_main:
         return None
     z, condition = loop.fixed
-    generator = loop.ema.model.eval()
     images = generate(_as_generator_run(loop), z, condition)
     path = save_image_grid(images, loop.ctx.run.file("grids") / name, GRID_COLUMNS)
     if loop.log.tensorboard is not None:
@@ -347,15 +350,13 @@ def save_grid(loop: GanLoop, name: str) -> Path | None:
 
         loop.log.tensorboard.add_image("samples", np.asarray(Image.open(path).convert("RGB")), loop.state.step,
                                        dataformats="HWC")
-    generator.eval()
     return path
 
 
 def _as_generator_run(loop: GanLoop) -> GeneratorRun:
-    run = GeneratorRun(loop.ctx.run.path, loop.cfg, loop.ema.model.eval(), list(loop.ctx.data.class_names),
-                       loop.ctx.device)
-    run._encoder, run._bank = loop.conditioning.encoder, loop.conditions.bank
-    return run
+    """The EMA generator as a GeneratorRun, so that the stage samples with the code `visrep sample` uses."""
+    return GeneratorRun(loop.ctx.run.path, loop.cfg, loop.ema.model.eval(), list(loop.ctx.data.class_names),
+                        loop.ctx.device, loop.conditioning.encoder, loop.conditions.bank)
 
 
 # ---- the end of training -----------------------------------------------------------------------

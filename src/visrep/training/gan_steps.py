@@ -56,6 +56,7 @@ class GanStepper:
     guidance_weight: float
     precision: str  # fp32 | bf16
     channels_last: bool = False
+    mode_seeking_weight: float = 0.0
 
     def augment(self, images: Tensor) -> Tensor:
         images = diff_augment(images, self.policies)
@@ -96,12 +97,18 @@ def generator_backward(step: GanStepper, condition: Tensor | None, batch: int, d
     step.critic.requires_grad_(False)
     try:
         step.opt_g.zero_grad(set_to_none=True)
+        z = step.latents(batch, device)
+        if step.mode_seeking_weight > 0 and condition is not None:
+            condition = paired_conditions(condition)
         with autocast_context(device, step.precision):
-            fake = step.generator(step.latents(batch, device), condition)
+            fake = step.generator(z, condition)
             logits = step.critic(step.augment(fake.float()), condition, step.encoder, grad_to_images=True)
         adversarial = weighted({name: -value.float().mean() for name, value in logits.items()}, step.head_weight)
         record = {"g_loss": adversarial}
         loss = adversarial
+        if step.mode_seeking_weight > 0 and condition is not None:
+            record["mode_seeking"] = mode_seeking_loss(fake.float(), z)
+            loss = loss + step.mode_seeking_weight * record["mode_seeking"]
         if step.guidance_weight > 0:
             record["guidance"] = guidance_loss(step, fake.float(), condition)
             loss = loss + step.guidance_weight * record["guidance"]
@@ -110,6 +117,22 @@ def generator_backward(step: GanStepper, condition: Tensor | None, batch: int, d
         return record
     finally:
         step.critic.requires_grad_(True)
+
+
+def paired_conditions(condition: Tensor) -> Tensor:
+    """The batch's first half of conditions, twice: images i and i + B/2 share a condition, for the
+    mode-seeking loss (an odd last row keeps its own)."""
+    half = len(condition) // 2
+    return torch.cat([condition[:half], condition[:half], condition[2 * half:]])
+
+
+def mode_seeking_loss(fake: Tensor, z: Tensor) -> Tensor:
+    """MSGAN (Mao et al. 2019): 1 / (mean |G(z1, c) − G(z2, c)| / mean |z1 − z2|), over pairs sharing a
+    condition. A conditional generator that ignores z (one image per class) makes it large."""
+    half = len(z) // 2
+    image_distance = (fake[:half] - fake[half:2 * half]).abs().mean()
+    latent_distance = (z[:half] - z[half:2 * half]).abs().mean()
+    return 1.0 / (image_distance / latent_distance + 1e-5)
 
 
 def guidance_loss(step: GanStepper, fake: Tensor, condition: Tensor) -> Tensor:
