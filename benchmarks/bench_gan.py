@@ -26,6 +26,7 @@ from pathlib import Path
 from common import REPO, machine_line
 
 VISREP = [sys.executable, "-m", "visrep"]
+REUSE = False  # --reuse
 METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "gan_test")
 HIGHER_IS_BETTER = {"fid": False, "kid": False, "precision": True, "recall": True, "density": True,
                     "coverage": True, "gan_test": True}
@@ -43,20 +44,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", help="data source for the baseline (default: the GAN config's data.source)")
     parser.add_argument("--n", type=int, default=10000, help="images scored per side")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads of every job, fixed: the start-up load sample could give one job fewer")
     parser.add_argument("--root", required=True, help="where runs go (outside the repository)")
     parser.add_argument("--goal", default="GAN, class-conditional (MNIST)")
     parser.add_argument("--order", type=int, default=80, help="section order in RESULTS.md")
     parser.add_argument("--target-gan-test", type=float, default=0.98)
     parser.add_argument("--target-coverage", type=float, default=0.8)
     parser.add_argument("--ablation", action="store_true", help="no target: a comparison at equal training time")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse finished runs and scorings already under --root (to rebuild the JSON)")
     parser.add_argument("--sampled", action="store_true",
                         help="embedding-mode variants are also scored unconditionally, through sampled embeddings")
     parser.add_argument("--out", help="results JSON to write")
     return parser.parse_args(argv)
 
 
-def run_logged(command: list[str], log: Path) -> float:
-    """Run ``command`` with output to ``log``; wall seconds; stops the benchmark if it fails."""
+def run_logged(command: list[str], log: Path, done: Path | None = None) -> float | None:
+    """Run ``command`` with output to ``log``; wall seconds; stops the benchmark if it fails. With
+    ``--reuse``, a job whose ``done`` file exists is not run again (None)."""
+    if REUSE and done is not None and done.exists():
+        return None
     started = time.perf_counter()
     with open(log, "w") as stream:
         code = subprocess.call(command, stdout=stream, stderr=subprocess.STDOUT, cwd=REPO)
@@ -68,8 +76,9 @@ def run_logged(command: list[str], log: Path) -> float:
 def train_ours(args, name: str, overrides: list[str], root: Path) -> dict:
     command = [*VISREP, "train", "gan", "--config", args.gan_config, "--name", name, f"run.root={root}",
                f"gan.conditioning_run={args.classifier}", f"train.max_minutes={args.minutes}", "train.steps=100000000",
-               f"run.seed={args.seed}", f"gan.final_samples={args.n}", "train.sample_every=1000000", *overrides]
-    wall = run_logged(command, root / f"{name}.log")
+               f"run.seed={args.seed}", f"gan.final_samples={args.n}", "train.sample_every=1000000",
+               f"train.threads={args.threads}", *overrides]
+    wall = run_logged(command, root / f"{name}.log", root / name / "metrics.json")
     metrics = json.loads((root / name / "metrics.json").read_text())
     return {"run": root / name, "command": " ".join(command[2:]), "wall_seconds": wall,
             "train_seconds": metrics["train_seconds"], "images_seen": metrics["images_seen"], "in_loop": True}
@@ -78,8 +87,9 @@ def train_ours(args, name: str, overrides: list[str], root: Path) -> dict:
 def train_baseline(args, root: Path, data: str) -> dict:
     out = root / "torchgan"
     command = [sys.executable, "benchmarks/baseline_torchgan.py", "--data", data, "--seconds", str(60 * args.minutes),
-               "--out", str(out), "--seed", str(args.seed), "--n", str(args.n), "--overwrite"]
-    wall = run_logged(command, root / "torchgan.log")
+               "--out", str(out), "--seed", str(args.seed), "--n", str(args.n), "--threads", str(args.threads),
+               "--overwrite"]
+    wall = run_logged(command, root / "torchgan.log", out / "baseline.json")
     info = json.loads((out / "baseline.json").read_text())
     return {"run": out, "command": " ".join(command[1:]), "wall_seconds": wall,
             "train_seconds": info.get("seconds_trained"), "images_seen": info.get("images_seen"), "in_loop": False,
@@ -91,7 +101,7 @@ def sample_unconditionally(args, trained: dict, name: str, root: Path) -> dict:
     out = root / f"{name}-sampled"
     command = [*VISREP, "sample", str(trained["run"]), "--n", str(args.n), "--seed", str(args.seed), "--out", str(out),
                "--overwrite"]
-    run_logged(command, root / f"{name}-sampled.log")
+    run_logged(command, root / f"{name}-sampled.log", out / "samples.npz")
     return {**trained, "run": out, "command": " ".join(command[2:])}
 
 
@@ -100,7 +110,7 @@ def score(args, trained: dict, name: str, root: Path) -> dict:
                "-n", str(args.n), "--no-cas", "--name", f"{name}-score", f"run.root={root}"]
     if trained["in_loop"]:
         command.append("--in-loop")
-    run_logged(command, root / f"{name}-score.log")
+    run_logged(command, root / f"{name}-score.log", root / f"{name}-score" / "metrics.json")
     return json.loads((root / f"{name}-score" / "metrics.json").read_text())
 
 
@@ -119,8 +129,8 @@ def _consistency(section: dict) -> dict:
     found = section.get("embedding_consistency")
     if not found:
         return {}
-    return {"consistency": found["sample_to_condition"]["mean"],
-            "consistency_same_class": found["real_same_class_pairs"]["mean"]}
+    return {"consistency": (found.get("sample_to_condition") or {}).get("mean"),
+            "consistency_same_class": (found.get("real_same_class_pairs") or {}).get("mean")}
 
 
 def row(name: str, trained: dict, scored: dict) -> dict:
@@ -158,7 +168,9 @@ def ratios(ours: dict, baseline: dict) -> dict:
 
 
 def main(argv=None) -> int:
+    global REUSE
     args = parse_args(argv)
+    REUSE = args.reuse
     root = Path(args.root).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     variants = [item.partition("=") for item in args.variant] or [("ours", "=", "")]
