@@ -46,7 +46,7 @@ def test_generator_and_discriminator_shapes_in_every_mode(mode, size):
     assert discriminator(images, condition).shape == (3,)
 
 
-def test_conditional_batchnorm_starts_plain_and_the_class_changes_the_image():
+def test_conditional_batchnorm_starts_plain_and_the_class_changes_the_image_from_the_start():
     from visrep.models.conditioning import ConditionalBatchNorm2d
 
     norm = ConditionalBatchNorm2d(4, style_dim=3)
@@ -79,6 +79,36 @@ def test_minibatch_stddev_shows_the_discriminator_a_collapsed_batch():
     assert diverse[:, 3].min() > 0.3 and collapsed[:, 3].max() < 1e-3
     assert torch.equal(diverse[:, :3], features)  # the features pass through unchanged
     assert minibatch_stddev(torch.randn(6, 2, 3, 3)).shape == (6, 3, 3, 3)  # groups of 3 when 4 does not divide
+
+
+def test_sizes_without_up_blocks_are_refused():
+    from visrep.models.gan import base_resolution
+
+    assert base_resolution(28) == (7, 2) and base_resolution(64) == (4, 4) and base_resolution(8) == (4, 1)
+    for size in (33, 100, 127, 6, 256):
+        with pytest.raises(UserError):
+            base_resolution(size)
+
+
+def test_diffaugment_moves_pixels_as_documented_and_passes_gradients():
+    from visrep.training.diffaugment import diff_augment
+
+    torch.manual_seed(0)
+    images = torch.rand(16, 3, 16, 16, requires_grad=True)
+    for policy in ("color", "translation", "cutout"):
+        out = diff_augment(images, [policy])
+        assert out.shape == images.shape and out.dtype == images.dtype
+        out.sum().backward()
+        assert images.grad is not None and images.grad.abs().sum() > 0
+        images.grad = None
+    ones = torch.ones(16, 1, 16, 16)
+    cut = diff_augment(ones, ["cutout"])
+    zeroed = (cut == 0).flatten(1).sum(1)
+    assert zeroed.max() <= 64 and zeroed.min() > 0  # one square of at most half the side (8 × 8), clipped at borders
+    shifted = diff_augment(ones, ["translation"])
+    # a shift of s pixels zero-fills s rows/columns: at most 2 px (16 / 8) each way, and the content is kept
+    assert ((shifted == 0).flatten(1).sum(1) <= 2 * 16 + 2 * 16).all()
+    assert set(shifted.unique().tolist()) <= {0.0, 1.0}
 
 
 def test_unknown_model_option_is_one_error():
@@ -256,6 +286,12 @@ def test_sample_cli_class_like_interpolate_and_unconditional(gan_runs, tmp_path)
     assert main(["sample", embedding_run, "--interpolate", str(given), str(other), "--n", "6",
                  "--out", str(tmp_path / "walk")]) == 0
     assert np.load(tmp_path / "walk" / "samples.npz")["images"].shape == (6, 1, 8, 8)
+    first, second = (np.load(tmp_path / name / "samples.npz")["images"] for name in ("like", "walk"))
+    like_other = tmp_path / "like-other"
+    assert main(["sample", embedding_run, "--like", str(other), "--n", "5", "--out", str(like_other)]) == 0
+    assert not np.array_equal(first, np.load(like_other / "samples.npz")["images"])  # the condition matters
+    # the walk starts at the first image's embedding: its first frame is --like A with the walk's z (seed 0, z[0])
+    assert np.array_equal(second[0], first[0])
     assert main(["sample", embedding_run, "--n", "7", "--out", str(tmp_path / "sampled")]) == 0
     sampled = np.load(tmp_path / "sampled" / "samples.npz")
     assert sampled["images"].shape == (7, 1, 8, 8) and sampled["labels"].shape == (7,)  # gaussian: its class
@@ -298,7 +334,12 @@ def test_bad_sampling_input_is_one_error_line(gan_runs, tmp_path, capsys):
     taken.mkdir()
     (taken / "keep.txt").write_text("mine")
     _fails(capsys, ["sample", run, "--out", str(taken)], "already exists")
+    _fails(capsys, ["sample", run, "--out", str(taken), "--overwrite"], "not a sample folder")
+    _fails(capsys, ["sample", run, "--out", str(taken / "keep.txt"), "--overwrite"], "not a sample folder")
     assert (taken / "keep.txt").read_text() == "mine"
+    assert main(["sample", run, "--n", "3", "--out", str(tmp_path / "again")]) == 0
+    assert main(["sample", run, "--n", "4", "--out", str(tmp_path / "again"), "--overwrite"]) == 0  # its own: replaced
+    assert np.load(tmp_path / "again" / "samples.npz")["images"].shape[0] == 4
 
 
 def test_bad_training_input_is_one_error_line(tiny_trained_run, gan_runs, tmp_path, capsys):

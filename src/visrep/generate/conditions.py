@@ -98,8 +98,11 @@ class ConditionBank:
         if method == "gaussian":
             if labels is None:
                 labels = torch.multinomial(self.class_counts.float(), n, replacement=True, generator=generator)
-            noise = torch.randn(n, self.dim, 1, generator=generator)
-            draws = self.class_means[labels] + (self.class_cholesky[labels] @ noise).squeeze(2)
+            noise = torch.randn(n, self.dim, generator=generator)
+            draws = self.class_means[labels].clone()
+            for label in labels.unique():  # per class, not (n, D, D) factors: memory stays O(n·D)
+                rows = labels == label
+                draws[rows] += noise[rows] @ self.class_cholesky[label].T
             return F.normalize(draws, dim=1), labels
         if method == "kmeans":
             picks = torch.multinomial(self.centre_counts.float(), n, replacement=True, generator=generator)

@@ -17,7 +17,6 @@ Files (written by :mod:`visrep.training.gan`)::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from visrep.generate.conditions import ConditionBank
 from visrep.inference.encoder import FrozenEncoder
 from visrep.models import create_model
 from visrep.runs import load_run_config
-from visrep.storage import load_weights
+from visrep.storage import load_weights, read_json
 
 GENERATOR_WEIGHTS = "generator_ema.safetensors"
 ENCODER_WEIGHTS = "encoder.safetensors"
@@ -81,12 +80,14 @@ def load_generator_run(path: str | Path, device: torch.device | None = None) -> 
         raise UserError(f"generator run not found: {path}")
     if not (path / GENERATOR_WEIGHTS).is_file():
         raise UserError(f"{path} is not a finished generator run (no {GENERATOR_WEIGHTS})")
+    if not (path / "metrics.json").is_file():  # written last: its absence means training or its end was cut short
+        raise UserError(f"{path} has not finished (no metrics.json): resume it with visrep train gan --resume {path}")
     cfg = load_run_config(path, GanConfig)
     device = device or torch.device("cpu")
     tensors, model_config = load_weights(path / GENERATOR_WEIGHTS)
     generator = create_model(**model_config)
     generator.load_state_dict(tensors)
-    class_names = json.loads((path / "manifest.json").read_text())["classes"]
+    class_names = read_json(path / "manifest.json")["classes"]
     return GeneratorRun(path, cfg, generator.to(device).eval(), list(class_names), device)
 
 
@@ -94,5 +95,5 @@ def load_encoder_copy(path: Path, device: torch.device, precision: str = "auto")
     tensors, model_config = load_weights(Path(path) / ENCODER_WEIGHTS)
     classifier = create_model(**model_config)
     classifier.load_state_dict(tensors)
-    normalization = Normalization.from_dict(json.loads((Path(path) / ENCODER_NORMALIZATION).read_text()))
+    normalization = Normalization.from_dict(read_json(Path(path) / ENCODER_NORMALIZATION))
     return FrozenEncoder(classifier, normalization, precision).to(device)

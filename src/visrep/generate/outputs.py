@@ -27,15 +27,22 @@ MAX_GRID_IMAGES = 256
 
 
 def claim_folder(out: Path, overwrite: bool) -> None:
-    """An empty folder to write into; an existing one only with ``overwrite`` (never silently)."""
+    """An empty folder to write into. An existing one is replaced only with ``overwrite``, and only when it
+    is a sample folder (nothing in it but what this module writes): never a run, a file or anyone's folder."""
     out = Path(out)
     if out.exists():
         if not overwrite:
             raise UserError(f"{out} already exists; choose another --out or add --overwrite")
-        if (out / "config.yaml").is_file():  # a run directory, not a sample folder: never deleted
-            raise UserError(f"{out} is a run directory; give --out a folder of its own")
+        if not out.is_dir() or not _is_sample_folder(out):
+            raise UserError(f"{out} is not a sample folder written by `visrep sample`; --overwrite replaces only "
+                            f"those: give --out a new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+
+
+def _is_sample_folder(folder: Path) -> bool:
+    written = {SAMPLES_FILE, GRID_FILE, GENERATOR_MANIFEST}
+    return all(entry.is_file() and (entry.name in written or entry.name.startswith(".")) for entry in folder.iterdir())
 
 
 def write_npz(path: Path, samples: SampleSet) -> Path:
@@ -44,7 +51,11 @@ def write_npz(path: Path, samples: SampleSet) -> Path:
         arrays["labels"] = np.asarray(samples.labels, dtype=np.int64)
     if samples.condition_ids is not None:
         arrays["condition_ids"] = np.asarray(samples.condition_ids)
-    return atomic_write(Path(path), lambda temp: np.savez_compressed(open(temp, "wb"), **arrays))
+    def write(temp) -> None:
+        with open(temp, "wb") as stream:
+            np.savez_compressed(stream, **arrays)
+
+    return atomic_write(Path(path), write)
 
 
 def write_grid(path: Path, samples: SampleSet) -> Path:

@@ -10,7 +10,8 @@ cGANs with projection discriminator, Miyato & Koyama 2018; BigGAN, Brock et al. 
 * Discriminator: residual down-blocks (the first one "optimised", as in SNGAN) to b × b, one more
   block, ReLU and a sum over space → φ (N, width); logit = w·φ + ⟨V c, φ⟩, the projection term
   with the class embedding (``class``) or a linear map of the classifier embedding (``embedding``).
-* Spectral norm on every weight of both networks (BigGAN: in G too).
+* Spectral norm on the convolutions and linear layers of both networks (BigGAN: in G too); the
+  conditional BatchNorm's gain and bias maps and the condition encoder have none.
 * :class:`ProjectedHead`: the same projection discriminator, small, reading a frozen classifier's
   intermediate feature map at the classifier's own resolution (Projected GAN, Sauer et al. 2021).
 
@@ -29,7 +30,7 @@ from visrep.errors import UserError
 from visrep.models.conditioning import ConditionalBatchNorm2d, ConditionEncoder
 from visrep.models.registry import register_model
 
-MIN_SIZE, MAX_SIZE = 8, 128  # pixels: below 8 there is no up-block left; above 128 these widths are too small
+MIN_SIZE, MAX_SIZE = 8, 128  # pixels: below 8 there is no up-block; above 128 these widths are too small
 
 
 def base_resolution(image_size: int) -> tuple[int, int]:
@@ -39,6 +40,9 @@ def base_resolution(image_size: int) -> tuple[int, int]:
     base, blocks = image_size, 0
     while base % 2 == 0 and base // 2 >= 4:
         base, blocks = base // 2, blocks + 1
+    if base > 8:  # an odd size (33, 127) would leave no up-block and a stem as large as the image
+        raise UserError(f"the GAN needs image_size = b·2^k with 4 ≤ b ≤ 8 (8, 12, 16, 24, 28, 32, 48, 56, 64, ...); "
+                        f"got {image_size}: set data.image_size")
     return base, blocks
 
 

@@ -111,6 +111,8 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
     if resume is not None and (Path(resume) / "metrics.json").is_file():
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     ctx = RunContext.prepare(cfg, progress, data)
+    if ctx.dist.enabled:  # each rank would train its own unsynchronised GAN (DDP for the GAN: issue 24)
+        raise UserError("visrep train gan runs as one process for now; start it without torchrun")
     conditioning = load_conditioning(cfg.gan, ctx.device)
     check_same_data(conditioning, ctx.data)
     if cfg.data.image_size is None:
@@ -140,6 +142,8 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
 def _check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     check_policies(list(cfg.gan.diffaugment))
+    if cfg.gan.mode_seeking_weight > 0 and cfg.gan.conditioning != "none" and cfg.data.batch_size < 2:
+        raise UserError("gan.mode_seeking_weight > 0 compares pairs of images: set data.batch_size ≥ 2")
     if cfg.gan.conditioning == "none" and cfg.gan.guidance_weight > 0:
         raise UserError("gan.guidance_weight > 0 needs a condition to guide towards: use gan.conditioning=class "
                         "or embedding, or set gan.guidance_weight=0")
@@ -162,7 +166,7 @@ def load_conditioning(gan_opts, device: torch.device) -> Conditioning:
         raise UserError(f"{run} is not a trained classifier run (its stage is '{stage}')")
     weights = gan_opts.weights or saved_weights(run)
     encoder = FrozenEncoder.from_run(run, weights, device=device)
-    for layer in {gan_opts.layer, gan_opts.projected_layer}:
+    for layer in {gan_opts.layer} | ({gan_opts.projected_layer} if gan_opts.projected_head else set()):
         if layer not in encoder.feature_layers:
             raise UserError(f"the conditioning classifier has no layer '{layer}'; its layers are: "
                             f"{', '.join(encoder.feature_layers)}")
@@ -416,9 +420,11 @@ def final_samples(loop: GanLoop, n: int) -> SampleSet:
     training image with its id and class (embedding), or z alone (none)."""
     seed = loop.cfg.run.seed + 3
     generator_run = _as_generator_run(loop)
-    if loop.cfg.gan.conditioning != "embedding" or n == 0:
-        return sample_unconditional(generator_run, max(n, 1), seed) if n else \
-            SampleSet(torch.zeros(0, *generator_run.image_shape, dtype=torch.uint8), None, "no samples", GRID_COLUMNS)
+    if n == 0:
+        return SampleSet(torch.zeros(0, *generator_run.image_shape, dtype=torch.uint8), None, "no samples",
+                         GRID_COLUMNS)
+    if loop.cfg.gan.conditioning != "embedding":
+        return sample_unconditional(generator_run, n, seed)
     split = loop.ctx.data.splits["train"]
     rows = np.random.default_rng(seed).choice(len(split), n, replace=n > len(split))
     return sample_for_images(generator_run, split.uint8_batch(rows), [split.ids[i] for i in rows],

@@ -74,7 +74,7 @@ def weighted(losses: dict[str, Tensor], head_weight: float) -> Tensor:
     return sum(loss * (head_weight if name == "projected" else 1.0) for name, loss in losses.items())
 
 
-def discriminator_backward(step: GanStepper, real: Tensor, condition: Tensor | None) -> dict[str, float]:
+def discriminator_backward(step: GanStepper, real: Tensor, condition: Tensor | None) -> dict[str, Tensor]:
     """Hinge loss on (real, fake) with fresh critic gradients; returns the numbers to log (and the loss)."""
     with torch.no_grad(), autocast_context(real.device, step.precision):
         fake = step.generator(step.latents(len(real), real.device), condition).float()
