@@ -53,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--target-coverage", type=float, default=0.8)
     parser.add_argument("--ablation", action="store_true", help="no target: a comparison at equal training time")
     parser.add_argument("--reuse", action="store_true",
-                        help="reuse finished runs and scorings already under --root (to rebuild the JSON)")
+                        help="reuse finished runs and scorings already under --root, unchecked: only to rebuild the "
+                             "JSON of the same invocation")
     parser.add_argument("--sampled", action="store_true",
                         help="embedding-mode variants are also scored unconditionally, through sampled embeddings")
     parser.add_argument("--out", help="results JSON to write")
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         scored_any = score(args, trained, name, root)
         rows.append(row(name, trained, scored_any))
         commands.append(trained["command"])
-        if args.sampled and "gan.conditioning=embedding" in overrides:
+        if args.sampled and json.loads((trained["run"] / "generator.json").read_text())["conditioning"] == "embedding":
             sampled = sample_unconditionally(args, trained, name, root)
             rows.append(row(f"{name}, sampled embeddings", sampled, score(args, sampled, f"{name}-sampled", root)))
             commands.append(sampled["command"])
