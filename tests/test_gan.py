@@ -148,18 +148,13 @@ def test_condition_bank_samples_unit_embeddings_near_their_class():
 def test_embedding_mode_real_images_come_from_the_anchor_neighbourhood(gan_runs, tiny_trained_run, tmp_path):
     """draw_batch: the real image shown for a condition is one of that training image's k neighbours."""
     from visrep.training import gan as gan_stage
-    from visrep.training.context import RunContext
 
     cfg = gan_config(tmp_path, tiny_trained_run, "gan.conditioning=embedding", "run.name=probe")
-    ctx = RunContext.prepare(cfg, progress=False)
-    conditioning = gan_stage.load_conditioning(cfg.gan, ctx.device)
-    conditions = gan_stage.training_conditions(cfg.gan, conditioning.encoder, ctx.data)
-    generator, critic = gan_stage.build_networks(cfg, ctx.data, conditioning.encoder, conditions)
-    ctx.open_run("gan")
-    loop = gan_stage.build_loop(ctx, conditioning, conditions, generator, critic)
+    loop = gan_stage.prepare_loop(cfg, progress=False)
+    conditions = loop.conditions
     torch.manual_seed(3)
     real, condition = gan_stage.draw_batch(loop)
-    split = ctx.data.splits["train"]
+    split = loop.ctx.data.splits["train"]
     all_images = split.uint8_batch(np.arange(len(split))).float() / 127.5 - 1
     for image, embedding in zip(real, condition):
         anchor = int((conditions.embeddings @ embedding).argmax())
@@ -183,15 +178,10 @@ def test_mode_seeking_loss_punishes_a_generator_that_ignores_z():
 # ---- training ------------------------------------------------------------------------------------
 def test_one_step_moves_both_networks(tiny_trained_run, tmp_path):
     from visrep.training import gan as gan_stage
-    from visrep.training.context import RunContext
 
     cfg = gan_config(tmp_path, tiny_trained_run, "run.name=step", "gan.projected_head=true", "gan.guidance_weight=0.5")
-    ctx = RunContext.prepare(cfg, progress=False)
-    conditioning = gan_stage.load_conditioning(cfg.gan, ctx.device)
-    conditions = gan_stage.training_conditions(cfg.gan, conditioning.encoder, ctx.data)
-    generator, critic = gan_stage.build_networks(cfg, ctx.data, conditioning.encoder, conditions)
-    ctx.open_run("gan")
-    loop = gan_stage.build_loop(ctx, conditioning, conditions, generator, critic)
+    loop = gan_stage.prepare_loop(cfg, progress=False)
+    generator, critic, conditioning = loop.stepper.generator, loop.stepper.critic, loop.conditioning
     before_g = [p.detach().clone() for p in generator.parameters()]
     before_d = [p.detach().clone() for p in critic.parameters()]
     encoder_before = [p.detach().clone() for p in conditioning.encoder.parameters()]

@@ -19,6 +19,7 @@ from visrep.errors import UserError
 from visrep.figures import save_image_grid
 from visrep.generate.sample import SampleSet
 from visrep.inference.independence import GENERATOR_MANIFEST, read_generator_manifest
+from visrep.runs import atomic_write_text
 from visrep.storage import atomic_write
 
 SAMPLES_FILE = "samples.npz"
@@ -75,8 +76,7 @@ def write_generator_manifest(folder: Path, generator_run: Path, samples: SampleS
     manifest = read_generator_manifest(generator_run)
     manifest.update({"samples": SAMPLES_FILE, "generator_run": str(Path(generator_run).resolve()),
                      "description": samples.description})
-    return atomic_write(Path(folder) / GENERATOR_MANIFEST,
-                        lambda temp: Path(temp).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n"))
+    return atomic_write_text(Path(folder) / GENERATOR_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def write_sample_folder(out: Path, samples: SampleSet, generator_run: Path, overwrite: bool = False) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from visrep.data.images import ImageDecodeError, read_image, resize_square, to_channels
+from visrep.data.images import ImageDecodeError, decode_to_array
 from visrep.errors import UserError
 from visrep.generate.conditions import embed_images
 from visrep.generate.generator_run import GeneratorRun
@@ -150,15 +150,13 @@ def read_given_image(path: str | Path, image_shape: tuple[int, int, int]) -> Ten
     if not path.is_file():
         raise UserError(f"image not found: {path}")
     try:
-        image = read_image(path)
+        array, (width, height), _ = decode_to_array(path, size, channels, "crop")
     except ImageDecodeError as err:
         raise UserError(f"cannot read image {path}: {err}") from None
-    if min(image.size) * 2 < size:
-        raise UserError(f"image {path} is {image.size[0]}x{image.size[1]} px: too small for this {size} px "
+    if min(width, height) * 2 < size:
+        raise UserError(f"image {path} is {width}x{height} px: too small for this {size} px "
                         f"generator (the short side must be ≥ {(size + 1) // 2} px)")
-    array = np.array(resize_square(to_channels(image, channels), size, "crop"), dtype=np.uint8)
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(np.ascontiguousarray(array))
+    return torch.from_numpy(array.copy())  # decoded arrays are read-only views of the PIL image
 
 
 def _need_embedding_mode(run: GeneratorRun, flag: str) -> None:

@@ -107,20 +107,10 @@ class GanLoop:
 
 def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
     """Train per ``cfg`` (a GanConfig), or continue the run at ``resume``; returns the run directory."""
-    _check_config(cfg)
     if resume is not None and (Path(resume) / "metrics.json").is_file():
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
-    ctx = RunContext.prepare(cfg, progress, data)
-    if ctx.dist.enabled:  # each rank would train its own unsynchronised GAN (DDP for the GAN: issue 24)
-        raise UserError("visrep train gan runs as one process for now; start it without torchrun")
-    conditioning = load_conditioning(cfg.gan, ctx.device)
-    check_same_data(conditioning, ctx.data)
-    if cfg.data.image_size is None:
-        cfg.data.image_size = ctx.data.image_shape[1]
-    conditions = training_conditions(cfg.gan, conditioning.encoder, ctx.data)
-    generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
-    run = ctx.open_run("gan", resume)  # only now: a bad config or conditioning run leaves no directory behind
-    loop = build_loop(ctx, conditioning, conditions, generator, critic)
+    loop = prepare_loop(cfg, progress, data, resume)
+    ctx, run = loop.ctx, loop.ctx.run
     if resume:
         loop.state = GanState(**loop.checkpointer.restore_latest()["trainer"])
         loop.log.truncate("step", loop.state.step)
@@ -137,6 +127,25 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
             break
     finish(loop)
     return run.path
+
+
+def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
+                 resume: Path | None = None) -> GanLoop:
+    """Everything before the first step: checks, the conditioning classifier, data and conditions,
+    networks, then (only now, so that a bad config or conditioning run leaves no directory behind)
+    the run directory and the loop's parts."""
+    _check_config(cfg)
+    ctx = RunContext.prepare(cfg, progress, data)
+    if ctx.dist.enabled:  # each rank would train its own unsynchronised GAN (DDP for the GAN: issue 24)
+        raise UserError("visrep train gan runs as one process for now; start it without torchrun")
+    conditioning = load_conditioning(cfg.gan, ctx.device)
+    check_same_data(conditioning, ctx.data)
+    if cfg.data.image_size is None:
+        cfg.data.image_size = ctx.data.image_shape[1]
+    conditions = training_conditions(cfg.gan, conditioning.encoder, ctx.data)
+    generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
+    ctx.open_run("gan", resume)
+    return build_loop(ctx, conditioning, conditions, generator, critic)
 
 
 def _check_config(cfg) -> None:
