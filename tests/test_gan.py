@@ -153,7 +153,7 @@ def test_embedding_mode_real_images_come_from_the_anchor_neighbourhood(gan_runs,
     loop = gan_stage.prepare_loop(cfg, progress=False)
     conditions = loop.conditions
     torch.manual_seed(3)
-    real, condition = gan_stage.draw_batch(loop)
+    real, condition = (tensor.cpu() for tensor in gan_stage.draw_batch(loop))
     split = loop.ctx.data.splits["train"]
     all_images = split.uint8_batch(np.arange(len(split))).float() / 127.5 - 1
     for image, embedding in zip(real, condition):
@@ -220,8 +220,13 @@ def test_saved_generator_gives_the_same_samples_for_a_seed(gan_runs):
     assert not torch.equal(sample_class(first, 3, 6, seed=5).images, sample_class(first, 3, 6, seed=6).images)
     # the stage's own samples.npz came from the same weights: regenerate it from the saved run
     saved = np.load(gan_runs["class"] / "samples.npz")["images"]
-    again = sample_unconditional(first, len(saved), seed=first.cfg.run.seed + 3).images.numpy()
-    assert np.array_equal(saved, again)
+    # on the device the stage sampled on: floating-point results differ between CPU and CUDA kernels
+    on_stage_device = load_generator_run(gan_runs["class"], torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    again = sample_unconditional(on_stage_device, len(saved), seed=first.cfg.run.seed + 3).images.numpy()
+    if torch.cuda.is_available():  # CUDA kernels may round differently from one call to the next: a level or two
+        assert np.abs(saved.astype(int) - again).max() <= 2
+    else:
+        assert np.array_equal(saved, again)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path, monkeypatch):

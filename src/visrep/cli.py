@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     gan.add_argument("--resume", metavar="RUN", help="continue an interrupted GAN run from its last checkpoint")
     _add_source(gan)
     _add_common(gan)
+    diffusion = train.add_parser("diffusion", help="train a diffusion model conditioned on a classifier run's "
+                                 "representations")
+    diffusion.add_argument("--resume", metavar="RUN", help="continue an interrupted diffusion run from its last "
+                           "checkpoint")
+    _add_source(diffusion)
+    _add_common(diffusion)
 
     evaluate = verbs.add_parser("evaluate", help="evaluate a trained stage").add_subparsers(dest="action", required=True)
     eval_classifier = evaluate.add_parser("classifier", help="accuracy, P/R/F1, confusion matrix, calibration, curves")
@@ -87,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_sample_parser(verbs) -> None:
     sample = verbs.add_parser("sample", help="generate images from a trained generator run")
-    sample.add_argument("run", help="a generator run directory (visrep train gan)")
+    sample.add_argument("run", help="a generator run directory (visrep train gan | diffusion)")
     what = sample.add_mutually_exclusive_group()
     what.add_argument("--class", dest="class_", metavar="CLASS", help="a class name or index")
     what.add_argument("--like", metavar="IMAGE", help="variations of this image (embedding-conditional generators)")
@@ -96,6 +102,12 @@ def _add_sample_parser(verbs) -> None:
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     sample.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated/<stamp>)")
     sample.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    diffusion = sample.add_argument_group("diffusion runs (default: the run's diffusion.sampler / sample_steps / "
+                                          "guidance)")
+    diffusion.add_argument("--sampler", help="ddpm | ddim | dpm++")
+    diffusion.add_argument("--steps", type=int, help="sampler steps")
+    diffusion.add_argument("--guidance", type=float, help="classifier-free guidance scale s: 0 unconditional, "
+                           "1 conditional, > 1 stronger")
     sample.set_defaults(action=None)
 
 
@@ -248,6 +260,22 @@ def cmd_train_gan(args) -> int:
     return 0
 
 
+def cmd_train_diffusion(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import DiffusionConfig
+    from visrep.runs import load_run_config
+    from visrep.training.diffusion import train_diffusion
+
+    if args.resume:
+        _check_resume_flags(args)
+        run_path = train_diffusion(load_run_config(Path(args.resume), DiffusionConfig), resume=Path(args.resume))
+    else:
+        run_path = train_diffusion(load_cli_config(args, DiffusionConfig))
+    print(f"diffusion run: {run_path}")
+    return 0
+
+
 def cmd_sample(args) -> int:
     import time
     from pathlib import Path
@@ -257,7 +285,8 @@ def cmd_sample(args) -> int:
     from visrep.generate.outputs import write_sample_folder
 
     sample.check_count(args.n)
-    run = load_generator_run(Path(args.run))
+    run = load_generator_run(Path(args.run), sampling={"sampler": args.sampler, "steps": args.steps,
+                                                      "guidance": args.guidance})
     if args.class_ is not None:
         samples = sample.sample_class(run, args.class_, args.n, args.seed)
     elif args.like:
@@ -377,7 +406,7 @@ COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
             ("train", "classifier"): cmd_train_classifier, ("evaluate", "classifier"): cmd_evaluate_classifier,
             ("models", None): cmd_models, ("train", "evaluator"): cmd_train_evaluator,
             ("evaluate", "generated"): cmd_evaluate_generated, ("train", "gan"): cmd_train_gan,
-            ("sample", None): cmd_sample}
+            ("sample", None): cmd_sample, ("train", "diffusion"): cmd_train_diffusion}
 
 COMMANDS.update({("doctor", None): cmd_doctor, ("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
 

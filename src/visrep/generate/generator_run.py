@@ -1,14 +1,16 @@
-"""A trained generator rebuilt from its run directory alone, for sampling.
+"""A trained generator — a GAN, or a diffusion model with its sampler — rebuilt from its run directory alone.
 
-A GAN run is self-contained: besides its own weights it keeps a copy of the conditioning
+A generator run is self-contained: besides its own weights it keeps a copy of the conditioning
 classifier's weights and normalisation (to embed an image given with ``--like``) and, in
 ``embedding`` mode, the condition bank fitted on the training embeddings (for sampled embeddings).
 So the run can be moved or shared without the classifier run it was trained from.
 
-Files (written by :mod:`visrep.training.gan`)::
+Files (written by :mod:`visrep.training.gan` and :mod:`visrep.training.diffusion`)::
 
-    generator_ema.safetensors (+ .json) EMA generator weights (+ its model config; generator.json is the
+    generator_ema.safetensors (+ .json) GAN: EMA generator weights (+ its model config; generator.json is the
                                       independence contract)
+    denoiser_ema.safetensors (+ .json)  diffusion: EMA U-Net weights; sampled through
+                                      :class:`visrep.diffusion.sampler.DiffusionGenerator`
     encoder.safetensors (+ .json)     the conditioning classifier's weights, as used in training
     encoder_normalization.json        that classifier's input normalisation
     conditions.safetensors            ConditionBank (embedding mode)
@@ -23,8 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from visrep.config import GanConfig
+from visrep.config import DiffusionConfig, GanConfig
 from visrep.data.transforms import Normalization
+from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
 from visrep.errors import UserError
 from visrep.generate.conditions import ConditionBank
 from visrep.inference.encoder import FrozenEncoder
@@ -33,6 +36,7 @@ from visrep.runs import load_run_config
 from visrep.storage import load_weights, read_json
 
 GENERATOR_WEIGHTS = "generator_ema.safetensors"
+DENOISER_WEIGHTS = "denoiser_ema.safetensors"
 ENCODER_WEIGHTS = "encoder.safetensors"
 ENCODER_NORMALIZATION = "encoder_normalization.json"
 CONDITION_BANK = "conditions.safetensors"
@@ -41,8 +45,8 @@ CONDITION_BANK = "conditions.safetensors"
 @dataclass
 class GeneratorRun:
     path: Path
-    cfg: object  # GanConfig of the run
-    generator: nn.Module  # eval mode
+    cfg: object  # GanConfig or DiffusionConfig of the run
+    generator: nn.Module  # eval mode: (z, condition) → images in [-1, 1]
     class_names: list[str]
     device: torch.device
     loaded_encoder: FrozenEncoder | None = field(default=None, repr=False)  # read from the run when first needed
@@ -57,8 +61,18 @@ class GeneratorRun:
         return tuple(self.generator.image_shape)
 
     @property
+    def options(self):
+        """The run's gan: or diffusion: section."""
+        return self.cfg.gan if "gan" in self.cfg else self.cfg.diffusion
+
+    @property
     def layer(self) -> str:
-        return self.cfg.gan.layer
+        return self.options.layer
+
+    @property
+    def bank_method(self) -> str:
+        """How sampled embeddings are drawn: gaussian | kmeans."""
+        return self.cfg.gan.sampler if "gan" in self.cfg else self.cfg.diffusion.embedding_sampler
 
     def encoder(self) -> FrozenEncoder:
         """The run's copy of the conditioning classifier (to embed given images)."""
@@ -73,22 +87,45 @@ class GeneratorRun:
         return self.loaded_bank
 
 
-def load_generator_run(path: str | Path, device: torch.device | None = None) -> GeneratorRun:
-    """The finished generator of a run directory; one clear UserError for anything else."""
+def load_generator_run(path: str | Path, device: torch.device | None = None,
+                       sampling: dict | None = None) -> GeneratorRun:
+    """The finished generator of a run directory; one clear UserError for anything else.
+
+    ``sampling`` ({"sampler", "steps", "guidance"}, None values ignored) overrides a diffusion run's
+    sampling settings; a GAN has none."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"generator run not found: {path}")
-    if not (path / GENERATOR_WEIGHTS).is_file():
-        raise UserError(f"{path} is not a finished generator run (no {GENERATOR_WEIGHTS})")
+    weights = next((path / name for name in (GENERATOR_WEIGHTS, DENOISER_WEIGHTS) if (path / name).is_file()), None)
+    if weights is None:
+        raise UserError(f"{path} is not a finished generator run (no {GENERATOR_WEIGHTS} or {DENOISER_WEIGHTS})")
+    diffusion = weights.name == DENOISER_WEIGHTS
     if not (path / "metrics.json").is_file():  # written last: its absence means training or its end was cut short
-        raise UserError(f"{path} has not finished (no metrics.json): resume it with visrep train gan --resume {path}")
-    cfg = load_run_config(path, GanConfig)
+        verb = "diffusion" if diffusion else "gan"
+        raise UserError(f"{path} has not finished (no metrics.json): resume it with visrep train {verb} --resume {path}")
+    sampling = {key: value for key, value in (sampling or {}).items() if value is not None}
+    if sampling and not diffusion:
+        raise UserError(f"{', '.join('--' + key for key in sampling)}: a GAN draws in one step; these apply to "
+                        "diffusion runs only")
+    cfg = load_run_config(path, DiffusionConfig if diffusion else GanConfig)
     device = device or torch.device("cpu")
-    tensors, model_config = load_weights(path / GENERATOR_WEIGHTS)
-    generator = create_model(**model_config)
-    generator.load_state_dict(tensors)
+    tensors, model_config = load_weights(weights)
+    network = create_model(**model_config)
+    network.load_state_dict(tensors)
+    network = network.to(device).eval()
+    if diffusion:
+        network = _diffusion_generator(network, cfg, sampling)
     class_names = read_json(path / "manifest.json")["classes"]
-    return GeneratorRun(path, cfg, generator.to(device).eval(), list(class_names), device)
+    return GeneratorRun(path, cfg, network, list(class_names), device)
+
+
+def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict) -> DiffusionGenerator:
+    options = SamplingOptions(sampling.get("sampler", cfg.diffusion.sampler),
+                              sampling.get("steps", cfg.diffusion.sample_steps),
+                              sampling.get("guidance", cfg.diffusion.guidance), cfg.train.precision)
+    trained_unconditional = cfg.diffusion.condition_dropout > 0 or cfg.diffusion.conditioning == "none"
+    options.check(trained_unconditional)
+    return DiffusionGenerator(denoiser, options, trained_unconditional).eval()
 
 
 def load_encoder_copy(path: Path, device: torch.device, precision: str = "auto") -> FrozenEncoder:

@@ -80,7 +80,7 @@ def sample_unconditional(run: GeneratorRun, n: int, seed: int = 0) -> SampleSet:
         return SampleSet(generate(run, z, labels), labels.numpy(), f"{n} images, balanced classes",
                          len(run.class_names))
     if run.mode == "embedding":
-        method = run.cfg.gan.sampler
+        method = run.bank_method
         embeddings, labels = run.bank().sample(n, method, generator=torch.Generator().manual_seed(seed + 1))
         return SampleSet(generate(run, z, embeddings), None if labels is None else labels.numpy(),
                          f"{n} images from sampled embeddings ({method})", 8)
@@ -99,7 +99,7 @@ def sample_class(run: GeneratorRun, spec: str | int, n: int, seed: int = 0) -> S
         images = generate(run, z, embeddings)
     else:
         raise UserError("--class needs a class- or embedding-conditional generator; this one is unconditional "
-                        "(gan.conditioning=none)")
+                        "(conditioning: none)")
     return SampleSet(images, labels.numpy(), f"{n} images of class '{run.class_names[label]}'", 8)
 
 
@@ -161,5 +161,17 @@ def read_given_image(path: str | Path, image_shape: tuple[int, int, int]) -> Ten
 
 def _need_embedding_mode(run: GeneratorRun, flag: str) -> None:
     if run.mode != "embedding":
-        raise UserError(f"{flag} needs an embedding-conditional generator (gan.conditioning=embedding); "
+        raise UserError(f"{flag} needs an embedding-conditional generator (conditioning: embedding); "
                         f"this one is conditioned on '{run.mode}'")
+
+
+def final_sample_set(run: GeneratorRun, split, n: int, seed: int) -> SampleSet:
+    """A training run's final samples, what ``evaluate generated --fake <run>`` scores: balanced classes
+    (class), one sample per random training image with its id and class (embedding), or noise alone (none)."""
+    if n == 0:
+        return SampleSet(torch.zeros(0, *run.image_shape, dtype=torch.uint8), None, "no samples", 8)
+    if run.mode != "embedding":
+        return sample_unconditional(run, n, seed)
+    rows = np.random.default_rng(seed).choice(len(split), n, replace=n > len(split))
+    return sample_for_images(run, split.uint8_batch(rows), [split.ids[i] for i in rows],
+                             split.labels.numpy()[rows], seed)

@@ -19,7 +19,6 @@ generated --fake`` scores: ``samples.npz`` and ``generator.json`` (the independe
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,23 +30,24 @@ from torch import Tensor, nn
 from visrep.data.prepare import PreparedData
 from visrep.errors import TrainingDiverged, UserError
 from visrep.figures import save_image_grid
-from visrep.generate.conditions import ConditionBank, embed_images, neighbourhoods
-from visrep.generate.generator_run import (
-    CONDITION_BANK,
-    ENCODER_NORMALIZATION,
-    ENCODER_WEIGHTS,
-    GENERATOR_WEIGHTS,
-    GeneratorRun,
-)
+from visrep.generate.generator_run import GENERATOR_WEIGHTS, GeneratorRun
 from visrep.generate.outputs import SAMPLES_FILE, write_npz
-from visrep.generate.sample import SampleSet, generate, sample_for_images, sample_unconditional
+from visrep.generate.sample import SampleSet, final_sample_set, generate
 from visrep.hardware.precision import check_precision
 from visrep.inference.encoder import FrozenEncoder
-from visrep.inference.independence import EVALUATOR_RECORD, GENERATOR_MANIFEST, HASH_KEY, weights_hashes
-from visrep.inference.loading import check_finished, saved_weights
+from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY
 from visrep.models import create_model
-from visrep.storage import read_json, save_weights
+from visrep.storage import save_weights
 from visrep.training.checkpointer import Checkpointer
+from visrep.training.conditioning_run import (
+    Conditioning,
+    TrainingConditions,
+    check_same_data,
+    declared_hashes,
+    load_conditioning,
+    save_sampling_files,
+    training_conditions,
+)
 from visrep.training.context import RunContext
 from visrep.training.diffaugment import check_policies
 from visrep.training.ema import EMA
@@ -58,24 +58,6 @@ from visrep.training.metrics_log import MetricsLogger
 COLLAPSE_LOSS = 1e-3  # a hinge D loss below this separates every real from every fake by the full margin
 STANDING_STATS_BATCHES = 20  # batches of fresh samples that re-estimate the EMA generator's BatchNorm statistics
 GRID_COLUMNS = 8
-
-
-@dataclass
-class Conditioning:
-    """The trained classifier whose representations the GAN uses (frozen)."""
-    run: Path
-    encoder: FrozenEncoder
-    weights_file: Path
-    hashes: dict  # {"tensors", "file"}: see visrep.inference.independence
-
-
-@dataclass
-class TrainingConditions:
-    """Conditions of the training split: labels always; embeddings, neighbourhoods and bank in embedding mode."""
-    labels: Tensor  # (N,) int64
-    embeddings: Tensor | None = None  # (N, D) unit length
-    neighbours: Tensor | None = None  # (N, k) int64 train rows, each row's own first
-    bank: ConditionBank | None = None
 
 
 @dataclass
@@ -138,11 +120,14 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     ctx = RunContext.prepare(cfg, progress, data)
     if ctx.dist.enabled:  # each rank would train its own unsynchronised GAN (DDP for the GAN: issue 24)
         raise UserError("visrep train gan runs as one process for now; start it without torchrun")
-    conditioning = load_conditioning(cfg.gan, ctx.device)
+    gan = cfg.gan
+    layers = {gan.layer} | ({gan.projected_layer} if gan.projected_head else set())
+    conditioning = load_conditioning(gan.conditioning_run, gan.weights, layers, ctx.device, "gan")
     check_same_data(conditioning, ctx.data)
     if cfg.data.image_size is None:
         cfg.data.image_size = ctx.data.image_shape[1]
-    conditions = training_conditions(cfg.gan, conditioning.encoder, ctx.data)
+    conditions = training_conditions(gan.conditioning, gan.layer, conditioning.encoder, ctx.data,
+                                     gan.kmeans_clusters, gan.knn_k, "gan")
     generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
     ctx.open_run("gan", resume)
     return build_loop(ctx, conditioning, conditions, generator, critic)
@@ -156,61 +141,6 @@ def _check_config(cfg) -> None:
     if cfg.gan.conditioning == "none" and cfg.gan.guidance_weight > 0:
         raise UserError("gan.guidance_weight > 0 needs a condition to guide towards: use gan.conditioning=class "
                         "or embedding, or set gan.guidance_weight=0")
-
-
-# ---- the conditioning classifier and the conditions it gives --------------------------------
-def load_conditioning(gan_opts, device: torch.device) -> Conditioning:
-    """The finished classifier run named by ``gan.conditioning_run``, frozen; one error line otherwise."""
-    if not gan_opts.conditioning_run:
-        raise UserError("gan.conditioning_run must name a trained classifier run (visrep train classifier)")
-    run = Path(gan_opts.conditioning_run).expanduser()
-    if not run.is_dir():
-        raise UserError(f"conditioning run not found: {run}")
-    if (run / EVALUATOR_RECORD).is_file():
-        raise UserError(f"{run} is an evaluator run: the generators must be conditioned on the classifier, "
-                        "so that the evaluator stays independent of them")
-    check_finished(run)
-    stage = read_json(run / "metrics.json").get("stage") if (run / "metrics.json").is_file() else None
-    if stage != "classifier":
-        raise UserError(f"{run} is not a trained classifier run (its stage is '{stage}')")
-    weights = gan_opts.weights or saved_weights(run)
-    encoder = FrozenEncoder.from_run(run, weights, device=device)
-    for layer in {gan_opts.layer} | ({gan_opts.projected_layer} if gan_opts.projected_head else set()):
-        if layer not in encoder.feature_layers:
-            raise UserError(f"the conditioning classifier has no layer '{layer}'; its layers are: "
-                            f"{', '.join(encoder.feature_layers)}")
-    weights_file = run / f"{weights}.safetensors"
-    return Conditioning(run, encoder, weights_file, weights_hashes(weights_file))
-
-
-def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
-    """The GAN must train on the images, splits and image shape its classifier was trained on."""
-    theirs = read_json(conditioning.run / "manifest.json").get("hash")
-    advice = "set the data section (source, image_size, channels, split fractions and seed) as in its config.yaml"
-    if theirs != data.manifest["hash"]:
-        raise UserError(f"the conditioning run {conditioning.run} was trained on other data (manifest "
-                        f"{str(theirs)[:12]}…, this config's data {data.manifest['hash'][:12]}…): {advice}")
-    if tuple(data.image_shape) != tuple(conditioning.encoder.image_shape):
-        shape = "x".join(map(str, conditioning.encoder.image_shape))
-        raise UserError(f"the conditioning run {conditioning.run} was trained on other data ({shape} images, this "
-                        f"config's are {'x'.join(map(str, data.image_shape))}): {advice}")
-
-
-def training_conditions(gan_opts, encoder: FrozenEncoder, data: PreparedData) -> TrainingConditions:
-    split = data.splits["train"]
-    conditions = TrainingConditions(labels=split.labels.clone())
-    if gan_opts.conditioning != "embedding":
-        return conditions
-    smallest = int(torch.bincount(split.labels, minlength=len(data.class_names)).min())
-    if gan_opts.knn_k > smallest:
-        raise UserError(f"gan.knn_k={gan_opts.knn_k} is larger than the smallest class ({smallest} training "
-                        f"images): neighbourhoods would always mix classes; use gan.knn_k ≤ {smallest}")
-    embeddings = torch.cat([embed_images(encoder, split.uint8_batch(np.arange(start, min(start + 4096, len(split)))),
-                                         gan_opts.layer) for start in range(0, len(split), 4096)])
-    conditions.embeddings = embeddings
-    conditions.neighbours = neighbourhoods(embeddings, gan_opts.knn_k)
-    conditions.bank = ConditionBank.fit(embeddings, split.labels, len(data.class_names), gan_opts.kmeans_clusters)
-    return conditions
 
 
 # ---- networks and the loop's parts ------------------------------------------------------------
@@ -402,9 +332,10 @@ def finish(loop: GanLoop) -> None:
     _log_interval(loop)
     refresh_batch_statistics(loop)
     save_weights(loop.ema.model, run.file(GENERATOR_WEIGHTS), loop.stepper.generator.config)
-    _save_sampling_files(loop)
+    save_sampling_files(run, loop.conditioning, loop.conditions.bank)
     save_grid(loop, "final.png")
-    samples = final_samples(loop, cfg.gan.final_samples)
+    samples = final_sample_set(_as_generator_run(loop), loop.ctx.data.splits["train"], cfg.gan.final_samples,
+                               cfg.run.seed + 3)
     write_npz(run.file(SAMPLES_FILE), samples)
     run.write_json(GENERATOR_MANIFEST, generator_manifest(loop, samples))
     run.write_json("metrics.json", {"stage": "gan", "steps": state.step, "images_seen": state.images_seen,
@@ -415,41 +346,12 @@ def finish(loop: GanLoop) -> None:
                     state.images_seen, state.train_seconds, len(samples.images), SAMPLES_FILE)
 
 
-def _save_sampling_files(loop: GanLoop) -> None:
-    run, conditioning = loop.ctx.run, loop.conditioning
-    classifier = conditioning.encoder.classifier
-    save_weights(classifier, run.file(ENCODER_WEIGHTS), classifier.config)
-    shutil.copyfile(conditioning.run / "normalization.json", run.file(ENCODER_NORMALIZATION))
-    if loop.conditions.bank is not None:
-        loop.conditions.bank.save(run.file(CONDITION_BANK))
-
-
-def final_samples(loop: GanLoop, n: int) -> SampleSet:
-    """What ``evaluate generated --fake <run>`` scores: balanced classes (class), one sample per random
-    training image with its id and class (embedding), or z alone (none)."""
-    seed = loop.cfg.run.seed + 3
-    generator_run = _as_generator_run(loop)
-    if n == 0:
-        return SampleSet(torch.zeros(0, *generator_run.image_shape, dtype=torch.uint8), None, "no samples",
-                         GRID_COLUMNS)
-    if loop.cfg.gan.conditioning != "embedding":
-        return sample_unconditional(generator_run, n, seed)
-    split = loop.ctx.data.splits["train"]
-    rows = np.random.default_rng(seed).choice(len(split), n, replace=n > len(split))
-    return sample_for_images(generator_run, split.uint8_batch(rows), [split.ids[i] for i in rows],
-                             split.labels.numpy()[rows], seed)
-
-
 def generator_manifest(loop: GanLoop, samples: SampleSet) -> dict:
     """generator.json: every network that shaped the samples (the independence contract)."""
     gan, conditioning = loop.cfg.gan, loop.conditioning
     uses = [name for name, used in (("condition", gan.conditioning == "embedding"),
                                     ("projected discriminator head", gan.projected_head),
                                     ("guidance loss", gan.guidance_weight > 0)) if used]
-    # the class mode takes labels, not the classifier; the classifier's weights are still declared when
-    # anything of it was used, and in class mode too (its data split and class order define the labels)
-    declared = [conditioning.hashes["tensors"], conditioning.hashes["file"]] if uses or gan.conditioning == "class" \
-        else []
-    return {HASH_KEY: declared, "samples": SAMPLES_FILE, "conditioning_run": str(conditioning.run),
+    return {HASH_KEY: declared_hashes(conditioning, uses, gan.conditioning), "samples": SAMPLES_FILE, "conditioning_run": str(conditioning.run),
             "stage": "gan", "conditioning": gan.conditioning, "classifier_used_for": uses,
             "description": f"GAN, {gan.conditioning}-conditional, {loop.state.step} steps: {samples.description}"}

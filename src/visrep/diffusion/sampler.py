@@ -1,0 +1,96 @@
+"""A trained denoiser used as a generator: ``generator(z, condition)`` → images, like the GAN's.
+
+``z`` (N, C·S·S) is the starting noise x_T, flattened so that the sampling code shared with the GAN
+(:mod:`visrep.generate.sample`) draws it the same way. DDIM (η = 0) and DPM-Solver++ are
+deterministic given x_T; DDPM also adds noise at every step, drawn from a generator seeded by the
+batch's own x_T, so a seeded call still gives the same images.
+
+The denoiser runs under the project's autocast (bf16 where fast); the scheduler's arithmetic stays
+in float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from visrep.diffusion.guidance import guided_prediction
+from visrep.diffusion.schedule import check_sampler, sampling_scheduler
+from visrep.errors import UserError
+from visrep.inference.autocast import autocast_context
+
+
+CPU_BATCH = 64  # images per denoiser call on a CPU (×2 with guidance): measured 1,282 evaluations/s at 64 vs 626 at
+#               1,000 (1.1 M-parameter U-Net, 28 px, bf16, 2 cores): large batches spill out of the caches
+CUDA_BATCH = 1024
+
+
+@dataclass
+class SamplingOptions:
+    sampler: str = "dpm++"
+    steps: int = 20
+    guidance: float = 1.5
+    precision: str = "auto"
+
+    def check(self, trained_unconditional: bool) -> None:
+        check_sampler(self.sampler, self.steps)
+        if self.guidance < 0:
+            raise UserError(f"--guidance must be ≥ 0 (got {self.guidance})")
+        if self.guidance != 1.0 and not trained_unconditional:
+            raise UserError(f"--guidance {self.guidance} needs an unconditional branch, and this model was trained "
+                            "without one (diffusion.condition_dropout=0, or no condition): use --guidance 1")
+
+
+class DiffusionGenerator(nn.Module):
+    """The EMA denoiser + sampling options, callable as ``(z (N, C·S·S), condition) → [-1, 1] images``."""
+
+    def __init__(self, denoiser: nn.Module, options: SamplingOptions, trained_unconditional: bool):
+        super().__init__()
+        self.denoiser = denoiser
+        self.options = options
+        self.trained_unconditional = trained_unconditional
+
+    @property
+    def mode(self) -> str:
+        return self.denoiser.mode
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.denoiser.image_shape)
+
+    @property
+    def latent_dim(self) -> int:
+        channels, size, _ = self.image_shape
+        return channels * size * size
+
+    @torch.no_grad()
+    def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        self.options.check(self.trained_unconditional or self.mode == "none")
+        device = next(self.denoiser.parameters()).device
+        batch = CUDA_BATCH if device.type == "cuda" else CPU_BATCH
+        parts = [self._sample(z[start:start + batch], None if condition is None else condition[start:start + batch],
+                              device) for start in range(0, len(z), batch)]
+        return torch.cat(parts) if parts else torch.zeros(0, *self.image_shape, device=device)
+
+    def _sample(self, z: Tensor, condition: Tensor | None, device: torch.device) -> Tensor:
+        options = self.options
+        scheduler = sampling_scheduler(options.sampler, options.steps)
+        x = z.view(len(z), *self.image_shape).to(device).float() * scheduler.init_noise_sigma
+        condition = None if condition is None or self.mode == "none" else condition.to(device)
+        noise = torch.Generator().manual_seed(_seed_of(z))  # DDPM's per-step noise
+        for t in scheduler.timesteps:
+            timesteps = torch.full((len(x),), int(t), device=device, dtype=torch.int64)
+            with autocast_context(device, options.precision):
+                prediction = guided_prediction(self.denoiser, scheduler.scale_model_input(x, t), timesteps,
+                                               condition, options.guidance)
+            x = scheduler.step(prediction.float(), t, x, generator=noise).prev_sample
+        return x.clamp(-1, 1)
+
+
+def _seed_of(z: Tensor) -> int:
+    """A 63-bit seed from the bytes of ``z``: the same starting noise gives the same DDPM noise."""
+    digest = hashlib.blake2b(z.detach().float().cpu().numpy().tobytes(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1

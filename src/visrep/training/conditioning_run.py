@@ -1,0 +1,124 @@
+"""The trained classifier run a generator is conditioned and guided by, and the conditions it gives.
+
+Shared by the GAN and the diffusion loops. The run must be a finished *classifier* run (never the
+evaluator, which must stay independent of the generators), trained on the same data manifest and
+image shape as the generator. In ``embedding`` mode the training split's embeddings are computed
+once; the GAN also takes their kNN neighbourhoods (IC-GAN), and both fit the condition bank that
+sampled embeddings come from (RCG).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from visrep.data.prepare import PreparedData
+from visrep.errors import UserError
+from visrep.generate.conditions import ConditionBank, embed_images, neighbourhoods
+from visrep.generate.generator_run import CONDITION_BANK, ENCODER_NORMALIZATION, ENCODER_WEIGHTS
+from visrep.inference.encoder import FrozenEncoder
+from visrep.inference.independence import EVALUATOR_RECORD, weights_hashes
+from visrep.inference.loading import check_finished, saved_weights
+from visrep.runs import Run
+from visrep.storage import read_json, save_weights
+
+EMBED_CHUNK = 4096  # training images embedded per forward pass batch group
+
+
+@dataclass
+class Conditioning:
+    """The trained classifier whose representations the generator uses (frozen)."""
+    run: Path
+    encoder: FrozenEncoder
+    weights_file: Path
+    hashes: dict  # {"tensors", "file"}: see visrep.inference.independence
+
+
+@dataclass
+class TrainingConditions:
+    """Conditions of the training split: labels always; embeddings, neighbourhoods and bank in embedding mode."""
+    labels: Tensor  # (N,) int64
+    embeddings: Tensor | None = None  # (N, D) unit length
+    neighbours: Tensor | None = None  # (N, k) int64 train rows, each row's own first (GAN only)
+    bank: ConditionBank | None = None
+
+
+def load_conditioning(run_name: str | None, weights: str | None, layers, device: torch.device,
+                      section: str) -> Conditioning:
+    """The finished classifier run ``<section>.conditioning_run``, frozen, with every layer in ``layers``;
+    one error line otherwise."""
+    if not run_name:
+        raise UserError(f"{section}.conditioning_run must name a trained classifier run (visrep train classifier)")
+    run = Path(run_name).expanduser()
+    if not run.is_dir():
+        raise UserError(f"conditioning run not found: {run}")
+    if (run / EVALUATOR_RECORD).is_file():
+        raise UserError(f"{run} is an evaluator run: the generators must be conditioned on the classifier, "
+                        "so that the evaluator stays independent of them")
+    check_finished(run)
+    stage = read_json(run / "metrics.json").get("stage") if (run / "metrics.json").is_file() else None
+    if stage != "classifier":
+        raise UserError(f"{run} is not a trained classifier run (its stage is '{stage}')")
+    weights = weights or saved_weights(run)
+    encoder = FrozenEncoder.from_run(run, weights, device=device)
+    for layer in sorted(set(layers)):
+        if layer not in encoder.feature_layers:
+            raise UserError(f"the conditioning classifier has no layer '{layer}'; its layers are: "
+                            f"{', '.join(encoder.feature_layers)}")
+    weights_file = run / f"{weights}.safetensors"
+    return Conditioning(run, encoder, weights_file, weights_hashes(weights_file))
+
+
+def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
+    """The generator must train on the images, splits and image shape its classifier was trained on."""
+    theirs = read_json(conditioning.run / "manifest.json").get("hash")
+    advice = "set the data section (source, image_size, channels, split fractions and seed) as in its config.yaml"
+    if theirs != data.manifest["hash"]:
+        raise UserError(f"the conditioning run {conditioning.run} was trained on other data (manifest "
+                        f"{str(theirs)[:12]}…, this config's data {data.manifest['hash'][:12]}…): {advice}")
+    if tuple(data.image_shape) != tuple(conditioning.encoder.image_shape):
+        shape = "x".join(map(str, conditioning.encoder.image_shape))
+        raise UserError(f"the conditioning run {conditioning.run} was trained on other data ({shape} images, this "
+                        f"config's are {'x'.join(map(str, data.image_shape))}): {advice}")
+
+
+def training_conditions(mode: str, layer: str, encoder: FrozenEncoder, data: PreparedData, kmeans_clusters: int,
+                        knn_k: int | None = None, section: str = "gan") -> TrainingConditions:
+    """Labels; in embedding mode also the embeddings, the bank and (``knn_k`` given) the neighbourhoods."""
+    split = data.splits["train"]
+    conditions = TrainingConditions(labels=split.labels.clone())
+    if mode != "embedding":
+        return conditions
+    if knn_k is not None:
+        smallest = int(torch.bincount(split.labels, minlength=len(data.class_names)).min())
+        if knn_k > smallest:
+            raise UserError(f"{section}.knn_k={knn_k} is larger than the smallest class ({smallest} training "
+                            f"images): neighbourhoods would always mix classes; use {section}.knn_k ≤ {smallest}")
+    conditions.embeddings = torch.cat([
+        embed_images(encoder, split.uint8_batch(np.arange(start, min(start + EMBED_CHUNK, len(split)))), layer)
+        for start in range(0, len(split), EMBED_CHUNK)])
+    if knn_k is not None:
+        conditions.neighbours = neighbourhoods(conditions.embeddings, knn_k)
+    conditions.bank = ConditionBank.fit(conditions.embeddings, split.labels, len(data.class_names), kmeans_clusters)
+    return conditions
+
+
+def save_sampling_files(run: Run, conditioning: Conditioning, bank: ConditionBank | None) -> None:
+    """What makes a generator run self-contained for ``visrep sample``: a copy of the classifier's
+    weights and normalisation (to embed ``--like`` images) and the condition bank (sampled embeddings)."""
+    classifier = conditioning.encoder.classifier
+    save_weights(classifier, run.file(ENCODER_WEIGHTS), classifier.config)
+    shutil.copyfile(conditioning.run / "normalization.json", run.file(ENCODER_NORMALIZATION))
+    if bank is not None:
+        bank.save(run.file(CONDITION_BANK))
+
+
+def declared_hashes(conditioning: Conditioning, uses: list[str], mode: str) -> list[str]:
+    """The classifier's weight hashes a generator.json must declare: whenever any of it shaped the
+    generator, and in class mode too (its data split and class order define the labels)."""
+    return [conditioning.hashes["tensors"], conditioning.hashes["file"]] if uses or mode == "class" else []

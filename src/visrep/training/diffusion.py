@@ -1,0 +1,386 @@
+"""Diffusion training: config → the frozen conditioning classifier → data and conditions → U-Net → loop.
+
+``visrep train diffusion --config configs/diffusion_<dataset>.yaml`` trains a U-Net denoiser
+(:mod:`visrep.models.unet`) with v-prediction on a cosine schedule (:mod:`visrep.diffusion`), whose
+condition comes from a trained classifier run (``diffusion.conditioning_run``):
+
+* ``class``: the label;
+* ``embedding``: the classifier's unit-length embedding of the training image itself (RCG); sampling
+  without a given image draws embeddings from the condition bank fitted here;
+* ``none``: unconditional.
+
+Condition dropout (``diffusion.condition_dropout``) trains the unconditional branch that
+classifier-free guidance needs. The optional REPA loss (Yu et al. 2024) aligns a small projection
+of the U-Net's middle map with the frozen classifier's map at ``diffusion.repa_layer`` for the clean
+image (negative cosine per position, the classifier map average-pooled to the U-Net's grid).
+
+The loop is written out over the shared parts (run context, checkpointer, metrics logger,
+non-finite guard, EMA). The run directory is self-contained for ``visrep sample`` and is itself a
+generator run that ``visrep evaluate generated --fake`` scores (samples.npz + generator.json).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visrep.data.prepare import PreparedData
+from visrep.diffusion.loss import noise_batch, weighted_mse
+from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
+from visrep.diffusion.schedule import alphas_cumprod, check_sampler
+from visrep.errors import UserError
+from visrep.figures import save_image_grid
+from visrep.generate.generator_run import DENOISER_WEIGHTS, GeneratorRun
+from visrep.generate.outputs import SAMPLES_FILE, write_npz
+from visrep.generate.sample import SampleSet, final_sample_set, generate
+from visrep.hardware.precision import check_precision
+from visrep.inference.autocast import autocast_context
+from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY
+from visrep.models import create_model
+from visrep.storage import save_weights
+from visrep.training.checkpointer import Checkpointer
+from visrep.training.conditioning_run import (
+    Conditioning,
+    TrainingConditions,
+    check_same_data,
+    declared_hashes,
+    load_conditioning,
+    save_sampling_files,
+    training_conditions,
+)
+from visrep.training.context import RunContext
+from visrep.training.ema import EMA
+from visrep.training.guards import NonFiniteGuard
+from visrep.training.metrics_log import MetricsLogger
+
+GRID_COLUMNS = 8
+GRID_STEPS = 20  # sampler steps of the progress grids (the run's own sampler and guidance)
+
+
+@dataclass
+class DiffusionState:
+    step: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    interval: dict = field(default_factory=dict)  # sums of the logged numbers since the last record
+
+
+@dataclass
+class DiffusionLoop:
+    ctx: RunContext
+    conditioning: Conditioning
+    conditions: TrainingConditions
+    model: nn.Module  # the U-Net being trained
+    projector: nn.Module | None  # REPA: U-Net middle map → classifier feature channels
+    optimizer: torch.optim.Optimizer
+    ema: EMA
+    guard: NonFiniteGuard
+    checkpointer: Checkpointer
+    log: MetricsLogger
+    alphas_cumprod: Tensor  # (T,)
+    fixed: tuple[Tensor, Tensor | None]  # (x_T flattened, condition) of the sample grids
+    state: DiffusionState = field(default_factory=DiffusionState)
+
+    @property
+    def cfg(self):
+        return self.ctx.cfg
+
+
+def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
+    """Train per ``cfg`` (a DiffusionConfig), or continue the run at ``resume``; returns the run directory."""
+    if resume is not None and (Path(resume) / "metrics.json").is_file():
+        raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
+    loop = prepare_loop(cfg, progress, data, resume)
+    ctx, run = loop.ctx, loop.ctx.run
+    if resume:
+        loop.state = DiffusionState(**loop.checkpointer.restore_latest()["trainer"])
+        loop.log.truncate("step", loop.state.step)
+        run.logger.info("resumed at step %d", loop.state.step)
+    run.logger.info("training a %s-conditional diffusion model (%.2f M parameters) for %d steps on %s",
+                    cfg.diffusion.conditioning, _millions(loop.model), cfg.train.steps,
+                    ctx.record_compute(cfg.train.channels_last))
+    steps = loop.log.bar(range(loop.state.step, cfg.train.steps), "diffusion", total=cfg.train.steps,
+                         initial=loop.state.step)
+    for _ in steps:
+        train_step(loop)
+        after_step(loop)
+        if _out_of_time(loop):
+            run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
+            break
+    finish(loop)
+    return run.path
+
+
+def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
+                 resume: Path | None = None) -> DiffusionLoop:
+    """Everything before the first step; the run directory only once the config, the conditioning run
+    and the networks are known to be good."""
+    _check_config(cfg)
+    ctx = RunContext.prepare(cfg, progress, data)
+    if ctx.dist.enabled:  # DDP for the diffusion loop: issue 24
+        raise UserError("visrep train diffusion runs as one process for now; start it without torchrun")
+    opts = cfg.diffusion
+    layers = {opts.layer} | ({opts.repa_layer} if opts.repa_weight > 0 else set())
+    conditioning = load_conditioning(opts.conditioning_run, opts.weights, layers, ctx.device, "diffusion")
+    check_same_data(conditioning, ctx.data)
+    if cfg.data.image_size is None:
+        cfg.data.image_size = ctx.data.image_shape[1]
+    conditions = training_conditions(opts.conditioning, opts.layer, conditioning.encoder, ctx.data,
+                                     opts.kmeans_clusters, section="diffusion")
+    model = build_denoiser(cfg, ctx.data, conditions)
+    projector = build_projector(cfg, model, conditioning, ctx.data) if opts.repa_weight > 0 else None
+    ctx.open_run("diffusion", resume)
+    return build_loop(ctx, conditioning, conditions, model, projector)
+
+
+def _check_config(cfg) -> None:
+    check_precision(cfg.train.precision, "train.precision")
+    opts = cfg.diffusion
+    check_sampler(opts.sampler, opts.sample_steps)
+    if opts.guidance != 1.0 and opts.conditioning != "none" and opts.condition_dropout == 0:
+        raise UserError(f"diffusion.guidance={opts.guidance} needs an unconditional branch: train with "
+                        "diffusion.condition_dropout > 0 (0.1 is usual), or set diffusion.guidance=1")
+
+
+def _millions(model: nn.Module) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+# ---- networks and the loop's parts ------------------------------------------------------------
+def build_denoiser(cfg, data: PreparedData, conditions: TrainingConditions) -> nn.Module:
+    channels, size, _ = data.image_shape
+    opts = cfg.diffusion
+    embedding_dim = conditions.embeddings.shape[1] if conditions.embeddings is not None else 0
+    return create_model("unet", image_size=size, channels=channels, mode=opts.conditioning,
+                        num_classes=len(data.class_names), embedding_dim=embedding_dim, width=opts.width,
+                        multipliers=list(opts.multipliers), blocks=opts.blocks, dropout=opts.dropout,
+                        attention=opts.attention, patch=opts.patch)
+
+
+def build_projector(cfg, model: nn.Module, conditioning: Conditioning, data: PreparedData) -> nn.Module:
+    """REPA's projection: a 2-layer 1×1-conv MLP from the U-Net's middle channels to the classifier map's."""
+    probe = torch.zeros(1, *data.image_shape, dtype=torch.uint8, device=conditioning.encoder.scale.device)
+    with torch.no_grad():
+        target = conditioning.encoder.forward_intermediates(probe, [cfg.diffusion.repa_layer])[1]
+    feature = target[cfg.diffusion.repa_layer]
+    if feature.dim() != 4:
+        raise UserError(f"diffusion.repa_layer='{cfg.diffusion.repa_layer}' is not a feature map (its output is "
+                        f"{tuple(feature.shape[1:])}): name a convolutional stage of the classifier")
+    hidden = 2 * model.feature_channels
+    return nn.Sequential(nn.Conv2d(model.feature_channels, hidden, 1), nn.SiLU(),
+                         nn.Conv2d(hidden, feature.shape[1], 1))
+
+
+def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: TrainingConditions, model: nn.Module,
+               projector: nn.Module | None) -> DiffusionLoop:
+    cfg, device = ctx.cfg, ctx.device
+    model = model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    trained = list(model.parameters()) + (list(projector.to(device).parameters()) if projector is not None else [])
+    optimizer = torch.optim.AdamW(trained, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    ema = EMA(model, cfg.train.ema_decay)
+    run = ctx.run
+    parts = {"model": model, "optimizer": optimizer, "ema": ema}
+    if projector is not None:
+        parts["projector"] = projector
+    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, **parts)
+    log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
+    guard = NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger)
+    loop = DiffusionLoop(ctx, conditioning, conditions, model, projector, optimizer, ema, guard, checkpointer, log,
+                         alphas_cumprod(), (None, None))
+    loop.fixed = _fixed_grid_inputs(loop)
+    return loop
+
+
+def _fixed_grid_inputs(loop: DiffusionLoop) -> tuple[Tensor, Tensor | None]:
+    """The same starting noise and conditions for every grid of a run, from their own seeded generator."""
+    rng = torch.Generator().manual_seed(loop.cfg.run.seed + 1)
+    mode, labels = loop.cfg.diffusion.conditioning, loop.conditions.labels
+    rows = min(10, int(labels.max()) + 1) if mode == "class" else GRID_COLUMNS
+    channels, size, _ = loop.ctx.data.image_shape
+    noise = torch.randn(rows * GRID_COLUMNS, channels * size * size, generator=rng)
+    if mode == "class":  # one row per class
+        return noise, torch.arange(rows).repeat_interleave(GRID_COLUMNS)
+    if mode == "embedding":  # one row per training image
+        picks = torch.randperm(len(labels), generator=rng)[:rows]
+        return noise, loop.conditions.embeddings[picks].repeat_interleave(GRID_COLUMNS, dim=0)
+    return noise, None
+
+
+# ---- the loop's steps ----------------------------------------------------------------------------
+def draw_batch(loop: DiffusionLoop) -> tuple[Tensor, Tensor, Tensor | None]:
+    """(uint8 images (B, C, S, S), the same in [-1, 1], their condition) from the global RNG (restored on resume)."""
+    split = loop.ctx.data.splits["train"]
+    rows = torch.randint(len(split), (loop.cfg.data.batch_size,))
+    raw = split.uint8_batch(rows.numpy()).to(loop.ctx.device)
+    mode = loop.cfg.diffusion.conditioning
+    condition = {"class": loop.conditions.labels, "embedding": loop.conditions.embeddings}.get(mode)
+    condition = None if condition is None else condition[rows].to(loop.ctx.device)
+    return raw, raw.float() / 127.5 - 1.0, condition
+
+
+def train_step(loop: DiffusionLoop) -> None:
+    """One optimizer step on the weighted v-loss (+ REPA), then the EMA."""
+    started, cfg, state = time.perf_counter(), loop.cfg, loop.state
+    raw, images, condition = draw_batch(loop)
+    drop = _condition_dropout(loop, len(images))
+    batch = noise_batch(images, loop.alphas_cumprod, cfg.diffusion.min_snr_gamma)
+    _set_learning_rate(loop)
+    with autocast_context(loop.ctx.device, loop.ctx.precision.precision):
+        prediction, middle = loop.model(batch.noisy, batch.timesteps, condition, drop, features=True)
+        record = {"v_loss": weighted_mse(prediction, batch)}
+        loss = record["v_loss"]
+        if loop.projector is not None:
+            record["repa_loss"] = repa_loss(loop, middle, raw)
+            loss = loss + cfg.diffusion.repa_weight * record["repa_loss"]
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.train.grad_clip > 0:
+        record["grad_norm"] = torch.nn.utils.clip_grad_norm_(_trained_parameters(loop), cfg.train.grad_clip)
+    if loop.guard.batch_is_usable(loss, _trained_parameters(loop), state.step, 0):
+        loop.optimizer.step()
+    loop.ema.decay = min(cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
+    loop.ema.update(loop.model)
+    state.step += 1
+    state.images_seen += len(images)
+    state.train_seconds += time.perf_counter() - started
+    _accumulate(state, record)
+
+
+def _condition_dropout(loop: DiffusionLoop, n: int) -> Tensor | None:
+    """(n,) bool rows whose condition is replaced by the null one (classifier-free guidance's training)."""
+    opts = loop.cfg.diffusion
+    if opts.conditioning == "none" or opts.condition_dropout == 0:
+        return None
+    return (torch.rand(n) < opts.condition_dropout).to(loop.ctx.device)
+
+
+def repa_loss(loop: DiffusionLoop, middle: Tensor, raw: Tensor) -> Tensor:
+    """1 − mean cosine between the projected U-Net middle map and the classifier's map of the clean image."""
+    layer = loop.cfg.diffusion.repa_layer
+    with torch.no_grad():
+        target = loop.conditioning.encoder.forward_intermediates(raw, [layer])[1][layer].float()
+    target = F.adaptive_avg_pool2d(target, middle.shape[-2:])
+    projected = loop.projector(middle).float()
+    return 1 - F.cosine_similarity(projected, target, dim=1).mean()
+
+
+def _trained_parameters(loop: DiffusionLoop) -> list[nn.Parameter]:
+    extra = list(loop.projector.parameters()) if loop.projector is not None else []
+    return list(loop.model.parameters()) + extra
+
+
+def _set_learning_rate(loop: DiffusionLoop) -> None:
+    """Linear warm-up over train.warmup_steps, then constant (the EMA does the averaging)."""
+    warmup = loop.cfg.train.warmup_steps
+    scale = min(1.0, (loop.state.step + 1) / warmup) if warmup else 1.0
+    for group in loop.optimizer.param_groups:
+        group["lr"] = loop.cfg.train.lr * scale
+
+
+def _accumulate(state: DiffusionState, record: dict) -> None:
+    for key, value in record.items():
+        state.interval[key] = state.interval.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
+    state.interval["_steps"] = state.interval.get("_steps", 0.0) + 1
+
+
+def after_step(loop: DiffusionLoop) -> None:
+    """Metrics, sample grid and checkpoint, each at its interval."""
+    cfg, state = loop.cfg, loop.state
+    if state.step % cfg.train.log_every == 0 or state.step == cfg.train.steps:
+        _log_interval(loop)
+    if state.step % cfg.train.sample_every == 0:
+        save_grid(loop, f"step-{state.step:06d}.png")
+    if state.step % cfg.train.checkpoint_every == 0 and loop.ctx.is_main:
+        loop.checkpointer.save(state.step, trainer=asdict(state))
+
+
+def _log_interval(loop: DiffusionLoop) -> None:
+    state = loop.state
+    interval, steps = dict(state.interval), state.interval.get("_steps", 0.0)
+    if not steps:
+        return
+    record = {"step": state.step, **{key: value / steps for key, value in interval.items() if key != "_steps"},
+              "lr": loop.optimizer.param_groups[0]["lr"], "images_seen": state.images_seen,
+              "train_seconds": state.train_seconds, "images_per_s": state.images_seen / max(state.train_seconds, 1e-9)}
+    state.interval = {}
+    loop.log.log(record, state.step, f"step {state.step}: v_loss {record['v_loss']:.4f} | "
+                                     f"{record['images_per_s']:.0f} img/s")
+
+
+def _out_of_time(loop: DiffusionLoop) -> bool:
+    limit = loop.cfg.train.max_minutes
+    return limit is not None and loop.state.train_seconds >= 60 * limit
+
+
+@torch.no_grad()
+def save_grid(loop: DiffusionLoop, name: str) -> Path | None:
+    """A grid from the EMA denoiser with the run's sampler, fixed noise and conditions (run dir and TensorBoard)."""
+    if not loop.ctx.is_main:
+        return None
+    noise, condition = loop.fixed
+    images = generate(as_generator_run(loop, steps=GRID_STEPS), noise, condition)
+    path = save_image_grid(images, loop.ctx.run.file("grids") / name, GRID_COLUMNS)
+    if loop.log.tensorboard is not None:
+        from PIL import Image
+
+        loop.log.tensorboard.add_image("samples", np.asarray(Image.open(path).convert("RGB")), loop.state.step,
+                                       dataformats="HWC")
+    return path
+
+
+def as_generator_run(loop: DiffusionLoop, steps: int | None = None) -> GeneratorRun:
+    """The EMA denoiser as a GeneratorRun, so that the stage samples with the code `visrep sample` uses."""
+    opts = loop.cfg.diffusion
+    options = SamplingOptions(opts.sampler, steps or opts.sample_steps, opts.guidance, loop.cfg.train.precision)
+    trained_unconditional = opts.condition_dropout > 0 or opts.conditioning == "none"
+    generator = DiffusionGenerator(loop.ema.model.eval(), options, trained_unconditional)
+    return GeneratorRun(loop.ctx.run.path, loop.cfg, generator, list(loop.ctx.data.class_names), loop.ctx.device,
+                        loop.conditioning.encoder, loop.conditions.bank)
+
+
+# ---- the end of training -----------------------------------------------------------------------
+def finish(loop: DiffusionLoop) -> None:
+    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last)."""
+    if not loop.ctx.is_main:
+        return
+    run, state, cfg = loop.ctx.run, loop.state, loop.cfg
+    _log_interval(loop)
+    save_weights(loop.ema.model, run.file(DENOISER_WEIGHTS), loop.model.config)
+    save_sampling_files(run, loop.conditioning, loop.conditions.bank)
+    save_grid(loop, "final.png")
+    started = time.perf_counter()
+    samples = final_sample_set(as_generator_run(loop), loop.ctx.data.splits["train"], cfg.diffusion.final_samples,
+                               cfg.run.seed + 3)
+    sample_seconds = time.perf_counter() - started
+    write_npz(run.file(SAMPLES_FILE), samples)
+    run.write_json(GENERATOR_MANIFEST, generator_manifest(loop, samples))
+    run.write_json("metrics.json", {"stage": "diffusion", "steps": state.step, "images_seen": state.images_seen,
+                                    "train_seconds": state.train_seconds, "conditioning": cfg.diffusion.conditioning,
+                                    "final_samples": len(samples.images), "sample_seconds": sample_seconds,
+                                    "sampler": cfg.diffusion.sampler, "sample_steps": cfg.diffusion.sample_steps,
+                                    "guidance": cfg.diffusion.guidance, "parameters_millions": _millions(loop.model)})
+    loop.log.close()
+    run.logger.info("%d steps, %d images, %.1f s of training; %d samples in %.1f s (%s, %d steps, guidance %s) in %s",
+                    state.step, state.images_seen, state.train_seconds, len(samples.images), sample_seconds,
+                    cfg.diffusion.sampler, cfg.diffusion.sample_steps, cfg.diffusion.guidance, SAMPLES_FILE)
+
+
+def generator_manifest(loop: DiffusionLoop, samples: SampleSet) -> dict:
+    """generator.json: every network that shaped the samples (the independence contract)."""
+    opts = loop.cfg.diffusion
+    uses = [name for name, used in (("condition", opts.conditioning == "embedding"),
+                                    ("REPA alignment loss", opts.repa_weight > 0)) if used]
+    return {HASH_KEY: declared_hashes(loop.conditioning, uses, opts.conditioning), "samples": SAMPLES_FILE,
+            "conditioning_run": str(loop.conditioning.run), "stage": "diffusion", "conditioning": opts.conditioning,
+            "classifier_used_for": uses, "sampler": opts.sampler, "steps": opts.sample_steps,
+            "guidance": opts.guidance,
+            "description": f"diffusion, {opts.conditioning}-conditional, {loop.state.step} steps, {opts.sampler} "
+                           f"{opts.sample_steps} steps, guidance {opts.guidance}: {samples.description}"}
