@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sweep-n", type=int, default=2000)
     parser.add_argument("--scales", default="0,1,2,4")
     parser.add_argument("--steps-list", default="10,20,50")
+    parser.add_argument("--guide", metavar="RUN", help="also sweep classifier guidance by this noise-aware guide run")
+    parser.add_argument("--classifier-scales", default="1,2,4", help="with --guide; classifier-free guidance off (s = 1)")
     parser.add_argument("--out", help="results JSON to write")
     return parser.parse_args(argv)
 
@@ -119,18 +121,25 @@ def sweep(args, root: Path) -> dict:
     points = [{"sampler": "dpm++", "steps": 20, "guidance": float(s)} for s in args.scales.split(",")]
     points += [{"sampler": x, "steps": int(k), "guidance": None} for x in ("ddim", "dpm++")
                for k in args.steps_list.split(",")]
+    if args.guide:
+        points += [{"sampler": "dpm++", "steps": 20, "guidance": 1.0, "classifier_scale": float(c)}
+                   for c in args.classifier_scales.split(",")]
     rows = []
     for point in points:
-        name = f"{point['sampler']}-{point['steps']}-g{point['guidance']}".replace("+", "p")
+        name = f"{point['sampler']}-{point['steps']}-g{point['guidance']}-c{point.get('classifier_scale', 0)}"
+        name = name.replace("+", "p")
         out = root / name
         command = [*VISREP, "sample", str(run), "--n", str(args.sweep_n), "--seed", str(args.seed), "--out", str(out),
                    "--overwrite", "--sampler", point["sampler"], "--steps", str(point["steps"])]
         if point["guidance"] is not None:
             command += ["--guidance", str(point["guidance"])]
+        if point.get("classifier_scale"):
+            command += ["--classifier-guidance", args.guide, "--classifier-scale", str(point["classifier_scale"])]
         seconds = run_logged(command, root / f"{name}.log", out / "samples.npz")
         scored = score(args, out, name, root, args.sweep_n, real="val")
         metrics = flat_metrics(scored["model"])
         rows.append({**point, "guidance": point["guidance"] if point["guidance"] is not None else "run's",
+                     "classifier_scale": point.get("classifier_scale"),
                      "sampling_images_per_s": round(args.sweep_n / seconds, 2) if seconds else None,
                      **{key: _round(metrics.get(key)) for key in METRICS}})
     return {"rows": rows, "floor": floor_row(scored)}
@@ -201,8 +210,9 @@ def sweep_record(args, found: dict) -> dict:
                ("sampling_images_per_s", "sampling img/s"), ("fid", "FID ↓"), ("kid", "KID ↓"),
                ("precision", "precision ↑"), ("recall", "recall ↑"), ("coverage", "coverage ↑"),
                ("gan_test", "GAN-test ↑")]
-    guidance_rows = [r for r in found["rows"] if r["guidance"] != "run's"]
+    guidance_rows = [r for r in found["rows"] if r["guidance"] != "run's" and not r.get("classifier_scale")]
     step_rows = [r for r in found["rows"] if r["guidance"] == "run's"]
+    guide_rows = [r for r in found["rows"] if r.get("classifier_scale")]
     return {"goal": "Diffusion, MNIST: guidance-scale and sampler-steps sweeps", "issue": 22, "order": 91,
             "target": "none: how guidance and steps trade quality for diversity and speed (validation split)",
             "met": None, "headline": "see the tables", "host": machine_line(),
@@ -211,9 +221,11 @@ def sweep_record(args, found: dict) -> dict:
             "command": ["python benchmarks/bench_diffusion.py " + " ".join(sys.argv[1:])],
             "seeds": {"sampling": args.seed, "scoring": 0},
             "setup": f"Run {args.sweep}; {args.sweep_n:,} samples per point scored against as many validation images.",
-            "tables": [_table("Guidance scale (dpm++, 20 steps)", guidance_rows, columns),
-                       _table("Sampler and steps (the run's guidance)", step_rows, columns),
-                       _table("Real-vs-real floor", [found["floor"]])],
+            "tables": [_table("Classifier-free guidance scale s (dpm++, 20 steps)", guidance_rows, columns),
+                       _table("Sampler and steps (the run's guidance)", step_rows, columns)]
+            + ([_table(f"Classifier guidance by the noise-aware guide {args.guide} (classifier-free guidance off, "
+                       "dpm++, 20 steps)", guide_rows, [("classifier_scale", "classifier scale")] + columns[3:])]
+               if guide_rows else []) + [_table("Real-vs-real floor", [found["floor"]])],
             "notes": []}
 
 

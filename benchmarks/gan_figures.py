@@ -1,4 +1,5 @@
-"""Small committed figures of a trained GAN: a class grid, and given images with their variations.
+"""Small committed figures of a trained generator (GAN or diffusion): a class grid, and given images with
+their variations.
 
     python benchmarks/gan_figures.py classes RUN OUT.png [--per-class 8]
     python benchmarks/gan_figures.py variations RUN OUT.png [--images 6] [--per-image 7]

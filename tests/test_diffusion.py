@@ -238,6 +238,19 @@ def test_sample_cli_with_sampler_steps_and_guidance(diffusion_runs, tmp_path):
     assert np.load(tmp_path / "sampled" / "samples.npz")["labels"].shape == (5,)
 
 
+def test_guidance_outside_its_interval_is_the_conditional_prediction(diffusion_runs, tmp_path):
+    """With an interval that no sampled timestep falls in, guidance s = 3 gives exactly s = 1's images."""
+    run = str(diffusion_runs["class"])
+    common = ["sample", run, "--class", "2", "--n", "4", "--sampler", "ddim", "--steps", "4"]
+    assert main([*common, "--guidance", "1", "--out", str(tmp_path / "plain")]) == 0
+    assert main([*common, "--guidance", "3", "--guidance-interval", "0", "0.1", "--out", str(tmp_path / "outside")]) == 0
+    assert main([*common, "--guidance", "3", "--out", str(tmp_path / "guided")]) == 0
+    plain, outside, guided = (np.load(tmp_path / name / "samples.npz")["images"]
+                              for name in ("plain", "outside", "guided"))
+    assert np.array_equal(plain, outside)  # 4 trailing steps: t = 999, 749, 499, 249, none ≤ 100
+    assert not np.array_equal(plain, guided)
+
+
 # ---- bad input: one error line, exit code 2, nothing written -------------------------------------
 def _fails(capsys, argv, message):
     code = main(argv)
@@ -251,6 +264,7 @@ def test_bad_sampling_input_is_one_error_line(diffusion_runs, tiny_trained_run, 
     _fails(capsys, ["sample", run, "--steps", "0", "--out", out], "--steps must be between 1 and 1000")
     _fails(capsys, ["sample", run, "--sampler", "euler", "--out", out], "unknown sampler 'euler'")
     _fails(capsys, ["sample", run, "--guidance", "-1", "--out", out], "--guidance must be ≥ 0")
+    _fails(capsys, ["sample", run, "--guidance-interval", "0.8", "0.2", "--out", out], "guidance interval must")
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     _fails(capsys, ["sample", str(diffusion_runs["embedding"]), "--like", str(corrupt), "--out", out],

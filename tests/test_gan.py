@@ -324,6 +324,8 @@ def test_bad_sampling_input_is_one_error_line(gan_runs, tmp_path, capsys):
     _fails(capsys, ["sample", embedding_run, "--like", str(tiny), "--out", str(tmp_path / "a")], "too small")
     _fails(capsys, ["sample", run, "--like", str(tiny), "--out", str(tmp_path / "a")], "embedding-conditional")
     _fails(capsys, ["sample", str(tmp_path), "--out", str(tmp_path / "a")], "not a finished generator run")
+    _fails(capsys, ["sample", run, "--steps", "5", "--classifier-scale", "2", "--out", str(tmp_path / "a")],
+           "--steps, --classifier-scale: a GAN draws in one step")
     assert not (tmp_path / "a").exists()
     taken = tmp_path / "taken"
     taken.mkdir()

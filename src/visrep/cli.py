@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "checkpoint")
     _add_source(diffusion)
     _add_common(diffusion)
+    guide = train.add_parser("guide", help="fine-tune a noise-aware copy of a classifier run, for classifier guidance")
+    guide.add_argument("--resume", metavar="RUN", help="continue an interrupted guide run from its last checkpoint")
+    _add_source(guide)
+    _add_common(guide)
 
     evaluate = verbs.add_parser("evaluate", help="evaluate a trained stage").add_subparsers(dest="action", required=True)
     eval_classifier = evaluate.add_parser("classifier", help="accuracy, P/R/F1, confusion matrix, calibration, curves")
@@ -108,6 +112,11 @@ def _add_sample_parser(verbs) -> None:
     diffusion.add_argument("--steps", type=int, help="sampler steps")
     diffusion.add_argument("--guidance", type=float, help="classifier-free guidance scale s: 0 unconditional, "
                            "1 conditional, > 1 stronger")
+    diffusion.add_argument("--guidance-interval", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                           help="classifier-free guidance only at timesteps in [LOW·T, HIGH·T] (fractions of T)")
+    diffusion.add_argument("--classifier-guidance", metavar="GUIDE_RUN",
+                           help="classifier guidance by this noise-aware guide (visrep train guide)")
+    diffusion.add_argument("--classifier-scale", type=float, help="classifier guidance scale (default 1 with a guide)")
     sample.set_defaults(action=None)
 
 
@@ -276,6 +285,22 @@ def cmd_train_diffusion(args) -> int:
     return 0
 
 
+def cmd_train_guide(args) -> int:
+    from pathlib import Path
+
+    from visrep.config import GuideConfig
+    from visrep.runs import load_run_config
+    from visrep.training.guide import train_guide
+
+    if args.resume:
+        _check_resume_flags(args)
+        run_path = train_guide(load_run_config(Path(args.resume), GuideConfig), resume=Path(args.resume))
+    else:
+        run_path = train_guide(load_cli_config(args, GuideConfig))
+    print(f"guide run: {run_path}")
+    return 0
+
+
 def cmd_sample(args) -> int:
     import time
     from pathlib import Path
@@ -285,8 +310,10 @@ def cmd_sample(args) -> int:
     from visrep.generate.outputs import write_sample_folder
 
     sample.check_count(args.n)
-    run = load_generator_run(Path(args.run), sampling={"sampler": args.sampler, "steps": args.steps,
-                                                      "guidance": args.guidance})
+    run = load_generator_run(Path(args.run), sampling={
+        "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
+        "guidance_interval": args.guidance_interval, "guide": args.classifier_guidance,
+        "classifier_scale": args.classifier_scale})
     if args.class_ is not None:
         samples = sample.sample_class(run, args.class_, args.n, args.seed)
     elif args.like:
@@ -296,7 +323,7 @@ def cmd_sample(args) -> int:
     else:
         samples = sample.sample_unconditional(run, args.n, args.seed)
     out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")
-    write_sample_folder(out, samples, run.path, args.overwrite)
+    write_sample_folder(out, samples, run.path, args.overwrite, guide=args.classifier_guidance)
     print(f"{samples.description}: {out}")
     return 0
 
@@ -406,7 +433,8 @@ COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
             ("train", "classifier"): cmd_train_classifier, ("evaluate", "classifier"): cmd_evaluate_classifier,
             ("models", None): cmd_models, ("train", "evaluator"): cmd_train_evaluator,
             ("evaluate", "generated"): cmd_evaluate_generated, ("train", "gan"): cmd_train_gan,
-            ("sample", None): cmd_sample, ("train", "diffusion"): cmd_train_diffusion}
+            ("sample", None): cmd_sample, ("train", "diffusion"): cmd_train_diffusion,
+            ("train", "guide"): cmd_train_guide}
 
 COMMANDS.update({("doctor", None): cmd_doctor, ("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
 

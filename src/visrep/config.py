@@ -261,6 +261,7 @@ class DiffusionOptions:
     sampler: str = "dpm++"  # ddpm | ddim | dpm++ (diffusers schedulers), what `visrep sample` uses by default
     sample_steps: int = 20
     guidance: float = 1.5  # classifier-free guidance scale s in u + s·(c − u); 1 = conditional alone, 0 = unconditional
+    guidance_interval: List[float] = field(default_factory=lambda: [0.0, 1.0])  # guide only where low·T ≤ t ≤ high·T
     embedding_sampler: str = "gaussian"  # sampled embeddings for unconditional generation: gaussian | kmeans
     kmeans_clusters: int = 100
     final_samples: int = 10000  # images written to samples.npz at the end (what `evaluate generated` scores)
@@ -290,6 +291,35 @@ class DiffusionTrainConfig:
 class DiffusionConfig(Config):
     diffusion: DiffusionOptions = field(default_factory=DiffusionOptions)
     train: DiffusionTrainConfig = field(default_factory=DiffusionTrainConfig)
+
+
+@dataclass
+class GuideOptions:
+    conditioning_run: Optional[str] = None  # the classifier run to copy (the diffusion model's conditioning run)
+    weights: Optional[str] = None  # its checkpoint: best | last; None = the one it saved as final
+    time_dim: int = 128  # sinusoidal timestep features → FiLM of the penultimate features
+
+
+@dataclass
+class GuideTrainConfig:
+    steps: int = 3000  # AdamW steps on noised training images, t uniform over the schedule
+    lr: float = 1.0e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    max_minutes: Optional[float] = None
+    log_every: int = 100
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    skip_bad_batches: int = 0
+    precision: str = "auto"
+    tensorboard: bool = True
+    threads: Optional[int] = None
+
+
+@dataclass
+class GuideConfig(Config):
+    guide: GuideOptions = field(default_factory=GuideOptions)
+    train: GuideTrainConfig = field(default_factory=GuideTrainConfig)
 
 
 def _schema(schema: type = Config):
@@ -377,6 +407,7 @@ _VALUE_RULES = (
     ("diffusion.kmeans_clusters", lambda v: v >= 1, "≥ 1"),
     ("diffusion.final_samples", lambda v: v >= 0, "≥ 0"),
     ("train.warmup_steps", lambda v: v >= 0, "≥ 0"),
+    ("guide.time_dim", lambda v: v >= 2 and v % 2 == 0, "an even number ≥ 2"),
     ("train.grad_clip", lambda v: v >= 0, "≥ 0"),
 )
 

@@ -102,7 +102,7 @@ def _load_torchvision(name: str, data_cfg) -> SourceData:
 def _open_torchvision(dataset_class, root: Path, train: bool, download: bool):
     try:
         return dataset_class(str(root), train=train, download=download)
-    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
+    except RuntimeError:  # torchvision: "Dataset not found or corrupted. You can use download=True ..."
         hint = "" if download else "; set data.download=true to fetch it (needs internet), or point data.source at an image folder"
         raise UserError(f"{dataset_class.__name__} files not found under {root}{hint}") from None
     except OSError as err:  # download attempted without network, disk full, ...

@@ -14,7 +14,6 @@ cannot change what was captured.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -40,6 +40,7 @@ DENOISER_WEIGHTS = "denoiser_ema.safetensors"
 ENCODER_WEIGHTS = "encoder.safetensors"
 ENCODER_NORMALIZATION = "encoder_normalization.json"
 CONDITION_BANK = "conditions.safetensors"
+GUIDE_WEIGHTS = "guide.safetensors"  # a guide run's noise-aware classifier (visrep.training.guide)
 
 
 @dataclass
@@ -91,8 +92,10 @@ def load_generator_run(path: str | Path, device: torch.device | None = None,
                        sampling: dict | None = None) -> GeneratorRun:
     """The finished generator of a run directory; one clear UserError for anything else.
 
-    ``sampling`` ({"sampler", "steps", "guidance"}, None values ignored) overrides a diffusion run's
-    sampling settings; a GAN has none."""
+    ``sampling`` ({"sampler", "steps", "guidance", "guidance_interval", "guide", "classifier_scale"}, None
+    values ignored)
+    overrides a diffusion run's sampling settings (``guide``: a guide run for classifier guidance); a GAN
+    has none."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"generator run not found: {path}")
@@ -105,8 +108,9 @@ def load_generator_run(path: str | Path, device: torch.device | None = None,
         raise UserError(f"{path} has not finished (no metrics.json): resume it with visrep train {verb} --resume {path}")
     sampling = {key: value for key, value in (sampling or {}).items() if value is not None}
     if sampling and not diffusion:
-        raise UserError(f"{', '.join('--' + key for key in sampling)}: a GAN draws in one step; these apply to "
-                        "diffusion runs only")
+        flags = {"guide": "--classifier-guidance"}
+        named = ", ".join(flags.get(key, "--" + key.replace("_", "-")) for key in sampling)
+        raise UserError(f"{named}: a GAN draws in one step; these apply to diffusion runs only")
     cfg = load_run_config(path, DiffusionConfig if diffusion else GanConfig)
     device = device or torch.device("cpu")
     tensors, model_config = load_weights(weights)
@@ -114,18 +118,44 @@ def load_generator_run(path: str | Path, device: torch.device | None = None,
     network.load_state_dict(tensors)
     network = network.to(device).eval()
     if diffusion:
-        network = _diffusion_generator(network, cfg, sampling)
+        network = _diffusion_generator(network, cfg, sampling, path, device)
     class_names = read_json(path / "manifest.json")["classes"]
     return GeneratorRun(path, cfg, network, list(class_names), device)
 
 
-def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict) -> DiffusionGenerator:
+def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict, path: Path,
+                         device: torch.device) -> DiffusionGenerator:
     options = SamplingOptions(sampling.get("sampler", cfg.diffusion.sampler),
                               sampling.get("steps", cfg.diffusion.sample_steps),
-                              sampling.get("guidance", cfg.diffusion.guidance), cfg.train.precision)
+                              sampling.get("guidance", cfg.diffusion.guidance), cfg.train.precision,
+                              sampling.get("classifier_scale", 0.0),
+                              tuple(sampling.get("guidance_interval", cfg.diffusion.guidance_interval)))
     trained_unconditional = cfg.diffusion.condition_dropout > 0 or cfg.diffusion.conditioning == "none"
     options.check(trained_unconditional)
-    return DiffusionGenerator(denoiser, options, trained_unconditional).eval()
+    guide = None
+    if sampling.get("guide") is not None:
+        if cfg.diffusion.conditioning != "class":
+            raise UserError("--classifier-guidance steers towards a class: it needs a class-conditional diffusion "
+                            f"run (this one is conditioned on '{cfg.diffusion.conditioning}')")
+        guide = load_guide(sampling["guide"], path, device)
+        options.classifier_scale = sampling.get("classifier_scale", 1.0)
+    elif options.classifier_scale:
+        raise UserError("--classifier-scale needs --classifier-guidance RUN (a noise-aware guide: visrep train guide)")
+    return DiffusionGenerator(denoiser, options, trained_unconditional, guide).eval()
+
+
+def load_guide(guide_run: str | Path, diffusion_run: Path, device: torch.device) -> nn.Module:
+    """The noise-aware classifier of a finished guide run trained on the diffusion run's data."""
+    guide_run = Path(guide_run)
+    if not (guide_run / GUIDE_WEIGHTS).is_file() or not (guide_run / "metrics.json").is_file():
+        raise UserError(f"{guide_run} is not a finished guide run (visrep train guide)")
+    ours, theirs = (read_json(folder / "manifest.json").get("hash") for folder in (diffusion_run, guide_run))
+    if ours != theirs:
+        raise UserError(f"the guide {guide_run} was trained on other data than {diffusion_run}")
+    tensors, model_config = load_weights(guide_run / GUIDE_WEIGHTS)
+    guide = create_model(**model_config)
+    guide.load_state_dict(tensors)
+    return guide.to(device).eval().requires_grad_(False)
 
 
 def load_encoder_copy(path: Path, device: torch.device, precision: str = "auto") -> FrozenEncoder:

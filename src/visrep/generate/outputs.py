@@ -18,7 +18,8 @@ import torch
 from visrep.errors import UserError
 from visrep.figures import save_image_grid
 from visrep.generate.sample import SampleSet
-from visrep.inference.independence import GENERATOR_MANIFEST, read_generator_manifest
+from visrep.generate.generator_run import GUIDE_WEIGHTS
+from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY, read_generator_manifest, weights_hashes
 from visrep.runs import atomic_write_text
 from visrep.storage import atomic_write
 
@@ -71,17 +72,24 @@ def write_grid(path: Path, samples: SampleSet) -> Path:
     return save_image_grid(tiles, path, samples.columns, frames=frames)
 
 
-def write_generator_manifest(folder: Path, generator_run: Path, samples: SampleSet) -> Path:
-    """generator.json for a sample folder: the run's own contract, pointing at these samples."""
+def write_generator_manifest(folder: Path, generator_run: Path, samples: SampleSet,
+                             guide: str | Path | None = None) -> Path:
+    """generator.json for a sample folder: the run's own contract, pointing at these samples; with a
+    classifier-guidance ``guide`` run, its weights are declared too (they shaped the samples)."""
     manifest = read_generator_manifest(generator_run)
     manifest.update({"samples": SAMPLES_FILE, "generator_run": str(Path(generator_run).resolve()),
                      "description": samples.description})
+    if guide is not None:
+        hashes = weights_hashes(Path(guide) / GUIDE_WEIGHTS)
+        manifest[HASH_KEY] = list(manifest.get(HASH_KEY, [])) + [hashes["tensors"], hashes["file"]]
+        manifest["classifier_guidance"] = str(Path(guide).resolve())
     return atomic_write_text(Path(folder) / GENERATOR_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
-def write_sample_folder(out: Path, samples: SampleSet, generator_run: Path, overwrite: bool = False) -> Path:
+def write_sample_folder(out: Path, samples: SampleSet, generator_run: Path, overwrite: bool = False,
+                        guide: str | Path | None = None) -> Path:
     claim_folder(out, overwrite)
     write_npz(out / SAMPLES_FILE, samples)
     write_grid(out / GRID_FILE, samples)
-    write_generator_manifest(out, generator_run, samples)
+    write_generator_manifest(out, generator_run, samples, guide)
     return Path(out)

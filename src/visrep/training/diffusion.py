@@ -57,7 +57,8 @@ from visrep.training.conditioning_run import (
 from visrep.training.context import RunContext
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard
-from visrep.training.metrics_log import MetricsLogger
+from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means
+from visrep.training.optim import set_warmup_lr
 
 GRID_COLUMNS = 8
 GRID_STEPS = 20  # sampler steps of the progress grids (the run's own sampler and guidance)
@@ -143,6 +144,8 @@ def _check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     opts = cfg.diffusion
     check_sampler(opts.sampler, opts.sample_steps)
+    SamplingOptions(opts.sampler, opts.sample_steps, opts.guidance,
+                    guidance_interval=tuple(opts.guidance_interval)).check(True)
     if opts.guidance != 1.0 and opts.conditioning != "none" and opts.condition_dropout == 0:
         raise UserError(f"diffusion.guidance={opts.guidance} needs an unconditional branch: train with "
                         "diffusion.condition_dropout > 0 (0.1 is usual), or set diffusion.guidance=1")
@@ -232,7 +235,7 @@ def train_step(loop: DiffusionLoop) -> None:
     raw, images, condition = draw_batch(loop)
     drop = _condition_dropout(loop, len(images))
     batch = noise_batch(images, loop.alphas_cumprod, cfg.diffusion.min_snr_gamma)
-    _set_learning_rate(loop)
+    set_warmup_lr(loop.optimizer, cfg.train.lr, state.step, cfg.train.warmup_steps)
     with autocast_context(loop.ctx.device, loop.ctx.precision.precision):
         prediction, middle = loop.model(batch.noisy, batch.timesteps, condition, drop, features=True)
         record = {"v_loss": weighted_mse(prediction, batch)}
@@ -251,7 +254,7 @@ def train_step(loop: DiffusionLoop) -> None:
     state.step += 1
     state.images_seen += len(images)
     state.train_seconds += time.perf_counter() - started
-    _accumulate(state, record)
+    accumulate(state.interval, record)
 
 
 def _condition_dropout(loop: DiffusionLoop, n: int) -> Tensor | None:
@@ -277,20 +280,6 @@ def _trained_parameters(loop: DiffusionLoop) -> list[nn.Parameter]:
     return list(loop.model.parameters()) + extra
 
 
-def _set_learning_rate(loop: DiffusionLoop) -> None:
-    """Linear warm-up over train.warmup_steps, then constant (the EMA does the averaging)."""
-    warmup = loop.cfg.train.warmup_steps
-    scale = min(1.0, (loop.state.step + 1) / warmup) if warmup else 1.0
-    for group in loop.optimizer.param_groups:
-        group["lr"] = loop.cfg.train.lr * scale
-
-
-def _accumulate(state: DiffusionState, record: dict) -> None:
-    for key, value in record.items():
-        state.interval[key] = state.interval.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
-    state.interval["_steps"] = state.interval.get("_steps", 0.0) + 1
-
-
 def after_step(loop: DiffusionLoop) -> None:
     """Metrics, sample grid and checkpoint, each at its interval."""
     cfg, state = loop.cfg, loop.state
@@ -304,12 +293,11 @@ def after_step(loop: DiffusionLoop) -> None:
 
 def _log_interval(loop: DiffusionLoop) -> None:
     state = loop.state
-    interval, steps = dict(state.interval), state.interval.get("_steps", 0.0)
-    if not steps:
+    means = interval_means(state.interval)
+    if not means:
         return
-    record = {"step": state.step, **{key: value / steps for key, value in interval.items() if key != "_steps"},
-              "lr": loop.optimizer.param_groups[0]["lr"], "images_seen": state.images_seen,
-              "train_seconds": state.train_seconds, "images_per_s": state.images_seen / max(state.train_seconds, 1e-9)}
+    record = {"step": state.step, **means, "lr": loop.optimizer.param_groups[0]["lr"],
+              "images_seen": state.images_seen, "train_seconds": state.train_seconds, "images_per_s": state.images_seen / max(state.train_seconds, 1e-9)}
     state.interval = {}
     loop.log.log(record, state.step, f"step {state.step}: v_loss {record['v_loss']:.4f} | "
                                      f"{record['images_per_s']:.0f} img/s")
@@ -339,7 +327,8 @@ def save_grid(loop: DiffusionLoop, name: str) -> Path | None:
 def as_generator_run(loop: DiffusionLoop, steps: int | None = None) -> GeneratorRun:
     """The EMA denoiser as a GeneratorRun, so that the stage samples with the code `visrep sample` uses."""
     opts = loop.cfg.diffusion
-    options = SamplingOptions(opts.sampler, steps or opts.sample_steps, opts.guidance, loop.cfg.train.precision)
+    options = SamplingOptions(opts.sampler, steps or opts.sample_steps, opts.guidance, loop.cfg.train.precision,
+                              guidance_interval=tuple(opts.guidance_interval))
     trained_unconditional = opts.condition_dropout > 0 or opts.conditioning == "none"
     generator = DiffusionGenerator(loop.ema.model.eval(), options, trained_unconditional)
     return GeneratorRun(loop.ctx.run.path, loop.cfg, generator, list(loop.ctx.data.class_names), loop.ctx.device,

@@ -53,7 +53,7 @@ from visrep.training.diffaugment import check_policies
 from visrep.training.ema import EMA
 from visrep.training.gan_steps import Critic, GanStepper, discriminator_backward, generator_backward
 from visrep.training.guards import NonFiniteGuard
-from visrep.training.metrics_log import MetricsLogger
+from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means
 
 COLLAPSE_LOSS = 1e-3  # a hinge D loss below this separates every real from every fake by the full margin
 STANDING_STATS_BATCHES = 20  # batches of fresh samples that re-estimate the EMA generator's BatchNorm statistics
@@ -234,15 +234,9 @@ def train_step(loop: GanLoop) -> None:
     loop.ema.update(stepper.generator)
     state.step += 1
     state.train_seconds += time.perf_counter() - started
-    _accumulate(state, {**d_record, **g_record})
+    accumulate(state.interval, {**d_record, **g_record})
     d_loss = float(d_record["d_loss"])
     state.collapsed_steps = state.collapsed_steps + 1 if d_loss < COLLAPSE_LOSS else 0
-
-
-def _accumulate(state: GanState, record: dict) -> None:
-    for key, value in record.items():
-        state.interval[key] = state.interval.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
-    state.interval["_steps"] = state.interval.get("_steps", 0.0) + 1
 
 
 def after_step(loop: GanLoop) -> None:
@@ -264,10 +258,10 @@ def after_step(loop: GanLoop) -> None:
 
 def _log_interval(loop: GanLoop) -> None:
     state = loop.state
-    interval, steps = dict(state.interval), state.interval.get("_steps", 0.0)
-    if not steps:
+    means = interval_means(state.interval)
+    if not means:
         return
-    record = {"step": state.step, **{key: value / steps for key, value in interval.items() if key != "_steps"},
+    record = {"step": state.step, **means,
               "images_seen": state.images_seen, "train_seconds": state.train_seconds,
               "images_per_s": state.images_seen / max(state.train_seconds, 1e-9)}
     state.interval = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
+import torch
 from tqdm import tqdm
 
 from visrep.runs import Run
@@ -62,3 +63,16 @@ def _open_tensorboard(run: Run):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(run.file("tensorboard")))
+
+
+def accumulate(interval: dict, record: dict) -> None:
+    """Add one step's numbers (tensors or floats) to the running sums of a logging interval; ``_steps`` counts."""
+    for key, value in record.items():
+        interval[key] = interval.get(key, 0.0) + float(value.detach() if torch.is_tensor(value) else value)
+    interval["_steps"] = interval.get("_steps", 0.0) + 1
+
+
+def interval_means(interval: dict) -> dict:
+    """The logging interval's sums → means (empty when no step was added)."""
+    steps = interval.get("_steps", 0.0)
+    return {key: value / steps for key, value in interval.items() if key != "_steps"} if steps else {}

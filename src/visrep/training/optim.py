@@ -83,3 +83,12 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, sta
     if schedule == "onecycle":
         return max(0.0, 1.0 - (1.0 - final) * progress)
     return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_warmup_lr(optimizer: torch.optim.Optimizer, base_lr: float, step: int, warmup_steps: int) -> float:
+    """Linear warm-up to ``base_lr`` over ``warmup_steps`` steps (``step`` counts from 0), then constant;
+    returns the learning rate set."""
+    lr = base_lr * (min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr

@@ -1,0 +1,205 @@
+"""The noise-aware guide: a copy of the classifier fine-tuned on noised images, for classifier guidance.
+
+``visrep train guide --config configs/guide_<dataset>.yaml`` (``guide.conditioning_run``: the classifier
+run the diffusion model is conditioned on). The copy (:class:`visrep.models.noise_aware.NoiseAwareClassifier`)
+starts from the classifier's weights, reads the timestep through FiLM on its penultimate features, and
+is trained with cross-entropy on x_t = √ᾱ·x₀ + √(1 − ᾱ)·ε, t uniform over the diffusion schedule
+(:mod:`visrep.diffusion.loss`), so that its gradient ∇ log p(y | x_t, t) means something at every
+noise level. At the end its validation accuracy is measured per quarter of the schedule: it must fall
+as the noise grows and stay above chance where guidance acts.
+
+Run directory: ``guide.safetensors`` (+ .json: the model config, normalisation included), metrics.jsonl,
+checkpoints, and metrics.json (last) with the accuracy by noise level.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from visrep.data.prepare import PreparedData
+from visrep.diffusion.loss import noise_batch
+from visrep.diffusion.schedule import TRAIN_TIMESTEPS, alphas_cumprod
+from visrep.errors import UserError
+from visrep.generate.generator_run import GUIDE_WEIGHTS
+from visrep.hardware.precision import check_precision
+from visrep.inference.autocast import autocast_context
+from visrep.models import create_model
+from visrep.storage import read_json, save_weights
+from visrep.training.checkpointer import Checkpointer
+from visrep.training.conditioning_run import check_same_data, load_conditioning
+from visrep.training.context import RunContext
+from visrep.training.guards import NonFiniteGuard
+from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means
+from visrep.training.optim import set_warmup_lr
+
+NOISE_BANDS = 4  # validation accuracy reported per quarter of the timesteps
+
+
+@dataclass
+class GuideState:
+    step: int = 0
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    interval: dict = field(default_factory=dict)
+
+
+@dataclass
+class GuideLoop:
+    ctx: RunContext
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    guard: NonFiniteGuard
+    checkpointer: Checkpointer
+    log: MetricsLogger
+    alphas_cumprod: Tensor
+    classifier_run: Path
+    state: GuideState = field(default_factory=GuideState)
+
+    @property
+    def cfg(self):
+        return self.ctx.cfg
+
+
+def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
+    """Fine-tune the noise-aware copy per ``cfg`` (a GuideConfig), or resume; returns the run directory."""
+    if resume is not None and (Path(resume) / "metrics.json").is_file():
+        raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
+    loop = prepare_loop(cfg, progress, data, resume)
+    run = loop.ctx.run
+    if resume:
+        loop.state = GuideState(**loop.checkpointer.restore_latest()["trainer"])
+        loop.log.truncate("step", loop.state.step)
+    run.logger.info("fine-tuning a noise-aware copy of %s for %d steps on %s", loop.classifier_run, cfg.train.steps,
+                    loop.ctx.record_compute(False))
+    for _ in loop.log.bar(range(loop.state.step, cfg.train.steps), "guide", total=cfg.train.steps,
+                          initial=loop.state.step):
+        train_step(loop)
+        after_step(loop)
+        if cfg.train.max_minutes is not None and loop.state.train_seconds >= 60 * cfg.train.max_minutes:
+            break
+    finish(loop)
+    return run.path
+
+
+def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
+                 resume: Path | None = None) -> GuideLoop:
+    check_precision(cfg.train.precision, "train.precision")
+    ctx = RunContext.prepare(cfg, progress, data)
+    if ctx.dist.enabled:
+        raise UserError("visrep train guide runs as one process for now; start it without torchrun")
+    conditioning = load_conditioning(cfg.guide.conditioning_run, cfg.guide.weights, [], ctx.device, "guide")
+    check_same_data(conditioning, ctx.data)
+    model = build_guide(conditioning.encoder.classifier, read_json(conditioning.run / "normalization.json"),
+                        cfg.guide.time_dim).to(ctx.device)
+    ctx.open_run("guide", resume)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    run = ctx.run
+    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, model=model,
+                                optimizer=optimizer)
+    log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
+    guard = NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger)
+    return GuideLoop(ctx, model, optimizer, guard, checkpointer, log, alphas_cumprod(), conditioning.run)
+
+
+def build_guide(classifier: nn.Module, normalization: dict, time_dim: int) -> nn.Module:
+    """The noise-aware classifier, its backbone a copy of ``classifier`` (weights included)."""
+    guide = create_model("noise_aware_classifier", backbone=dict(classifier.config),
+                         mean=list(normalization["mean"]), std=list(normalization["std"]), time_dim=time_dim)
+    guide.backbone.load_state_dict(classifier.state_dict())
+    return guide
+
+
+def draw_batch(loop: GuideLoop) -> tuple[Tensor, Tensor]:
+    """(training images in [-1, 1], labels) from the global RNG (restored on resume)."""
+    split = loop.ctx.data.splits["train"]
+    rows = torch.randint(len(split), (loop.cfg.data.batch_size,))
+    images = split.uint8_batch(rows.numpy()).to(loop.ctx.device).float() / 127.5 - 1.0
+    return images, split.labels[rows].to(loop.ctx.device)
+
+
+def train_step(loop: GuideLoop) -> None:
+    started, state, cfg = time.perf_counter(), loop.state, loop.cfg
+    images, labels = draw_batch(loop)
+    noised = noise_batch(images, loop.alphas_cumprod, 0.0)
+    set_warmup_lr(loop.optimizer, cfg.train.lr, state.step, cfg.train.warmup_steps)
+    loop.model.train()
+    with autocast_context(loop.ctx.device, loop.ctx.precision.precision):
+        logits = loop.model(noised.noisy, noised.timesteps)
+    loss = F.cross_entropy(logits.float(), labels)
+    loop.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if loop.guard.batch_is_usable(loss, loop.model.parameters(), state.step, 0):
+        loop.optimizer.step()
+    state.step += 1
+    state.images_seen += len(images)
+    state.train_seconds += time.perf_counter() - started
+    accumulate(state.interval, {"loss": loss, "accuracy": (logits.argmax(1) == labels).float().mean()})
+
+
+def after_step(loop: GuideLoop) -> None:
+    cfg, state = loop.cfg, loop.state
+    if state.step % cfg.train.log_every == 0 or state.step == cfg.train.steps:
+        _log_interval(loop)
+    if state.step % cfg.train.checkpoint_every == 0 and loop.ctx.is_main:
+        loop.checkpointer.save(state.step, trainer=asdict(state))
+
+
+def _log_interval(loop: GuideLoop) -> None:
+    state = loop.state
+    means = interval_means(state.interval)
+    if not means:
+        return
+    record = {"step": state.step, **means, "images_seen": state.images_seen, "train_seconds": state.train_seconds}
+    state.interval = {}
+    loop.log.log(record, state.step, f"step {state.step}: loss {record['loss']:.3f} accuracy "
+                                     f"{record['accuracy']:.3f} (all noise levels)")
+
+
+@torch.no_grad()
+def accuracy_by_noise(model: nn.Module, data: PreparedData, device: torch.device, precision: str,
+                      seed: int = 0, bands: int = NOISE_BANDS) -> list[dict]:
+    """Accuracy on the validation split (test if there is none) noised at timesteps drawn uniformly
+    within each of ``bands`` equal parts of the schedule."""
+    split = data.splits.get("val") or data.splits["test"]
+    generator = torch.Generator().manual_seed(seed)
+    schedule = alphas_cumprod()
+    model.eval()
+    results = []
+    for band in range(bands):
+        low, high = band * TRAIN_TIMESTEPS // bands, (band + 1) * TRAIN_TIMESTEPS // bands
+        correct = 0
+        for start in range(0, len(split), 500):
+            rows = np.arange(start, min(start + 500, len(split)))
+            images = split.uint8_batch(rows).to(device).float() / 127.5 - 1.0
+            t = torch.randint(low, high, (len(rows),), generator=generator)
+            noise = torch.randn(images.shape, generator=generator).to(device)
+            alpha_bar = schedule[t].view(-1, 1, 1, 1).to(device)
+            noisy = alpha_bar.sqrt() * images + (1 - alpha_bar).sqrt() * noise
+            with autocast_context(device, precision):
+                logits = model(noisy, t.to(device))
+            correct += int((logits.argmax(1).cpu() == split.labels[rows]).sum())
+        results.append({"timesteps": [low, high - 1], "accuracy": correct / len(split)})
+    return results
+
+
+def finish(loop: GuideLoop) -> None:
+    if not loop.ctx.is_main:
+        return
+    run, state = loop.ctx.run, loop.state
+    _log_interval(loop)
+    save_weights(loop.model, run.file(GUIDE_WEIGHTS), loop.model.config)
+    by_noise = accuracy_by_noise(loop.model, loop.ctx.data, loop.ctx.device, loop.ctx.precision.precision,
+                                 loop.cfg.run.seed)
+    run.write_json("metrics.json", {"stage": "guide", "steps": state.step, "images_seen": state.images_seen,
+                                    "train_seconds": state.train_seconds, "classifier_run": str(loop.classifier_run),
+                                    "accuracy_by_noise": by_noise, "chance": 1 / len(loop.ctx.data.class_names)})
+    loop.log.close()
+    run.logger.info("validation accuracy by noise level: %s", ", ".join(
+        f"t {band['timesteps'][0]}-{band['timesteps'][1]}: {band['accuracy']:.3f}" for band in by_noise))
