@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sweep-n", type=int, default=2000)
     parser.add_argument("--scales", default="0,1,2,4")
     parser.add_argument("--steps-list", default="10,20,50")
+    parser.add_argument("--intervals", default="", help="guidance intervals to sweep at the run's guidance, e.g. "
+                        "0.0-0.75,0.25-0.75 (fractions of T)")
     parser.add_argument("--guide", metavar="RUN", help="also sweep classifier guidance by this noise-aware guide run")
     parser.add_argument("--classifier-scales", default="1,2,4", help="with --guide; classifier-free guidance off (s = 1)")
     parser.add_argument("--out", help="results JSON to write")
@@ -121,18 +123,23 @@ def sweep(args, root: Path) -> dict:
     points = [{"sampler": "dpm++", "steps": 20, "guidance": float(s)} for s in args.scales.split(",")]
     points += [{"sampler": x, "steps": int(k), "guidance": None} for x in ("ddim", "dpm++")
                for k in args.steps_list.split(",")]
+    points += [{"sampler": "dpm++", "steps": 20, "guidance": None, "interval": interval.split("-")}
+               for interval in args.intervals.split(",") if interval]
     if args.guide:
         points += [{"sampler": "dpm++", "steps": 20, "guidance": 1.0, "classifier_scale": float(c)}
                    for c in args.classifier_scales.split(",")]
     rows = []
     for point in points:
-        name = f"{point['sampler']}-{point['steps']}-g{point['guidance']}-c{point.get('classifier_scale', 0)}"
+        name = f"{point['sampler']}-{point['steps']}-g{point['guidance']}-c{point.get('classifier_scale', 0)}" + (
+            f"-i{'-'.join(point['interval'])}" if point.get("interval") else "")
         name = name.replace("+", "p")
         out = root / name
         command = [*VISREP, "sample", str(run), "--n", str(args.sweep_n), "--seed", str(args.seed), "--out", str(out),
                    "--overwrite", "--sampler", point["sampler"], "--steps", str(point["steps"])]
         if point["guidance"] is not None:
             command += ["--guidance", str(point["guidance"])]
+        if point.get("interval"):
+            command += ["--guidance-interval", *point["interval"]]
         if point.get("classifier_scale"):
             command += ["--classifier-guidance", args.guide, "--classifier-scale", str(point["classifier_scale"])]
         seconds = run_logged(command, root / f"{name}.log", out / "samples.npz")
@@ -140,6 +147,7 @@ def sweep(args, root: Path) -> dict:
         metrics = flat_metrics(scored["model"])
         rows.append({**point, "guidance": point["guidance"] if point["guidance"] is not None else "run's",
                      "classifier_scale": point.get("classifier_scale"),
+                     "interval": "–".join(point["interval"]) if point.get("interval") else None,
                      "sampling_images_per_s": round(args.sweep_n / seconds, 2) if seconds else None,
                      **{key: _round(metrics.get(key)) for key in METRICS}})
     return {"rows": rows, "floor": floor_row(scored)}
@@ -211,7 +219,8 @@ def sweep_record(args, found: dict) -> dict:
                ("precision", "precision ↑"), ("recall", "recall ↑"), ("coverage", "coverage ↑"),
                ("gan_test", "GAN-test ↑")]
     guidance_rows = [r for r in found["rows"] if r["guidance"] != "run's" and not r.get("classifier_scale")]
-    step_rows = [r for r in found["rows"] if r["guidance"] == "run's"]
+    step_rows = [r for r in found["rows"] if r["guidance"] == "run's" and not r.get("interval")]
+    interval_rows = [r for r in found["rows"] if r.get("interval")]
     guide_rows = [r for r in found["rows"] if r.get("classifier_scale")]
     return {"goal": "Diffusion, MNIST: guidance-scale and sampler-steps sweeps", "issue": 22, "order": 91,
             "target": "none: how guidance and steps trade quality for diversity and speed (validation split)",
@@ -225,7 +234,10 @@ def sweep_record(args, found: dict) -> dict:
                        _table("Sampler and steps (the run's guidance)", step_rows, columns)]
             + ([_table(f"Classifier guidance by the noise-aware guide {args.guide} (classifier-free guidance off, "
                        "dpm++, 20 steps)", guide_rows, [("classifier_scale", "classifier scale")] + columns[3:])]
-               if guide_rows else []) + [_table("Real-vs-real floor", [found["floor"]])],
+               if guide_rows else [])
+            + ([_table("Guidance interval (the run's guidance, dpm++, 20 steps; fractions of T)", interval_rows,
+                       [("interval", "guided timesteps")] + columns[3:])] if interval_rows else [])
+            + [_table("Real-vs-real floor", [found["floor"]])],
             "notes": []}
 
 
