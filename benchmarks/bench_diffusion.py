@@ -55,19 +55,22 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "0.0-0.75,0.25-0.75 (fractions of T)")
     parser.add_argument("--guide", metavar="RUN", help="also sweep classifier guidance by this noise-aware guide run")
     parser.add_argument("--classifier-scales", default="1,2,4", help="with --guide; classifier-free guidance off (s = 1)")
+    parser.add_argument("--variant", action="append", default=[], metavar="NAME=OVERRIDE,OVERRIDE",
+                        help="ablation: train each variant --minutes, score N on --real (no baseline)")
+    parser.add_argument("--real", default="test", help="split the samples are scored against (ablation: val)")
     parser.add_argument("--out", help="results JSON to write")
     return parser.parse_args(argv)
 
 
 # ---- the comparison ---------------------------------------------------------------------------------
-def train_ours(args, root: Path) -> dict:
-    command = [*VISREP, "train", "diffusion", "--config", args.config, "--name", "ours", f"run.root={root}",
+def train_ours(args, root: Path, name: str = "ours", overrides: list[str] = ()) -> dict:
+    command = [*VISREP, "train", "diffusion", "--config", args.config, "--name", name, f"run.root={root}",
                f"diffusion.conditioning_run={args.classifier}", f"train.max_minutes={args.minutes}",
                "train.steps=100000000", f"run.seed={args.seed}", f"diffusion.final_samples={args.n}",
-               "train.sample_every=1000000", f"train.threads={args.threads}"]
-    wall = run_logged(command, root / "ours.log", root / "ours" / "metrics.json")
-    metrics = json.loads((root / "ours" / "metrics.json").read_text())
-    return {"run": root / "ours", "command": " ".join(command[2:]), "wall_seconds": wall,
+               "train.sample_every=1000000", f"train.threads={args.threads}", *overrides]
+    wall = run_logged(command, root / f"{name}.log", root / name / "metrics.json")
+    metrics = json.loads((root / name / "metrics.json").read_text())
+    return {"run": root / name, "command": " ".join(command[2:]), "wall_seconds": wall,
             "train_seconds": metrics["train_seconds"], "images_seen": metrics["images_seen"], "in_loop": True,
             "sampling_images_per_s": metrics["final_samples"] / metrics["sample_seconds"], "metrics": metrics}
 
@@ -115,6 +118,41 @@ def _sampling(trained: dict) -> dict:
 
 def _ratio(a, b, higher_better: bool) -> dict:
     return {"ratio": round(a / b, 3) if b else None, "better": bool(a > b if higher_better else a < b)}
+
+
+# ---- the ablation ---------------------------------------------------------------------------------------
+def ablation(args, root: Path) -> dict:
+    rows, commands, scored = [], [], None
+    for name, _, overrides in (item.partition("=") for item in args.variant):
+        trained = train_ours(args, root, name, [o for o in overrides.split(",") if o])
+        scored = score(args, trained["run"], name, root, args.n, real=args.real, in_loop=True)
+        rows.append(row(name, trained, scored) | _sampling(trained))
+        commands.append(trained["command"])
+        if json.loads((trained["run"] / "generator.json").read_text())["conditioning"] == "embedding":
+            sampled = bench_gan.sample_unconditionally(args, trained, name, root)
+            rows.append(row(f"{name}, sampled embeddings", sampled,
+                            score(args, sampled["run"], f"{name}-sampled", root, args.n, real=args.real)))
+            commands.append(sampled["command"])
+    return {"rows": rows + [floor_row(scored)], "commands": commands}
+
+
+def ablation_record(args, found: dict) -> dict:
+    return {"goal": "Diffusion ablation at equal training time (MNIST)", "issue": 22, "order": 93,
+            "target": "none: each switch's effect at equal training time", "met": None,
+            "headline": "; ".join(f"{r['model']}: GAN-test {r.get('gan_test')}, FID {r.get('fid')}"
+                                  for r in found["rows"][:-1]),
+            "host": machine_line(), "date": datetime.date.today().isoformat(), "commit": bench_gan._commit(),
+            "source": "benchmarks/bench_diffusion.py --variant output",
+            "command": ["python benchmarks/bench_diffusion.py " + " ".join(sys.argv[1:]), *found["commands"]],
+            "seeds": {"diffusion": args.seed, "scoring": 0},
+            "setup": (f"Each variant trains {args.minutes:g} min (training steps only) from configs/diffusion_mnist.yaml "
+                      f"with its overrides, then its {args.n:,} final samples are scored against {args.n:,} "
+                      f"{args.real} images. Embedding-conditional runs are scored twice: conditioned on random "
+                      "training images (their final samples), and from sampled embeddings (RCG's unconditional "
+                      "generation, `visrep sample RUN --n N`)."),
+            "tables": [_table(f"Scored by the independent evaluator, N = {args.n:,} against {args.real}; "
+                              f"{args.minutes:g} min of training each", found["rows"])],
+            "notes": []}
 
 
 # ---- the sweeps ---------------------------------------------------------------------------------------
@@ -255,6 +293,8 @@ def main(argv=None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     if args.sweep:
         record = sweep_record(args, sweep(args, root))
+    elif args.variant:
+        record = ablation_record(args, ablation(args, root))
     else:
         if not args.classifier:
             raise SystemExit("error: --classifier is needed for the comparison")
