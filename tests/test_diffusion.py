@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, comparable_history
 from safetensors.torch import load_file
 
 from visrep.cli import main
@@ -185,7 +185,10 @@ def test_checkpoint_round_trip_gives_the_saved_samples(diffusion_runs):
     run = load_generator_run(diffusion_runs["class"], device)
     saved = np.load(diffusion_runs["class"] / "samples.npz")["images"]
     again = sample_unconditional(run, len(saved), seed=run.cfg.run.seed + 3).images.numpy()
-    assert np.array_equal(saved, again)
+    if torch.cuda.is_available():  # CUDA kernels may round differently from one call to the next: a level or two
+        assert np.abs(saved.astype(int) - again).max() <= 2
+    else:
+        assert np.array_equal(saved, again)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path, monkeypatch):
@@ -193,17 +196,18 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     uninterrupted run's (deterministic mode), REPA's projector included in the state."""
     from visrep.training import diffusion as stage
 
-    extra = ("diffusion.repa_weight=0.5", "diffusion.final_samples=0")
+    # a checkpoint every 6 steps and a record every 4: the checkpoint at 6 holds half-summed interval numbers
+    extra = ("diffusion.repa_weight=0.5", "diffusion.final_samples=0", "train.checkpoint_every=6")
     reference = stage.train_diffusion(diffusion_config(tmp_path, tiny_trained_run, "run.name=reference", *extra),
                                       progress=False)
     original_after_step = stage.after_step
 
-    def stop_at_step_14(loop):
+    def stop_at_step_8(loop):
         original_after_step(loop)
-        if loop.state.step == 14:
+        if loop.state.step == 8:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(stage, "after_step", stop_at_step_14)
+    monkeypatch.setattr(stage, "after_step", stop_at_step_8)
     with pytest.raises(KeyboardInterrupt):
         stage.train_diffusion(diffusion_config(tmp_path, tiny_trained_run, "run.name=victim", *extra), progress=False)
     monkeypatch.setattr(stage, "after_step", original_after_step)
@@ -213,7 +217,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     expected, got = load_file(reference / "denoiser_ema.safetensors"), load_file(victim / "denoiser_ema.safetensors")
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[name], got[name]) for name in expected)
-    assert (victim / "metrics.jsonl").read_text().count("\n") == (reference / "metrics.jsonl").read_text().count("\n")
+    assert comparable_history(victim) == comparable_history(reference)  # every logged loss, lr and count
 
 
 def test_sample_cli_with_sampler_steps_and_guidance(diffusion_runs, tmp_path):
@@ -262,7 +266,7 @@ def test_bad_sampling_input_is_one_error_line(diffusion_runs, tiny_trained_run, 
     run, out = str(diffusion_runs["class"]), str(tmp_path / "a")
     _fails(capsys, ["sample", run, "--class", "cat", "--out", out], "unknown class 'cat'")
     _fails(capsys, ["sample", run, "--steps", "0", "--out", out], "--steps must be between 1 and 1000")
-    _fails(capsys, ["sample", run, "--sampler", "euler", "--out", out], "unknown sampler 'euler'")
+    _fails(capsys, ["sample", run, "--sampler", "euler", "--out", out], "unknown sampler 'euler' (--sampler)")
     _fails(capsys, ["sample", run, "--guidance", "-1", "--out", out], "--guidance must be ≥ 0")
     _fails(capsys, ["sample", run, "--guidance-interval", "0.8", "0.2", "--out", out], "guidance interval must")
     corrupt = tmp_path / "corrupt.png"
@@ -299,6 +303,9 @@ def test_bad_training_input_is_one_error_line(tiny_trained_run, diffusion_runs, 
     _fails(capsys, ["train", "diffusion", *common, run, "data.image_size=12"], "other data")
     _fails(capsys, ["train", "diffusion", *common, run, "diffusion.sampler=euler"], "diffusion.sampler must be")
     _fails(capsys, ["train", "diffusion", *common, run, "diffusion.width=12"], "diffusion.width must be")
+    _fails(capsys, ["train", "diffusion", *common, run, "diffusion.guidance_interval=[0.2]"],
+           "diffusion.guidance_interval must be")
+    _fails(capsys, ["train", "diffusion", *common, run, "diffusion.sample_steps=2000"], "diffusion.sample_steps must be")
     _fails(capsys, ["train", "diffusion", *common, run, "diffusion.repa_weight=1", "diffusion.repa_layer=nope"],
            "no layer 'nope'")
     _fails(capsys, ["train", "diffusion", *common, run, "diffusion.repa_weight=1", "diffusion.repa_layer=penultimate"],

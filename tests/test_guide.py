@@ -72,7 +72,8 @@ def test_classifier_guidance_changes_the_samples_and_is_declared(class_diffusion
     assert not np.array_equal(plain, guided)
     manifest = read_generator_manifest(tmp_path / "guided")
     assert weights_hashes(guide_run / "guide.safetensors")["tensors"] in manifest["conditioning_weights_sha256"]
-    assert manifest["classifier_guidance"].endswith("guide")
+    assert manifest["classifier_guidance"].endswith("guide") and "classifier guidance" in manifest["classifier_used_for"]
+    assert manifest["classifier_scale"] == 4 and manifest["guidance"] == 1  # what was used, not the run's defaults
 
 
 def test_guidance_gradient_raises_the_guides_probability():
@@ -89,8 +90,10 @@ def test_guidance_gradient_raises_the_guides_probability():
     step = 1e-2 * gradient / gradient.norm()  # a small move along the gradient
     with torch.no_grad():
         assert log_p(x + step) > log_p(x) > log_p(x - step)
-    # in v-space the shift is opposite to the gradient (v = (ε − √(1−ᾱ)·x)/√ᾱ and ε moves against it)
-    assert torch.all(guided_velocity(torch.zeros_like(x), gradient, 0.5, 1.0) * gradient <= 0)
+    # in v-space the shift is −s·√(1−ᾱ)/√ᾱ·∇ (v = (ε − √(1−ᾱ)·x)/√ᾱ, and ε moves by −s·√(1−ᾱ)·∇)
+    zero = torch.zeros_like(x)
+    assert torch.allclose(guided_velocity(zero, gradient, 0.2, 2.0), -2.0 * (0.8 / 0.2) ** 0.5 * gradient)
+    assert torch.allclose(guided_velocity(zero, gradient, 0.0, 1.0), -(((1 - 1e-3) / 1e-3) ** 0.5) * gradient)  # floor
 
 
 def _fails(capsys, argv, message):

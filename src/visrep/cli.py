@@ -323,7 +323,11 @@ def cmd_sample(args) -> int:
     else:
         samples = sample.sample_unconditional(run, args.n, args.seed)
     out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")
-    write_sample_folder(out, samples, run.path, args.overwrite, guide=args.classifier_guidance)
+    options = getattr(run.generator, "options", None)  # a diffusion run's sampling settings, as used
+    sampling = None if options is None else {
+        "sampler": options.sampler, "steps": options.steps, "guidance": options.guidance,
+        "guidance_interval": list(options.guidance_interval), "classifier_scale": options.classifier_scale}
+    write_sample_folder(out, samples, run.path, args.overwrite, guide=args.classifier_guidance, sampling=sampling)
     print(f"{samples.description}: {out}")
     return 0
 

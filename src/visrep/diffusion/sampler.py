@@ -3,7 +3,8 @@
 ``z`` (N, C·S·S) is the starting noise x_T, flattened so that the sampling code shared with the GAN
 (:mod:`visrep.generate.sample`) draws it the same way. DDIM (η = 0) and DPM-Solver++ are
 deterministic given x_T; DDPM also adds noise at every step, drawn from a generator seeded by the
-batch's own x_T, so a seeded call still gives the same images.
+micro-batch's own x_T, so a seeded call still gives the same images — for the same ``--n`` and
+device: the micro-batches (64 images on a CPU, 1,024 on CUDA) decide which noise each image gets.
 
 The denoiser runs under the project's autocast (bf16 where fast); the scheduler's arithmetic stays
 in float32.

@@ -1,7 +1,8 @@
 """The noise schedule and the samplers, all diffusers schedulers built from one configuration.
 
-Training draws t uniformly from 0..T−1 and noises with the DDPM scheduler's ``add_noise``; its
-``get_velocity`` gives the v target. Sampling builds a fresh scheduler per call (DPM-Solver++ keeps
+Training draws t uniformly from 0..T−1 and noises as the DDPM scheduler's ``add_noise`` does, with
+the v target of its ``get_velocity`` (:mod:`visrep.diffusion.loss` computes both from ᾱ; a test
+checks they agree with diffusers'). Sampling builds a fresh scheduler per call (DPM-Solver++ keeps
 the previous outputs as state) with timesteps spaced ``trailing``, so that the first step starts
 from the schedule's last, noisiest timestep (Lin et al. 2024: "leading" spacing never sees pure noise).
 """
@@ -30,11 +31,12 @@ def alphas_cumprod() -> Tensor:
     return training_scheduler().alphas_cumprod.float()
 
 
-def check_sampler(name: str, steps: int) -> None:
+def check_sampler(name: str, steps: int, keys: tuple[str, str] = ("--sampler", "--steps")) -> None:
+    """UserError for an unknown sampler or a step count outside 1..T, naming ``keys`` (CLI flags or config keys)."""
     if name not in SAMPLERS:
-        raise UserError(f"unknown sampler '{name}': choose {', '.join(SAMPLERS)}")
+        raise UserError(f"unknown sampler '{name}' ({keys[0]}): choose {', '.join(SAMPLERS)}")
     if not 1 <= steps <= TRAIN_TIMESTEPS:
-        raise UserError(f"--steps must be between 1 and {TRAIN_TIMESTEPS} (got {steps})")
+        raise UserError(f"{keys[1]} must be between 1 and {TRAIN_TIMESTEPS} (got {steps})")
 
 
 def sampling_scheduler(name: str, steps: int):

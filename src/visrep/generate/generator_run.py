@@ -137,14 +137,15 @@ def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict, path: Path,
         if cfg.diffusion.conditioning != "class":
             raise UserError("--classifier-guidance steers towards a class: it needs a class-conditional diffusion "
                             f"run (this one is conditioned on '{cfg.diffusion.conditioning}')")
-        guide = load_guide(sampling["guide"], path, device)
+        guide = load_guide(sampling["guide"], path, device, tuple(denoiser.image_shape))
         options.classifier_scale = sampling.get("classifier_scale", 1.0)
     elif options.classifier_scale:
         raise UserError("--classifier-scale needs --classifier-guidance RUN (a noise-aware guide: visrep train guide)")
     return DiffusionGenerator(denoiser, options, trained_unconditional, guide).eval()
 
 
-def load_guide(guide_run: str | Path, diffusion_run: Path, device: torch.device) -> nn.Module:
+def load_guide(guide_run: str | Path, diffusion_run: Path, device: torch.device,
+               image_shape: tuple[int, int, int]) -> nn.Module:
     """The noise-aware classifier of a finished guide run trained on the diffusion run's data."""
     guide_run = Path(guide_run)
     if not (guide_run / GUIDE_WEIGHTS).is_file() or not (guide_run / "metrics.json").is_file():
@@ -153,6 +154,11 @@ def load_guide(guide_run: str | Path, diffusion_run: Path, device: torch.device)
     if ours != theirs:
         raise UserError(f"the guide {guide_run} was trained on other data than {diffusion_run}")
     tensors, model_config = load_weights(guide_run / GUIDE_WEIGHTS)
+    backbone = model_config.get("backbone", {})
+    guide_shape = (backbone.get("in_channels"), backbone.get("image_size"), backbone.get("image_size"))
+    if guide_shape != tuple(image_shape):
+        raise UserError(f"the guide {guide_run} takes {guide_shape[0]}x{guide_shape[1]}x{guide_shape[2]} images, the "
+                        f"diffusion run makes {'x'.join(map(str, image_shape))}: train the guide on the same data")
     guide = create_model(**model_config)
     guide.load_state_dict(tensors)
     return guide.to(device).eval().requires_grad_(False)

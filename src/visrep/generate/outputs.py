@@ -73,23 +73,26 @@ def write_grid(path: Path, samples: SampleSet) -> Path:
 
 
 def write_generator_manifest(folder: Path, generator_run: Path, samples: SampleSet,
-                             guide: str | Path | None = None) -> Path:
+                             guide: str | Path | None = None, sampling: dict | None = None) -> Path:
     """generator.json for a sample folder: the run's own contract, pointing at these samples; with a
     classifier-guidance ``guide`` run, its weights are declared too (they shaped the samples)."""
     manifest = read_generator_manifest(generator_run)
     manifest.update({"samples": SAMPLES_FILE, "generator_run": str(Path(generator_run).resolve()),
                      "description": samples.description})
+    if sampling:  # what this folder was sampled with, not the run's defaults
+        manifest.update(sampling)
     if guide is not None:
         hashes = weights_hashes(Path(guide) / GUIDE_WEIGHTS)
         manifest[HASH_KEY] = list(manifest.get(HASH_KEY, [])) + [hashes["tensors"], hashes["file"]]
         manifest["classifier_guidance"] = str(Path(guide).resolve())
+        manifest["classifier_used_for"] = list(manifest.get("classifier_used_for", [])) + ["classifier guidance"]
     return atomic_write_text(Path(folder) / GENERATOR_MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def write_sample_folder(out: Path, samples: SampleSet, generator_run: Path, overwrite: bool = False,
-                        guide: str | Path | None = None) -> Path:
+                        guide: str | Path | None = None, sampling: dict | None = None) -> Path:
     claim_folder(out, overwrite)
     write_npz(out / SAMPLES_FILE, samples)
     write_grid(out / GRID_FILE, samples)
-    write_generator_manifest(out, generator_run, samples, guide)
+    write_generator_manifest(out, generator_run, samples, guide, sampling)
     return Path(out)

@@ -1,4 +1,4 @@
-"""The diffusion model's denoiser: a small ADM-style U-Net for 8–64 px images.
+"""The diffusion model's denoiser: a small ADM-style U-Net for 8–128 px images (sized for 16–64).
 
 Shape: ``levels = len(multipliers)`` resolutions, each with ``blocks`` residual blocks, a stride-2
 convolution down between levels and nearest-neighbour upsampling + convolution back up, skip
@@ -79,7 +79,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, channels: int, head_dim: int = 32):
         super().__init__()
-        self.heads = max(1, channels // head_dim)
+        wanted = max(1, channels // head_dim)  # heads of ~head_dim channels, as many as divide the width evenly
+        self.heads = max(h for h in range(1, wanted + 1) if channels % h == 0)
         self.norm = _group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.out = _zeroed(nn.Conv2d(channels, channels, 1))

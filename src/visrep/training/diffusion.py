@@ -143,9 +143,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
 def _check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     opts = cfg.diffusion
-    check_sampler(opts.sampler, opts.sample_steps)
-    SamplingOptions(opts.sampler, opts.sample_steps, opts.guidance,
-                    guidance_interval=tuple(opts.guidance_interval)).check(True)
+    check_sampler(opts.sampler, opts.sample_steps, ("diffusion.sampler", "diffusion.sample_steps"))
     if opts.guidance != 1.0 and opts.conditioning != "none" and opts.condition_dropout == 0:
         raise UserError(f"diffusion.guidance={opts.guidance} needs an unconditional branch: train with "
                         "diffusion.condition_dropout > 0 (0.1 is usual), or set diffusion.guidance=1")
@@ -355,7 +353,9 @@ def finish(loop: DiffusionLoop) -> None:
                                     "train_seconds": state.train_seconds, "conditioning": cfg.diffusion.conditioning,
                                     "final_samples": len(samples.images), "sample_seconds": sample_seconds,
                                     "sampler": cfg.diffusion.sampler, "sample_steps": cfg.diffusion.sample_steps,
-                                    "guidance": cfg.diffusion.guidance, "parameters_millions": _millions(loop.model)})
+                                    "guidance": cfg.diffusion.guidance,
+                                    "guidance_interval": list(cfg.diffusion.guidance_interval),
+                                    "parameters_millions": _millions(loop.model)})
     loop.log.close()
     run.logger.info("%d steps, %d images, %.1f s of training; %d samples in %.1f s (%s, %d steps, guidance %s) in %s",
                     state.step, state.images_seen, state.train_seconds, len(samples.images), sample_seconds,
@@ -370,6 +370,6 @@ def generator_manifest(loop: DiffusionLoop, samples: SampleSet) -> dict:
     return {HASH_KEY: declared_hashes(loop.conditioning, uses, opts.conditioning), "samples": SAMPLES_FILE,
             "conditioning_run": str(loop.conditioning.run), "stage": "diffusion", "conditioning": opts.conditioning,
             "classifier_used_for": uses, "sampler": opts.sampler, "steps": opts.sample_steps,
-            "guidance": opts.guidance,
+            "guidance": opts.guidance, "guidance_interval": list(opts.guidance_interval),
             "description": f"diffusion, {opts.conditioning}-conditional, {loop.state.step} steps, {opts.sampler} "
                            f"{opts.sample_steps} steps, guidance {opts.guidance}: {samples.description}"}
