@@ -253,52 +253,40 @@ def cmd_train_evaluator(args) -> int:
     return 0
 
 
-def cmd_train_gan(args) -> int:
+def _train_or_resume(args, schema, train, label: str) -> int:
+    """A training verb with --resume: the run's own saved config when resuming, else the CLI config."""
     from pathlib import Path
 
-    from visrep.config import GanConfig
     from visrep.runs import load_run_config
-    from visrep.training.gan import train_gan
 
     if args.resume:
         _check_resume_flags(args)
-        run_path = train_gan(load_run_config(Path(args.resume), GanConfig), resume=Path(args.resume))
+        run_path = train(load_run_config(Path(args.resume), schema), resume=Path(args.resume))
     else:
-        run_path = train_gan(load_cli_config(args, GanConfig))
-    print(f"gan run: {run_path}")
+        run_path = train(load_cli_config(args, schema))
+    print(f"{label} run: {run_path}")
     return 0
+
+
+def cmd_train_gan(args) -> int:
+    from visrep.config import GanConfig
+    from visrep.training.gan import train_gan
+
+    return _train_or_resume(args, GanConfig, train_gan, "gan")
 
 
 def cmd_train_diffusion(args) -> int:
-    from pathlib import Path
-
     from visrep.config import DiffusionConfig
-    from visrep.runs import load_run_config
     from visrep.training.diffusion import train_diffusion
 
-    if args.resume:
-        _check_resume_flags(args)
-        run_path = train_diffusion(load_run_config(Path(args.resume), DiffusionConfig), resume=Path(args.resume))
-    else:
-        run_path = train_diffusion(load_cli_config(args, DiffusionConfig))
-    print(f"diffusion run: {run_path}")
-    return 0
+    return _train_or_resume(args, DiffusionConfig, train_diffusion, "diffusion")
 
 
 def cmd_train_guide(args) -> int:
-    from pathlib import Path
-
     from visrep.config import GuideConfig
-    from visrep.runs import load_run_config
     from visrep.training.guide import train_guide
 
-    if args.resume:
-        _check_resume_flags(args)
-        run_path = train_guide(load_run_config(Path(args.resume), GuideConfig), resume=Path(args.resume))
-    else:
-        run_path = train_guide(load_cli_config(args, GuideConfig))
-    print(f"guide run: {run_path}")
-    return 0
+    return _train_or_resume(args, GuideConfig, train_guide, "guide")
 
 
 def cmd_sample(args) -> int:

@@ -122,3 +122,19 @@ def declared_hashes(conditioning: Conditioning, uses: list[str], mode: str) -> l
     """The classifier's weight hashes a generator.json must declare: whenever any of it shaped the
     generator, and in class mode too (its data split and class order define the labels)."""
     return [conditioning.hashes["tensors"], conditioning.hashes["file"]] if uses or mode == "class" else []
+
+
+def fixed_grid_inputs(mode: str, conditions: TrainingConditions, noise_dim: int, seed: int,
+                      columns: int) -> tuple[Tensor, Tensor | None]:
+    """(noise (R·columns, noise_dim), condition) of a run's progress grids: one row per class (class mode,
+    at most 10), per random training image (embedding) or of free samples (none). Drawn from their own
+    seeded generator, not the global RNG, whose stream the training draws must not depend on."""
+    rng = torch.Generator().manual_seed(seed)
+    rows = min(10, int(conditions.labels.max()) + 1) if mode == "class" else columns
+    noise = torch.randn(rows * columns, noise_dim, generator=rng)
+    if mode == "class":
+        return noise, torch.arange(rows).repeat_interleave(columns)
+    if mode == "embedding":
+        picks = torch.randperm(len(conditions.labels), generator=rng)[:rows]
+        return noise, conditions.embeddings[picks].repeat_interleave(columns, dim=0)
+    return noise, None

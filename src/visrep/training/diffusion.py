@@ -25,7 +25,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,6 +48,7 @@ from visrep.training.conditioning_run import (
     Conditioning,
     TrainingConditions,
     check_same_data,
+    fixed_grid_inputs,
     declared_hashes,
     load_conditioning,
     save_sampling_files,
@@ -57,7 +57,7 @@ from visrep.training.conditioning_run import (
 from visrep.training.context import RunContext
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard
-from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means
+from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 from visrep.training.optim import set_warmup_lr
 
 GRID_COLUMNS = 8
@@ -111,7 +111,7 @@ def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data
     for _ in steps:
         train_step(loop)
         after_step(loop)
-        if _out_of_time(loop):
+        if out_of_time(loop.state.train_seconds, cfg.train.max_minutes):
             run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
             break
     finish(loop)
@@ -194,25 +194,11 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, **parts)
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger)
-    loop = DiffusionLoop(ctx, conditioning, conditions, model, projector, optimizer, ema, guard, checkpointer, log,
-                         alphas_cumprod(), (None, None))
-    loop.fixed = _fixed_grid_inputs(loop)
-    return loop
-
-
-def _fixed_grid_inputs(loop: DiffusionLoop) -> tuple[Tensor, Tensor | None]:
-    """The same starting noise and conditions for every grid of a run, from their own seeded generator."""
-    rng = torch.Generator().manual_seed(loop.cfg.run.seed + 1)
-    mode, labels = loop.cfg.diffusion.conditioning, loop.conditions.labels
-    rows = min(10, int(labels.max()) + 1) if mode == "class" else GRID_COLUMNS
-    channels, size, _ = loop.ctx.data.image_shape
-    noise = torch.randn(rows * GRID_COLUMNS, channels * size * size, generator=rng)
-    if mode == "class":  # one row per class
-        return noise, torch.arange(rows).repeat_interleave(GRID_COLUMNS)
-    if mode == "embedding":  # one row per training image
-        picks = torch.randperm(len(labels), generator=rng)[:rows]
-        return noise, loop.conditions.embeddings[picks].repeat_interleave(GRID_COLUMNS, dim=0)
-    return noise, None
+    channels, size, _ = ctx.data.image_shape
+    fixed = fixed_grid_inputs(cfg.diffusion.conditioning, conditions, channels * size * size, cfg.run.seed + 1,
+                              GRID_COLUMNS)
+    return DiffusionLoop(ctx, conditioning, conditions, model, projector, optimizer, ema, guard, checkpointer, log,
+                         alphas_cumprod(), fixed)
 
 
 # ---- the loop's steps ----------------------------------------------------------------------------
@@ -301,11 +287,6 @@ def _log_interval(loop: DiffusionLoop) -> None:
                                      f"{record['images_per_s']:.0f} img/s")
 
 
-def _out_of_time(loop: DiffusionLoop) -> bool:
-    limit = loop.cfg.train.max_minutes
-    return limit is not None and loop.state.train_seconds >= 60 * limit
-
-
 @torch.no_grad()
 def save_grid(loop: DiffusionLoop, name: str) -> Path | None:
     """A grid from the EMA denoiser with the run's sampler, fixed noise and conditions (run dir and TensorBoard)."""
@@ -314,11 +295,7 @@ def save_grid(loop: DiffusionLoop, name: str) -> Path | None:
     noise, condition = loop.fixed
     images = generate(as_generator_run(loop, steps=GRID_STEPS), noise, condition)
     path = save_image_grid(images, loop.ctx.run.file("grids") / name, GRID_COLUMNS)
-    if loop.log.tensorboard is not None:
-        from PIL import Image
-
-        loop.log.tensorboard.add_image("samples", np.asarray(Image.open(path).convert("RGB")), loop.state.step,
-                                       dataformats="HWC")
+    loop.log.image("samples", path, loop.state.step)
     return path
 
 

@@ -23,7 +23,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,6 +42,7 @@ from visrep.training.conditioning_run import (
     Conditioning,
     TrainingConditions,
     check_same_data,
+    fixed_grid_inputs,
     declared_hashes,
     load_conditioning,
     save_sampling_files,
@@ -53,7 +53,7 @@ from visrep.training.diffaugment import check_policies
 from visrep.training.ema import EMA
 from visrep.training.gan_steps import Critic, GanStepper, discriminator_backward, generator_backward
 from visrep.training.guards import NonFiniteGuard
-from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means
+from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 
 COLLAPSE_LOSS = 1e-3  # a hinge D loss below this separates every real from every fake by the full margin
 STANDING_STATS_BATCHES = 20  # batches of fresh samples that re-estimate the EMA generator's BatchNorm statistics
@@ -104,7 +104,7 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
     for _ in steps:
         train_step(loop)
         after_step(loop)
-        if _out_of_time(loop):
+        if out_of_time(loop.state.train_seconds, cfg.train.max_minutes):
             run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
             break
     finish(loop)
@@ -182,25 +182,8 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
                                 critic=critic, opt_g=opt_g, opt_d=opt_d, ema=ema)
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("gan", cfg.train.skip_bad_batches, run.logger)
-    loop = GanLoop(ctx, conditioning, conditions, stepper, ema, guard, checkpointer, log, (None, None))
-    loop.fixed = _fixed_grid_inputs(loop)
-    return loop
-
-
-def _fixed_grid_inputs(loop: GanLoop) -> tuple[Tensor, Tensor | None]:
-    """The same z and conditions for every grid of a run, from their own seeded generator (not the
-    global RNG, whose stream the training draws must not depend on)."""
-    rng = torch.Generator().manual_seed(loop.cfg.run.seed + 1)
-    mode, labels = loop.cfg.gan.conditioning, loop.conditions.labels
-    classes = min(10, int(labels.max()) + 1)
-    rows = classes if mode == "class" else GRID_COLUMNS
-    z = torch.randn(rows * GRID_COLUMNS, loop.stepper.generator.latent_dim, generator=rng)
-    if mode == "class":  # one row per class
-        return z, torch.arange(rows).repeat_interleave(GRID_COLUMNS)
-    if mode == "embedding":  # one row per training image
-        picks = torch.randperm(len(labels), generator=rng)[:rows]
-        return z, loop.conditions.embeddings[picks].repeat_interleave(GRID_COLUMNS, dim=0)
-    return z, None
+    fixed = fixed_grid_inputs(cfg.gan.conditioning, conditions, generator.latent_dim, cfg.run.seed + 1, GRID_COLUMNS)
+    return GanLoop(ctx, conditioning, conditions, stepper, ema, guard, checkpointer, log, fixed)
 
 
 # ---- the loop's steps ----------------------------------------------------------------------------
@@ -269,11 +252,6 @@ def _log_interval(loop: GanLoop) -> None:
                                      f"{record['g_loss']:.3f} | {record['images_per_s']:.0f} img/s")
 
 
-def _out_of_time(loop: GanLoop) -> bool:
-    limit = loop.cfg.train.max_minutes
-    return limit is not None and loop.state.train_seconds >= 60 * limit
-
-
 @torch.no_grad()
 def save_grid(loop: GanLoop, name: str) -> Path | None:
     """A grid of the EMA generator's images from the fixed z and conditions (run directory and TensorBoard)."""
@@ -282,11 +260,7 @@ def save_grid(loop: GanLoop, name: str) -> Path | None:
     z, condition = loop.fixed
     images = generate(_as_generator_run(loop), z, condition)
     path = save_image_grid(images, loop.ctx.run.file("grids") / name, GRID_COLUMNS)
-    if loop.log.tensorboard is not None:
-        from PIL import Image
-
-        loop.log.tensorboard.add_image("samples", np.asarray(Image.open(path).convert("RGB")), loop.state.step,
-                                       dataformats="HWC")
+    loop.log.image("samples", path, loop.state.step)
     return path
 
 

@@ -36,7 +36,7 @@ from visrep.training.checkpointer import Checkpointer
 from visrep.training.conditioning_run import check_same_data, load_conditioning
 from visrep.training.context import RunContext
 from visrep.training.guards import NonFiniteGuard
-from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means
+from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 from visrep.training.optim import set_warmup_lr
 
 NOISE_BANDS = 4  # validation accuracy reported per quarter of the timesteps
@@ -82,7 +82,7 @@ def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: Pr
                           initial=loop.state.step):
         train_step(loop)
         after_step(loop)
-        if cfg.train.max_minutes is not None and loop.state.train_seconds >= 60 * cfg.train.max_minutes:
+        if out_of_time(loop.state.train_seconds, cfg.train.max_minutes):
             break
     finish(loop)
     return run.path

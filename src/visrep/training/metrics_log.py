@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -53,6 +54,14 @@ class MetricsLogger:
         return tqdm(iterable, desc=description, leave=False, disable=not (self.progress and self.is_main) or None,
                     mininterval=1.0, **kwargs)
 
+    def image(self, tag: str, path: Path, step: int) -> None:
+        """A PNG already written to the run directory (a sample grid), also shown in TensorBoard."""
+        if self.tensorboard is not None:
+            import numpy as np
+            from PIL import Image
+
+            self.tensorboard.add_image(tag, np.asarray(Image.open(path).convert("RGB")), step, dataformats="HWC")
+
     def close(self) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
@@ -76,3 +85,8 @@ def interval_means(interval: dict) -> dict:
     """The logging interval's sums → means (empty when no step was added)."""
     steps = interval.get("_steps", 0.0)
     return {key: value / steps for key, value in interval.items() if key != "_steps"} if steps else {}
+
+
+def out_of_time(train_seconds: float, max_minutes: float | None) -> bool:
+    """Whether a loop with a train.max_minutes budget has used it (None: no budget)."""
+    return max_minutes is not None and train_seconds >= 60 * max_minutes
