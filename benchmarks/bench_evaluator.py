@@ -6,7 +6,7 @@ The images scored are N training images with Gaussian pixel noise (std ``--noise
 scale): a stand-in generator that must land between the real-vs-real floor and clearly broken,
 and, being copies of training images, must be flagged by the memorisation check. The run is a
 normal ``visrep evaluate generated`` run (written under --root); this script adds the feature
-throughput of the evaluator alone and prints a Markdown block for benchmarks/RESULTS.md.
+throughput of the evaluator alone and prints (and with --out writes) the rows as JSON.
 """
 
 from __future__ import annotations
@@ -45,33 +45,29 @@ def feature_throughput(evaluator, images: torch.Tensor) -> float:
     return len(images) / (time.perf_counter() - start)
 
 
-def markdown(metrics: dict, evaluator_record: dict, throughput: float, args) -> str:
-    model, floor, timing = metrics["model"], metrics["floor"], metrics["timing"]
-    row = lambda name, get: f"| {name} | {get(floor)} | {get(model)} |"  # noqa: E731
-    kid_text = lambda block: f"{block['kid']['mean']:.4g} ± {block['kid']['std']:.2g}"  # noqa: E731
-    lines = [f"Evaluator: {evaluator_record['model']} seed {evaluator_record['seed']}, test accuracy "
-             f"{evaluator_record['test_accuracy']:.4f} (n={evaluator_record['test_n']}), "
-             f"weights sha256 {evaluator_record['weights_sha256'][:16]}…",
-             f"N = {metrics['n']} per side; real reference = {metrics['real']['source']} {metrics['real']['split']}; "
-             f"stand-in generator = training images + Gaussian noise σ={args.noise}/255",
-             "", "| metric | real-vs-real floor | stand-in (noisy train copies) |", "|---|---|---|",
-             row("FID (evaluator space)", lambda b: f"{b['fid']:.4g}"),
-             row("KID (mean ± std, 100 subsets)", kid_text),
-             *(row(key, lambda b, key=key: f"{b['prdc'][key]:.4f}")
-               for key in ("precision", "recall", "density", "coverage")),
-             row("GAN-test accuracy", lambda b: f"{b['gan_test']['accuracy']:.4f}"),
-             row("CAS accuracy", lambda b: f"{b['cas']['accuracy']:.4f}"),
-             row("per-class KID (mean)", lambda b: f"{b['class_kid']['mean']:.4g}"),
-             row("memorisation close fraction (features / pixels)",
-                 lambda b: f"{b['memorisation']['features']['close_fraction']:.4f} / "
-                           f"{b['memorisation']['pixels']['close_fraction']:.4f}"),
-             row("memorisation flagged", lambda b: str(b["memorisation"]["flagged"])),
-             "", f"Time to score {metrics['n']} generated images (whole `evaluate generated`, floor included): "
-             f"{timing['total_seconds']:.1f} s; evaluator features alone: {throughput:.0f} images/s (fp32).",
-             "Breakdown (s): " + ", ".join(f"{key.replace('_seconds', '')} {value:.1f}"
-                                           for key, value in timing.items() if key.endswith("_seconds")),
-             f"Machine: {machine_line()}"]
-    return "\n".join(lines)
+def metric_rows(metrics: dict) -> list[dict]:
+    """One row per metric: {"metric", "floor", "stand_in"} (KID as value ± standard error)."""
+    model, floor = metrics["model"], metrics.get("floor") or {}
+    getters = {"FID (evaluator space)": lambda b: b["fid"],
+               "KID (± standard error)": lambda b: {"value": b["kid"]["value"], "se": b["kid"]["std_error"]},
+               **{key: (lambda b, key=key: b["prdc"][key]) for key in ("precision", "recall", "density", "coverage")},
+               "GAN-test accuracy": lambda b: b["gan_test"]["accuracy"],
+               "CAS accuracy": lambda b: b["cas"]["accuracy"],
+               "per-class KID (mean over classes)": lambda b: b["class_kid"]["mean"],
+               "memorisation close fraction, features": lambda b: b["memorisation"]["features"]["close_fraction"],
+               "memorisation close fraction, pixels": lambda b: b["memorisation"]["pixels"]["close_fraction"],
+               "memorisation flagged": lambda b: b["memorisation"]["flagged"]}
+    rows = []
+    for name, get in getters.items():
+        values = []
+        for block in (floor, model):
+            try:
+                values.append(get(block))
+            except (KeyError, TypeError):
+                values.append(None)
+        if any(value is not None for value in values):
+            rows.append({"metric": name, "floor": values[0], "stand_in": values[1]})
+    return rows
 
 
 def main() -> None:
@@ -81,7 +77,9 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=16.0, help="pixel noise std on the 0..255 scale")
     parser.add_argument("--root", default="runs", help="where the evaluation run directory goes")
     parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--no-cas", action="store_true", help="skip the Classification Accuracy Score")
     parser.add_argument("--threads", type=int, help="torch and BLAS threads (1 is faster on a busy machine)")
+    parser.add_argument("--out", type=Path, help="write the rows, timings and evaluator record as JSON here")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -96,10 +94,14 @@ def main() -> None:
         cfg = load_config(None, [f"run.root={args.root}", f"run.name={name}", "run.overwrite=true"],
                           GenerativeEvalConfig)
         cfg.generative.evaluator, cfg.generative.fake, cfg.generative.n = args.evaluator, str(fake), args.n
-        cfg.generative.threads = args.threads
-        run_path, metrics = evaluate_generated(cfg)
-    text = markdown(metrics, json.loads((Path(args.evaluator) / "evaluator.json").read_text()), throughput, args)
-    (run_path / "bench_evaluator.md").write_text(text + "\n")
+        cfg.generative.threads, cfg.generative.cas = args.threads, not args.no_cas
+        _, metrics = evaluate_generated(cfg)
+    result = {"machine": machine_line(), "evaluator": metrics["evaluator"], "n": metrics["n"],
+              "feature_scale": metrics["feature_scale"], "noise": args.noise, "rows": metric_rows(metrics),
+              "timing": metrics["timing"], "features_per_second": throughput}
+    text = json.dumps(result, indent=1, default=float)
+    if args.out:
+        args.out.write_text(text)
     print(text)
 
 

@@ -116,9 +116,10 @@ def score(args, trained: dict, name: str, root: Path) -> dict:
 
 
 def flat_metrics(section: dict) -> dict:
-    prdc = section.get("prdc", {})
-    return {"fid": section.get("fid"), "kid": section.get("kid", {}).get("mean"),
-            "kid_std": section.get("kid", {}).get("std"), "precision": prdc.get("precision"),
+    prdc, kid = section.get("prdc", {}), section.get("kid", {})
+    # KID: value ± standard error since issue 20 (mean ± std over subsets before)
+    return {"fid": section.get("fid"), "kid": kid.get("value", kid.get("mean")),
+            "kid_std": kid.get("std_error", kid.get("std")), "precision": prdc.get("precision"),
             "recall": prdc.get("recall"), "density": prdc.get("density"), "coverage": prdc.get("coverage"),
             "gan_test": (section.get("gan_test") or {}).get("accuracy"), **_consistency(section),
             "memorisation_flagged": (section.get("memorisation") or {}).get("flagged")}

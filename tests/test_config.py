@@ -42,3 +42,33 @@ def test_missing_and_malformed_config_files(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(UserError, match="mapping"):
         load_config(scalar)
+
+
+def test_train_evaluator_takes_the_shipped_recipe_of_a_built_in_dataset(capsys):
+    from argparse import Namespace
+
+    from visrep.cli import _with_shipped_config
+    from visrep.config import SHIPPED_CONFIGS, shipped_config
+
+    for name in ("digits", "mnist", "cifar10"):
+        assert shipped_config("evaluator", name) == SHIPPED_CONFIGS / f"evaluator_{name}.yaml"
+    assert shipped_config("evaluator", "fashionmnist") is None  # no recipe shipped: the schema's defaults
+    assert shipped_config("evaluator", "./my_images") is None and shipped_config("evaluator", None) is None
+    args = _with_shipped_config(Namespace(config=None, source="cifar10", overrides=[]), "evaluator")
+    assert args.config == str(SHIPPED_CONFIGS / "evaluator_cifar10.yaml")
+    assert "shipped evaluator recipe for cifar10" in capsys.readouterr().out
+    args = _with_shipped_config(Namespace(config=None, source=None, overrides=["data.source=mnist"]), "evaluator")
+    assert args.config == str(SHIPPED_CONFIGS / "evaluator_mnist.yaml")
+    mine = _with_shipped_config(Namespace(config="mine.yaml", source="mnist", overrides=[]), "evaluator")
+    assert mine.config == "mine.yaml"  # an explicit --config always wins
+
+
+def test_shipped_evaluators_differ_from_the_shipped_classifiers_in_family_and_seed():
+    from visrep.config import SHIPPED_CONFIGS, ClassifierConfig, load_config
+    from visrep.inference.independence import check_architecture_differs
+
+    for name in ("digits", "mnist", "cifar10"):
+        evaluator = load_config(SHIPPED_CONFIGS / f"evaluator_{name}.yaml", schema=ClassifierConfig)
+        classifier = load_config(SHIPPED_CONFIGS / f"{name}.yaml", schema=ClassifierConfig)
+        check_architecture_differs(evaluator, classifier)  # raises UserError when they share either
+        assert evaluator.model.name.startswith("resnet") and not classifier.model.name.startswith("resnet")

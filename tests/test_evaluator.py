@@ -68,7 +68,7 @@ def _train_subset(data, n, seed=0):
 
 def _fid_kid(evaluator, real_features, images):
     features, _ = extract_features(evaluator.network, images)
-    return fid(real_features, features), kid(real_features, features, subsets=50, subset_size=1000)["mean"]
+    return fid(real_features, features), kid(real_features, features)["value"]
 
 
 def test_training_records_an_evaluator_with_its_weights_hash(evaluator_run):
@@ -134,7 +134,7 @@ def test_shuffled_labels_give_gan_test_near_chance(scoring):
 
 
 def _generative_cfg(tmp_path, evaluator_run, fake, *overrides):
-    return load_config(None, [f"run.root={tmp_path}/runs", "generative.kid_subsets=10", "generative.cas_epochs=1",
+    return load_config(None, [f"run.root={tmp_path}/runs", "generative.cas_epochs=1",
                               "generative.cas_min_steps=30", *overrides], GenerativeEvalConfig), fake
 
 
@@ -157,6 +157,29 @@ def test_copied_training_images_are_flagged_as_memorised(tmp_path, evaluator_run
         assert (run_path / name).is_file(), name
     assert "real-vs-real floor" in (run_path / "report.md").read_text()
     assert json.loads((run_path / "metrics.json").read_text())["model"]["memorisation"]["flagged"] is True
+
+
+def test_the_real_side_and_floor_are_cached_and_change_nothing(tmp_path, evaluator_run, scoring):
+    _, data, _ = scoring
+    test = data.splits["test"]
+    rows = np.arange(120)
+    np.savez(tmp_path / "fake.npz", images=test.uint8_batch(rows).numpy(), labels=test.labels.numpy()[rows])
+
+    def score(name, *overrides):
+        cfg, _ = _generative_cfg(tmp_path, evaluator_run, None, f"run.name={name}", "generative.seed=7",
+                                 "generative.cas=false", *overrides)
+        cfg.generative.evaluator, cfg.generative.fake = str(evaluator_run), str(tmp_path / "fake.npz")
+        run_path, _ = evaluate_generated(cfg, progress=False)
+        metrics = json.loads((run_path / "metrics.json").read_text())
+        return metrics["timing"]["scoring_cache"], {key: metrics[key] for key in ("model", "floor", "feature_scale")}
+
+    first, second, uncached = score("first"), score("second"), score("uncached", "generative.cache=false")
+    assert (first[0], second[0], uncached[0]) == ("miss", "hit", "off")
+    assert first[1] == second[1] == uncached[1]  # bit-identical numbers with and without the cache
+    assert score("other-n", "generative.n=100")[0] == "miss"  # any change to what it depends on is a miss
+    for entry in (Path(evaluator_run) / "scoring_cache").glob("*.npz"):
+        entry.write_bytes(b"not an npz")  # a damaged entry is recomputed, not trusted
+    assert score("damaged")[0] == "miss" and score("repaired") == ("hit", first[1])
 
 
 def _generator_run(tmp_path, data, hashes):
@@ -190,9 +213,33 @@ def test_cli_scores_a_folder_of_pngs_without_floor(tmp_path, evaluator_run, scor
         Image.fromarray(test.uint8_batch(np.array([row]))[0, 0].numpy()).resize((16, 16)).save(path)
     code = main(["evaluate", "generated", "--evaluator", str(evaluator_run), "--fake", str(tmp_path / "pngs"),
                  "--real", "val", "-n", "50", "--no-cas", "--name", "pngs", f"run.root={tmp_path}/runs",
-                 "generative.floor=false", "generative.kid_subsets=5"])
+                 "generative.floor=false"])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "runs" / "pngs" / "metrics.json").read_text())
     assert metrics["n"] == 50 and metrics["real"]["split"] == "val" and "floor" not in metrics
     assert "cas" not in metrics["model"] and metrics["model"]["gan_test"]["n"] == 50
     assert "FID" in capsys.readouterr().out
+
+
+def test_a_flip_view_evaluator_scores_with_the_function_its_accuracy_measured(tmp_path):
+    cfg = load_config(EVALUATOR_TINY, [f"run.root={tmp_path}/runs", "run.name=flip", "eval.tta_flip=true"],
+                      schema=ClassifierConfig)
+    run = train_evaluator(cfg, progress=False)
+    evaluator = load_evaluator(run)
+    assert evaluator.network.flip_views and evaluator.describe()["flip_views"]
+    test = prepare_data(evaluator.cfg.data, progress=False).splits["test"]
+    images = test.uint8_batch(np.arange(len(test)))
+    _, logits = extract_features(evaluator.network, images)
+    accuracy = float((logits.argmax(1) == test.labels.numpy()).mean())
+    assert accuracy == pytest.approx(evaluator.record["test_accuracy"], abs=2 / len(test))
+    evaluator.network.flip_views = False
+    _, one_view = extract_features(evaluator.network, images)
+    _, mirrored = extract_features(evaluator.network, images.flip(3))
+    assert np.allclose(logits, 0.5 * (one_view + mirrored), atol=1e-4)
+
+
+def test_an_evaluator_with_translated_views_is_refused(tmp_path):
+    cfg = load_config(EVALUATOR_TINY, [f"run.root={tmp_path}/runs", "eval.tta_translate=1"], schema=ClassifierConfig)
+    with pytest.raises(UserError, match="tta_translate"):
+        train_evaluator(cfg, progress=False)
+    assert not (tmp_path / "runs").exists()

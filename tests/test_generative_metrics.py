@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.linalg
+import torch
 from sklearn.metrics import pairwise_distances
 from sklearn.metrics.pairwise import polynomial_kernel
 
@@ -18,6 +19,12 @@ def _features(seed, n=300, dim=16, shift=0.0, scale=1.0):
     return (rng.normal(size=(n, dim)) @ mixing) * scale + shift
 
 
+def _same_mixing(seed, n=300, dim=8, shift=0.0):
+    """Samples of one fixed correlated distribution (the mixing matrix does not depend on ``seed``)."""
+    mixing = np.random.default_rng(12345).normal(size=(dim, dim)) / np.sqrt(dim)
+    return np.random.default_rng(seed).normal(size=(n, dim)) @ mixing + shift
+
+
 def reference_fid(x, y):
     mu1, mu2 = x.mean(0), y.mean(0)
     s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
@@ -29,8 +36,8 @@ def reference_mmd2(x, y):
     k_xx = polynomial_kernel(x, x, degree=3, gamma=1.0 / x.shape[1], coef0=1)
     k_yy = polynomial_kernel(y, y, degree=3, gamma=1.0 / x.shape[1], coef0=1)
     k_xy = polynomial_kernel(x, y, degree=3, gamma=1.0 / x.shape[1], coef0=1)
-    m = len(x)
-    return ((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy)) / (m * (m - 1))
+    m, n = len(x), len(y)
+    return ((k_xx.sum() - np.trace(k_xx)) / (m * (m - 1)) + (k_yy.sum() - np.trace(k_yy)) / (n * (n - 1))
             - 2 * k_xy.mean())
 
 
@@ -54,28 +61,36 @@ def test_fid_is_zero_for_identical_sets_and_uses_float64():
     assert abs(fid(x, x)) < 1e-9
 
 
-def test_kid_matches_sklearn_polynomial_kernel_on_whole_sets():
-    x, y = _features(0, n=200), _features(1, n=200, shift=0.5)
-    result = kid(x, y, subsets=1, subset_size=200)
-    assert result["subset_size"] == 200
-    assert result["mean"] == pytest.approx(reference_mmd2(x, y), rel=1e-9)
-
-
-def test_kid_subsets_average_reference_values_and_report_spread():
-    x, y = _features(0, n=400), _features(1, n=400, shift=0.5)
-    result = kid(x, y, subsets=20, subset_size=1000, seed=3)
-    assert result["subset_size"] == 200  # capped at half the set, so subsets differ
-    rng = np.random.default_rng(3)
-    values = [reference_mmd2(x[rng.choice(400, 200, replace=False)], y[rng.choice(400, 200, replace=False)])
-              for _ in range(20)]
-    assert result["mean"] == pytest.approx(np.mean(values), rel=1e-9)
-    assert result["std"] == pytest.approx(np.std(values, ddof=1), rel=1e-9)
+@pytest.mark.parametrize("sizes", [(200, 200), (250, 170)])
+def test_kid_matches_sklearn_polynomial_kernel_on_whole_sets(sizes):
+    x, y = _features(0, n=sizes[0]), _features(1, n=sizes[1], shift=0.5)
+    result = kid(x, y, chunk=64)  # chunking must not change anything
+    assert (result["n_real"], result["n_fake"]) == sizes
+    assert result["value"] == pytest.approx(reference_mmd2(x, y), rel=1e-9)
+    assert result["value"] == pytest.approx(kid(x, y, chunk=4096)["value"], rel=1e-12)
 
 
 def test_kid_is_near_zero_for_samples_of_one_distribution():
-    x, y = _features(0, n=400), _features(1, n=400)
-    x_shifted = _features(1, n=400, shift=1.0)
-    assert abs(kid(x, y, 20, 200)["mean"]) < kid(x, x_shifted, 20, 200)["mean"] / 10
+    x, y = _same_mixing(0, n=400), _same_mixing(1, n=400)
+    same, shifted = kid(x, y), kid(x, _same_mixing(1, n=400, shift=1.0))
+    assert abs(same["value"]) < 3 * same["std_error"]
+    assert shifted["value"] > 10 * shifted["std_error"]
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.15])
+def test_kid_standard_error_matches_the_spread_over_fresh_samples(shift):
+    """The standard error is what it claims: the spread of KID over independent pairs of sets.
+
+    With equal distributions (shift 0) the first-order term vanishes and the estimate measures the
+    second-order noise: it must still be of the right size (within a factor of 2). The estimate errs
+    on the safe side: the row means it takes the variance of carry their own sampling noise
+    (measured here: 1.2x the spread with a shift, 1.45x without).
+    """
+    runs = [kid(_same_mixing(2 * i), _same_mixing(2 * i + 1, shift=shift)) for i in range(40)]
+    spread = np.std([run["value"] for run in runs], ddof=1)
+    claimed = np.sqrt(np.mean([run["std_error"] ** 2 for run in runs]))
+    low, high = (0.7, 2.0) if shift == 0 else (0.9, 1.5)
+    assert low < claimed / spread < high
 
 
 @pytest.mark.parametrize("k", [3, 5])
@@ -103,9 +118,10 @@ def test_gan_test_overall_and_per_class():
 def test_per_class_kid_skips_missing_classes():
     real, fake = _features(0, n=60), _features(1, n=60)
     labels = np.repeat([0, 1], 30)
-    result = per_class_kid(real, labels, fake, np.zeros(60, dtype=int), ["a", "b", "c"], subsets=3)
+    result = per_class_kid(real, labels, fake, np.zeros(60, dtype=int), ["a", "b", "c"])
     assert result["per_class"]["b"] is None and result["per_class"]["c"] is None
-    assert result["mean"] == result["per_class"]["a"]["mean"]
+    assert result["mean"] == result["per_class"]["a"]["value"]
+    assert result["per_class"]["a"] == kid(real[:30], fake)
 
 
 def test_nearest_neighbours_match_sklearn_and_are_exact_for_copies():
@@ -160,3 +176,22 @@ def test_the_floor_column_does_not_read_as_a_memorisation_finding():
     _, rows = table_rows(metrics)
     flag_row = next(row for row in rows if row[0] == "memorisation flagged")
     assert flag_row[1] == "no" and flag_row[2] == "n/a (real training images)"
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 5, 7)])
+def test_pixel_neighbours_are_exact_with_int8_products_and_without(shape, monkeypatch):
+    import visrep.evaluation.memorisation as memorisation
+
+    rng = np.random.default_rng(4)
+    bank = torch.from_numpy(rng.integers(0, 256, (300, *shape), dtype=np.uint8))
+    queries = bank[rng.choice(300, 40)].clone()
+    queries[:20] = (queries[:20].int() + torch.from_numpy(rng.integers(-3, 4, (20, *shape)))).clamp(0, 255).to(torch.uint8)
+    queries[30:] = torch.from_numpy(rng.integers(0, 256, (10, *shape), dtype=np.uint8))  # far from everything
+    expected = pairwise_distances(queries.reshape(40, -1).double().numpy(), bank.reshape(300, -1).double().numpy())
+    fast = memorisation.pixel_neighbours(queries, bank, query_chunk=16, bank_chunk=64)
+    monkeypatch.setattr(memorisation, "_int8_products_work", lambda: False)
+    fallback = memorisation.pixel_neighbours(queries, bank)
+    for distances, index in (fast, fallback):
+        assert np.allclose(distances, expected.min(1) / 255.0, rtol=0, atol=1e-12)
+        assert np.allclose(expected[np.arange(40), index], expected.min(1))  # a nearest one (ties allowed)
+        assert (distances[20:30] == 0).all()  # exact copies at distance 0

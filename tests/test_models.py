@@ -23,6 +23,7 @@ BATCH = 2
 ALL_MODELS = ["fastcnn", "resnet18_cifar", "tv:resnet18", "tv:mobilenet_v3_small"]
 BUILD_CASES = ([("fastcnn", channels, size) for channels in (1, 3) for size in (8, 28, 32)]
                + [("resnet18_cifar", channels, 32) for channels in (1, 3)] + [("resnet18_cifar", 1, 8)]
+               + [("resnet9", 3, 32), ("resnet9", 1, 28), ("resnet9", 1, 8)]
                + [(name, channels, 32) for name in ALL_MODELS[2:] for channels in (1, 3)])
 
 # Documented names, paths and (C, H) of each feature for 32 px inputs (see TorchvisionClassifier).
@@ -64,6 +65,10 @@ def expected_native_shapes(name: str, in_channels: int, size: int) -> dict[str, 
             spatial = spatial // 2 if pools else spatial
             shapes[f"stage{index}"] = (BATCH, width, spatial, spatial)
         return {**shapes, "penultimate": (BATCH, 256)}
+    if name == "resnet9":  # each stage halves the size (floor) with a max-pool
+        return {"stem": (BATCH, 64, size, size), "stage1": (BATCH, 128, size // 2, size // 2),
+                "stage2": (BATCH, 256, size // 4, size // 4), "stage3": (BATCH, 512, size // 8, size // 8),
+                "penultimate": (BATCH, 512)}
     shapes = {"stem": (BATCH, 64, size, size)}
     for index, width in enumerate((64, 128, 256, 512), start=1):
         spatial = math.ceil(size / 2 ** (index - 1))
@@ -166,12 +171,18 @@ def test_bad_sizes_are_user_errors(sizes):
         create_model("fastcnn", **arguments)
 
 
+def test_resnet9_refuses_images_its_pools_cannot_halve_three_times():
+    with pytest.raises(UserError, match="at least 8 px"):
+        create_model("resnet9", NUM_CLASSES, 3, 7)
+
+
 @pytest.mark.parametrize("name, options, message", [
     ("fastcnn", {"widht": 2.0}, "widht.*widths, width"),
     ("fastcnn", {"width": 0}, "width"),
     ("fastcnn", {"widths": ()}, "widths"),
     ("resnet18_cifar", {"width": 2.0}, "options are: widths"),
     ("resnet18_cifar", {"widths": []}, "widths must be a non-empty list"),
+    ("resnet9", {"widths": [8, 16]}, "4 integers"),
     ("tv:resnet18", {"weights": "DEFAULT"}, "pretrained_path"),
     ("tv:resnet18", {"no_such_option": 1}, "no_such_option"),
 ])

@@ -247,10 +247,27 @@ def cmd_train_evaluator(args) -> int:
         _check_resume_flags(args)
         run_path = train_evaluator(None, conditioning, resume=Path(args.resume))
     else:
-        run_path = train_evaluator(load_cli_config(args, ClassifierConfig), conditioning)
+        run_path = train_evaluator(load_cli_config(_with_shipped_config(args, "evaluator"), ClassifierConfig),
+                                   conditioning)
     evaluate_classifier(run_path, "test")  # the evaluator's own report (eval-test/), beside evaluator.json
     print(f"evaluator run: {run_path}")
     return 0
+
+
+def _with_shipped_config(args, stage: str):
+    """Without --config, a built-in dataset (SOURCE or data.source=) gets its shipped configs/<stage>_<name>.yaml."""
+    from visrep.config import shipped_config
+
+    if args.config:
+        return args
+    sources = [args.source] if args.source and "=" not in args.source else []
+    sources += [item.split("=", 1)[1] for item in [args.source or "", *(args.overrides or [])]
+                if item.startswith("data.source=")]
+    path = shipped_config(stage, sources[-1]) if sources else None
+    if path is not None:
+        print(f"config: {path} (the shipped {stage} recipe for {sources[-1]}; --config to choose another)")
+        args.config = str(path)
+    return args
 
 
 def _train_or_resume(args, schema, train, label: str) -> int:

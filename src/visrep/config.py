@@ -166,9 +166,6 @@ class GenerativeEvalOptions:
     # evaluator forward: auto (as train.precision) | fp32 | bf16 (faster, features rounded to 8 bits)
     precision: str = "auto"
     batch_size: int = 500  # images per evaluator forward
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000  # capped at N
-    class_kid_subsets: int = 10  # per-class KID: subsets per class
     prdc_k: int = 5  # nearest neighbours for precision/recall/density/coverage
     cas: bool = True  # Classification Accuracy Score (trains a small classifier on the fakes)
     cas_epochs: int = 5
@@ -178,10 +175,11 @@ class GenerativeEvalOptions:
     memorisation_quantile: float = 0.01  # of held-out real distances: the "close" threshold
     memorisation_flag_fraction: float = 0.05  # flag when more generated images than this are that close
     floor: bool = True  # real-vs-real floor (train subset vs the real reference) for every metric
+    cache: bool = True  # keep the real side and the floor in <evaluator run>/scoring_cache/ for later scorings
     in_loop: Optional[str] = None  # conditioning classifier run: adds "in-loop, optimistic" numbers
     inception_weights: Optional[str] = None  # local Inception (torch-fidelity) weights; never downloaded
     grid_per_class: int = 8  # real and generated images per class in the side-by-side grid
-    seed: int = 0  # subsets, KID subsets, pairings, CAS
+    seed: int = 0  # the images drawn per side, pairings, CAS
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
 
 
@@ -320,6 +318,21 @@ class GuideTrainConfig:
 class GuideConfig(Config):
     guide: GuideOptions = field(default_factory=GuideOptions)
     train: GuideTrainConfig = field(default_factory=GuideTrainConfig)
+
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ (editable install)
+
+
+def shipped_config(stage: str, source: Optional[str]) -> Optional[Path]:
+    """``configs/<stage>_<source>.yaml`` when the repository ships one for that built-in dataset, else None.
+
+    ``visrep train evaluator mnist`` without --config takes configs/evaluator_mnist.yaml: the tuned
+    recipe for that dataset (see benchmarks/RESULTS.md), not the schema's generic defaults.
+    """
+    if not source or "/" in source or source.startswith("."):
+        return None  # a folder of the user's own: no shipped recipe
+    path = SHIPPED_CONFIGS / f"{stage}_{source}.yaml"
+    return path if path.is_file() else None
 
 
 def _schema(schema: type = Config):

@@ -32,18 +32,15 @@ def gan_test(logits: np.ndarray, intended: np.ndarray, class_names: Sequence[str
 
 
 def per_class_kid(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray,
-                  class_names: Sequence[str], subsets: int = 10, subset_size: int = 1000, seed: int = 0) -> dict:
+                  class_names: Sequence[str]) -> dict:
     """KID between real and generated features of each class; {"per_class": {name: kid | None}, "mean": float}.
 
-    A class with fewer than 4 images on either side gets ``None`` (too few for two different subsets);
-    "mean" averages the others.
+    A class with fewer than 2 images on either side gets ``None`` (no pair to compare); "mean"
+    averages the others.
     """
     results = {}
     for index, name in enumerate(class_names):
         real_c, fake_c = real[np.asarray(real_labels) == index], fake[np.asarray(fake_labels) == index]
-        if min(len(real_c), len(fake_c)) < 4:
-            results[name] = None
-            continue
-        results[name] = kid(real_c, fake_c, subsets, subset_size, seed + index)
-    means = [value["mean"] for value in results.values() if value is not None]
-    return {"per_class": results, "mean": float(np.mean(means)) if means else None}
+        results[name] = kid(real_c, fake_c) if min(len(real_c), len(fake_c)) >= 2 else None
+    values = [value["value"] for value in results.values() if value is not None]
+    return {"per_class": results, "mean": float(np.mean(values)) if values else None}

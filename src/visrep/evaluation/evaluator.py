@@ -3,6 +3,12 @@
 The evaluator stage (:mod:`visrep.training.evaluator`, ``visrep train evaluator``) trains it and
 records its weights' hashes and test accuracy in ``evaluator.json``; this module loads it for scoring.
 
+Features: the classifier's "penultimate" layer (its global pool, before the linear head: 256-d for
+the CIFAR-10 ResNet-9, 128-d for the MNIST ResNet), float32, not normalised here. The scoring
+(:mod:`visrep.evaluation.generative`) multiplies every set by one constant, 1 / RMS of the real
+reference's features, before FID and KID; the memorisation and consistency checks use them
+L2-normalised (cosine geometry).
+
 :class:`EvaluatorNetwork` is what torchmetrics calls a custom feature extractor: it has
 ``num_features``, stays in eval mode, and normalises inside, so it takes raw images::
 
@@ -37,18 +43,31 @@ class EvaluatorNetwork(FrozenEncoder):
 
     role = "evaluator"
 
-    def __init__(self, classifier: nn.Module, normalization: Normalization, precision: str = "auto"):
+    def __init__(self, classifier: nn.Module, normalization: Normalization, precision: str = "auto",
+                 flip_views: bool = False):
         super().__init__(classifier, normalization, precision)
         self.num_features = self.embedding_dim
+        self.flip_views = bool(flip_views)  # the run's eval.tta_flip: part of the function, as in its test accuracy
 
     def forward(self, images: Tensor) -> Tensor:
         """(N, C, S, S) images → (N, num_features) float32."""
         return self.features_and_logits(images)[0]
 
     def features_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """(N, C, S, S) images → (features (N, D), logits (N, K)), both float32, from one forward pass."""
+        """(N, C, S, S) images → (features (N, D), logits (N, K)), both float32.
+
+        With ``flip_views`` both are the mean over the image and its mirror: the same prediction that
+        the evaluator's recorded test accuracy measured (eval.tta_flip), so GAN-test is judged by it.
+        """
+        features, logits = self._one_view(images)
+        if self.flip_views:
+            flipped_features, flipped_logits = self._one_view(images.flip(3))
+            features, logits = 0.5 * (features + flipped_features), 0.5 * (logits + flipped_logits)
+        return features, logits
+
+    def _one_view(self, images: Tensor) -> tuple[Tensor, Tensor]:
         logits, features = self.forward_intermediates(images, ["penultimate"])
-        return features["penultimate"].float().flatten(1), logits
+        return features["penultimate"].float().flatten(1), logits.float()
 
 
 @dataclass
@@ -67,7 +86,7 @@ class Evaluator:
 
     def describe(self) -> dict:
         return {"run": str(self.run_path), "model": self.cfg.model.name, "seed": int(self.cfg.run.seed),
-                "num_features": self.network.num_features, "weights_sha256": self.hashes["tensors"],
+                "num_features": self.network.num_features, "flip_views": self.network.flip_views, "weights_sha256": self.hashes["tensors"],
                 "weights_file_sha256": self.hashes["file"], "trained_as_evaluator": self.registered,
                 "test_accuracy": (self.record or {}).get("test_accuracy")}
 
@@ -91,8 +110,8 @@ def load_evaluator(run_path: Path, weights: str | None = None, precision: str = 
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if record is not None and weights == record.get("weights") and record.get("weights_sha256") != hashes["tensors"]:
         raise UserError(f"the weights in {run_path} changed since training (hash differs from {EVALUATOR_RECORD})")
-    return Evaluator(EvaluatorNetwork(classifier, normalization, precision), cfg, run_path, hashes, record,
-                     class_names)
+    network = EvaluatorNetwork(classifier, normalization, precision, flip_views=bool(cfg.eval.tta_flip))
+    return Evaluator(network, cfg, run_path, hashes, record, class_names)
 
 
 

@@ -34,6 +34,7 @@ from visrep.evaluation.inception import inception_network, inception_scores
 from visrep.inference.independence import check_independent
 from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_neighbours, pixel_neighbours
 from visrep.evaluation.real_sources import RealReference, load_real_reference
+from visrep.evaluation.scoring_cache import cache_key, cache_path, load_cached, save_cached
 from visrep.hardware.precision import resolve_precision
 from visrep.hardware.record import compute_record
 from visrep.runs import create_run
@@ -50,6 +51,7 @@ class Side:
     logits: np.ndarray  # (N, K) float32
     condition_ids: list[str] | None = None
     knn_radii: np.ndarray | None = None  # (N,) k-NN radii, computed once when this is the real side of PRDC
+    rows: np.ndarray | None = None  # (N,) rows of the split the images came from, for real sides
 
 
 @dataclass
@@ -62,6 +64,10 @@ class Context:
     bank_images: torch.Tensor  # (M, C, S, S) uint8 training images searched for memorisation
     bank_features: torch.Tensor  # (M, D) unit-length evaluator features
     memorisation_reference: dict  # nearest-training distances of the real reference {"features", "pixels"}
+    feature_scale: float  # every side's features are multiplied by it (see feature_scale())
+    bank_rows: np.ndarray  # (M,) training-split rows of the bank
+    real_features_unscaled: np.ndarray  # (N, D) as the evaluator gave them: what the cache keeps
+    cached_floor: dict | None = None  # the real-vs-real floor read from the scoring cache
     timing: dict = field(default_factory=dict)
 
     @property
@@ -100,17 +106,22 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     device = evaluator.network.scale.device
     run.write_json("compute.json", compute_record(device, resolve_precision(opts.precision, device), False))
     loaded = time.perf_counter()
-    rng = np.random.default_rng(opts.seed)
-    context = _build_context(opts, evaluator, reference, n, rng, progress)
-    fake_side = _side(evaluator, fake.subset(_pick(len(fake), n, rng)), opts, progress, "generated")
+    cache = _cache_location(opts, evaluator, reference, n, device)
+    context = _build_context(opts, evaluator, reference, n, cache, progress)
+    fake_side = _side(evaluator, fake.subset(_pick(len(fake), n, _rng(opts, "fake"))), opts, progress, "generated",
+                      context.feature_scale)
     metrics = _header(opts, evaluator, reference, fake, n, independence)
+    metrics["feature_scale"] = context.feature_scale
     metrics["model"] = score_side(fake_side, context, progress)
     if opts.floor:
-        metrics["floor"] = score_floor(context, n, rng, progress)
+        metrics["floor"] = context.cached_floor or score_floor(context, n, progress)
+    if cache is not None and context.timing["scoring_cache"] == "miss":
+        save_cached(cache[1], cache[0], _cached_arrays(context), metrics.get("floor"))
     if in_loop is not None:
         metrics["in_loop"] = score_in_loop(in_loop, fake_side, context)
     if inception is not None:
-        metrics["inception"] = inception_scores(inception, context.real.images, fake_side.images, opts)
+        metrics["inception"] = {**inception_scores(inception, context.real.images, fake_side.images),
+                                "weights": str(opts.inception_weights)}
     metrics["timing"] = {"load_seconds": loaded - started, **context.timing,
                          "total_seconds": time.perf_counter() - started}
     _write_outputs(run, metrics, context, fake_side)
@@ -155,40 +166,112 @@ def choose_n(opts, n_real: int, n_fake: int, n_train: int) -> int:
     return int(opts.n)
 
 
+RNG_STREAMS = {"real": 1, "bank": 2, "fake": 3, "floor": 4, "val": 5}  # one seeded stream per draw
+
+
+def _rng(opts, purpose: str) -> np.random.Generator:
+    """The draw for ``purpose``: independent of which other draws happen (a cached real side skips some)."""
+    return np.random.default_rng([int(opts.seed), RNG_STREAMS[purpose]])
+
+
 def _pick(total: int, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.choice(total, n, replace=False)) if n < total else np.arange(total)
 
 
-def _side(evaluator: Evaluator, image_set: ImageSet, opts, progress: bool, desc: str) -> Side:
+def feature_scale(real_features: np.ndarray) -> float:
+    """1 / RMS of the real reference's features: after it their mean square is 1.
+
+    The evaluator's penultimate features (global pool, before the linear head) have a magnitude set
+    by training, not by meaning. One constant per evaluator and real reference brings them to unit
+    mean square, which keeps KID's kernel (x·y/D + 1)³ in its intended range (unscaled 512-d ResNet
+    features made it ±0.74 around 0.04) and FID comparable between evaluators. PRDC and the
+    cosine-based memorisation and consistency checks do not change.
+    """
+    rms = float(np.sqrt(np.mean(np.square(real_features, dtype=np.float64))))
+    return 1.0 / rms if rms > 0 else 1.0
+
+
+def _side(evaluator: Evaluator, image_set: ImageSet, opts, progress: bool, desc: str, scale: float) -> Side:
     features, logits = extract_features(evaluator.network, image_set.images, opts.batch_size, progress, desc)
-    return Side(image_set.images, image_set.labels, features, logits, image_set.condition_ids)
+    return Side(image_set.images, image_set.labels, features * np.float32(scale), logits, image_set.condition_ids)
 
 
-def _split_side(evaluator: Evaluator, split, rows: np.ndarray, opts, progress: bool, desc: str) -> Side:
+def _split_side(evaluator: Evaluator, split, rows: np.ndarray, opts, progress: bool, desc: str,
+                scale: float = 1.0) -> Side:
     images = split.uint8_batch(rows)
     features, logits = extract_features(evaluator.network, images, opts.batch_size, progress, desc)
-    return Side(images, split.labels.numpy()[rows], features, logits)
+    return Side(images, split.labels.numpy()[rows], features * np.float32(scale), logits, rows=rows)
 
 
 # ---- shared context --------------------------------------------------------------------------
 
-def _build_context(opts, evaluator: Evaluator, reference: RealReference, n: int, rng: np.random.Generator,
+def _cache_location(opts, evaluator: Evaluator, reference: RealReference, n: int, device) -> tuple | None:
+    """(key, path) of this scoring's cached real side, or None with generative.cache off."""
+    if not opts.cache:
+        return None
+    key = cache_key(evaluator, reference, opts, n, resolve_precision(opts.precision, device).precision)
+    return key, cache_path(evaluator.run_path, key)
+
+
+def _build_context(opts, evaluator: Evaluator, reference: RealReference, n: int, cache: tuple | None,
                    progress: bool) -> Context:
     started = time.perf_counter()
+    cached = load_cached(cache[1], cache[0]) if cache is not None else None
+    context = (_context_from_cache(opts, evaluator, reference, *cached) if cached is not None
+               else _compute_context(opts, evaluator, reference, n, progress))
+    context.timing["scoring_cache"] = "off" if cache is None else "hit" if cached is not None else "miss"
+    context.timing["real_side_seconds"] = time.perf_counter() - started
+    return context
+
+
+def _compute_context(opts, evaluator: Evaluator, reference: RealReference, n: int, progress: bool) -> Context:
+    started = time.perf_counter()
     held_out = reference.data.splits[reference.split]
-    real = _split_side(evaluator, held_out, _pick(len(held_out), n, rng), opts, progress, "real reference")
+    real = _split_side(evaluator, held_out, _pick(len(held_out), n, _rng(opts, "real")), opts, progress,
+                       "real reference")
+    unscaled = real.features.copy()
+    scale = feature_scale(unscaled)
+    real.features *= np.float32(scale)
     train = reference.data.splits["train"]
     limit = opts.memorisation_bank or len(train)
-    bank = _split_side(evaluator, train, _pick(len(train), min(limit, len(train)), rng), opts, progress,
-                       "training images")
+    bank = _split_side(evaluator, train, _pick(len(train), min(limit, len(train)), _rng(opts, "bank")), opts,
+                       progress, "training images", scale)
     bank_features = feature_space(bank.features)
     features_done = time.perf_counter()
     memorisation_reference = _nearest_training(real, bank.images, bank_features)
-    context = Context(opts, evaluator, reference, real, bank.images, bank_features, memorisation_reference)
+    context = Context(opts, evaluator, reference, real, bank.images, bank_features, memorisation_reference, scale,
+                      bank.rows, unscaled)
     context.timing.update({"real_features_seconds": features_done - started,
                            "reference_memorisation_seconds": time.perf_counter() - features_done,
                            "real_images_featurised": len(real.images) + len(bank.images)})
     return context
+
+
+def _context_from_cache(opts, evaluator: Evaluator, reference: RealReference, arrays: dict, floor: dict | None
+                        ) -> Context:
+    """The context rebuilt from cached arrays; images come from the (decode-cached) prepared data."""
+    held_out, train = reference.data.splits[reference.split], reference.data.splits["train"]
+    rows = arrays["real_rows"]
+    scale = feature_scale(arrays["real_features"])
+    real = Side(held_out.uint8_batch(rows), held_out.labels.numpy()[rows],
+                arrays["real_features"] * np.float32(scale), arrays["real_logits"],
+                knn_radii=arrays["real_knn_radii"], rows=rows)
+    bank_features = torch.as_tensor(arrays["bank_features"])  # stored unit-length, as feature_space left them
+    reference_nearest = {"features": arrays["reference_features"], "pixels": arrays["reference_pixels"],
+                         "features_index": arrays["reference_features_index"],
+                         "pixels_index": arrays["reference_pixels_index"]}
+    return Context(opts, evaluator, reference, real, train.uint8_batch(arrays["bank_rows"]), bank_features,
+                   reference_nearest, scale, arrays["bank_rows"], arrays["real_features"], cached_floor=floor)
+
+
+def _cached_arrays(context: Context) -> dict[str, np.ndarray]:
+    """What _context_from_cache needs, with the real features unscaled (the scale is recomputed from them)."""
+    real, nearest = context.real, context.memorisation_reference
+    return {"real_rows": real.rows, "real_features": context.real_features_unscaled,
+            "real_logits": real.logits, "real_knn_radii": real.knn_radii, "bank_rows": context.bank_rows,
+            "bank_features": context.bank_features.numpy(), "reference_features": nearest["features"],
+            "reference_pixels": nearest["pixels"], "reference_features_index": nearest["features_index"],
+            "reference_pixels_index": nearest["pixels_index"]}
 
 
 def _nearest_training(side: Side, bank_images: torch.Tensor, bank_features: torch.Tensor) -> dict:
@@ -224,7 +307,7 @@ def distribution_scores(real: Side, fake: Side, opts) -> dict:
     if real.knn_radii is None:
         real.knn_radii = knn_radii(real.features, opts.prdc_k)
     return {"fid": fid(real.features, fake.features),
-            "kid": kid(real.features, fake.features, opts.kid_subsets, opts.kid_subset_size, opts.seed),
+            "kid": kid(real.features, fake.features),
             "prdc": prdc(real.features, fake.features, opts.prdc_k, real_radii=real.knn_radii),
             "n": int(len(fake.features))}
 
@@ -233,8 +316,7 @@ def conditional_scores(context: Context, side: Side, progress: bool = False) -> 
     opts = context.opts
     result = {"gan_test": gan_test(side.logits, side.labels, context.class_names),
               "class_kid": per_class_kid(context.real.features, context.real.labels, side.features, side.labels,
-                                         context.class_names, opts.class_kid_subsets, opts.kid_subset_size,
-                                         opts.seed)}
+                                         context.class_names)}
     if opts.cas:
         started = time.perf_counter()
         result["cas"] = _cas(context, side, progress)
@@ -272,27 +354,28 @@ def _images_by_id(reference: RealReference, ids: list[str]) -> torch.Tensor:
                         for name, row in (where[image_id] for image_id in ids)])
 
 
-def score_floor(context: Context, n: int, rng: np.random.Generator, progress: bool) -> dict:
+def score_floor(context: Context, n: int, progress: bool) -> dict:
     """The same metrics for real images standing in for generated ones (see the module docstring)."""
     started = time.perf_counter()
     opts, data = context.opts, context.reference.data
     train = data.splits["train"]
-    stand_in = _split_side(context.evaluator, train, _pick(len(train), n, rng), opts, progress, "floor images")
+    stand_in = _split_side(context.evaluator, train, _pick(len(train), n, _rng(opts, "floor")), opts, progress,
+                           "floor images", context.feature_scale)
     floor = distribution_scores(context.real, stand_in, opts)
     floor.update(conditional_scores(context, stand_in, progress))
     floor["gan_test"] = gan_test(context.real.logits, context.real.labels, context.class_names)
-    floor["memorisation"] = _floor_memorisation(context, n, rng, progress)
+    floor["memorisation"] = _floor_memorisation(context, n, progress)
     floor["embedding_consistency"] = _same_class_cosine(context)
     context.timing["floor_seconds"] = time.perf_counter() - started
     return floor
 
 
-def _floor_memorisation(context: Context, n: int, rng: np.random.Generator, progress: bool) -> dict | None:
+def _floor_memorisation(context: Context, n: int, progress: bool) -> dict | None:
     val = context.reference.data.splits["val"]
     if len(val) <= 1:
         return None
-    side = _split_side(context.evaluator, val, _pick(len(val), min(n, len(val)), rng), context.opts, progress,
-                       "validation images")
+    side = _split_side(context.evaluator, val, _pick(len(val), min(n, len(val)), _rng(context.opts, "val")),
+                       context.opts, progress, "validation images", context.feature_scale)
     nearest = _nearest_training(side, context.bank_images, context.bank_features)
     return memorisation_report(nearest, context.memorisation_reference, context.opts.memorisation_quantile,
                                context.opts.memorisation_flag_fraction)
@@ -318,8 +401,10 @@ def _load_in_loop(opts, fake: ImageSet, evaluator: Evaluator) -> Evaluator:
 def score_in_loop(network: Evaluator, fake_side: Side, context: Context) -> dict:
     """FID/KID/PRDC/GAN-test in the conditioning CNN's own space: optimistic by construction."""
     opts = context.opts
-    fake_in = _side(network, ImageSet(fake_side.images, fake_side.labels, None, {}), opts, False, "in-loop")
-    real_in = _side(network, ImageSet(context.real.images, context.real.labels, None, {}), opts, False, "in-loop")
+    real_in = _side(network, ImageSet(context.real.images, context.real.labels, None, {}), opts, False, "in-loop", 1.0)
+    scale = feature_scale(real_in.features)  # the in-loop network's own scale, by the same rule
+    real_in.features *= np.float32(scale)
+    fake_in = _side(network, ImageSet(fake_side.images, fake_side.labels, None, {}), opts, False, "in-loop", scale)
     result = {"label": "in-loop, optimistic", "network": str(network.run_path),
               **distribution_scores(real_in, fake_in, opts)}
     if fake_in.labels is not None and list(network.class_names) == context.class_names:

@@ -18,7 +18,7 @@ from visrep.figures import save_image_grid
 # (label, path into a metrics block, format); ↓ lower is better, ↑ higher is better
 ROWS: list[tuple[str, tuple, str]] = [
     ("FID (evaluator space) ↓", ("fid",), "num"),
-    ("KID ↓ (mean ± std over subsets)", ("kid",), "kid"),
+    ("KID ↓ (± standard error)", ("kid",), "kid"),
     ("precision (k-NN) ↑", ("prdc", "precision"), "num"),
     ("recall (k-NN) ↑", ("prdc", "recall"), "num"),
     ("density ↑", ("prdc", "density"), "num"),
@@ -52,7 +52,7 @@ def format_value(value, kind: str) -> str:
     if value is None:
         return "—"
     if kind == "kid":
-        return f"{value['mean']:.4g} ± {value['std']:.2g}"
+        return f"{value['value']:.4g} ± {value['std_error']:.2g}"
     if kind == "flag":
         return "**FLAGGED**" if value else "no"
     return f"{value:.4g}" if isinstance(value, float) else str(value)

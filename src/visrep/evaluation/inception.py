@@ -1,10 +1,16 @@
 """Inception-v3 FID/KID, only from a local weights file (never downloaded).
 
-Comparable with published numbers only at their resolution and N; on 28–32 px images upsampled
-to 299 px they mostly show how ImageNet features see small images. The evaluator's numbers are
-the primary ones; these are an extra column when ``generative.inception_weights`` is set.
-Needs ``torch-fidelity`` (the feature extractor torchmetrics wraps) and its FID weights file
-(``pt_inception-2015-12-05-6726825d.pth``).
+The network is torch-fidelity's port of the TensorFlow FID Inception (through torchmetrics'
+``NoTrainInceptionV3``), with the weights file torch-fidelity and clean-fid use,
+``pt_inception-2015-12-05-6726825d.pth``: 2048-d pool features, images resized to 299 px inside
+with TensorFlow-1-compatible bilinear interpolation, as the published FID code does. Its features
+are not rescaled (unlike the evaluator's), so the numbers are on the published scale.
+
+Comparable with published numbers only with their reference set and N (CIFAR-10 papers mostly use
+50k samples against the 50k training images; here the reference is the scoring's real split and N);
+on 28–32 px images upsampled to 299 px they mostly show how ImageNet features see small images.
+The evaluator's numbers are the primary ones; these are an extra column when
+``generative.inception_weights`` is set.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ def inception_network(weights_path: str | Path) -> torch.nn.Module:
     path = Path(weights_path).expanduser()
     if not path.is_file():
         raise UserError(f"Inception weights not found: {path} (they are never downloaded)")
+    _check_plain_state_dict(path)
     try:
         from torchmetrics.image.fid import NoTrainInceptionV3
         network = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
@@ -32,6 +39,21 @@ def inception_network(weights_path: str | Path) -> torch.nn.Module:
     except (RuntimeError, OSError) as err:
         raise UserError(f"cannot load Inception weights {path}: {str(err).splitlines()[0]}") from None
     return network.eval()
+
+
+def _check_plain_state_dict(path: Path) -> None:
+    """Refuse a file that is not a plain dict of tensors before torch-fidelity unpickles it in full.
+
+    torch-fidelity loads with ``weights_only=False`` (any pickle, code included); the real weights
+    file is a plain state dict, which the safe loader reads.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (pickle, zip and unpickler errors alike)
+        raise UserError(f"cannot read Inception weights {path}: not a plain PyTorch state dict "
+                        f"({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise UserError(f"{path} is not an Inception state dict (a dict of tensors)")
 
 
 @torch.inference_mode()
@@ -45,8 +67,7 @@ def inception_features(network: torch.nn.Module, images_uint8: torch.Tensor, bat
     return torch.cat(chunks).numpy()
 
 
-def inception_scores(network: torch.nn.Module, real_uint8: torch.Tensor, fake_uint8: torch.Tensor, opts) -> dict:
-    """Inception FID and KID of two uint8 image sets (KID settings and seed from ``opts``)."""
+def inception_scores(network: torch.nn.Module, real_uint8: torch.Tensor, fake_uint8: torch.Tensor) -> dict:
+    """Inception FID and KID (whole-set, with its standard error) of two uint8 image sets."""
     real, fake = inception_features(network, real_uint8), inception_features(network, fake_uint8)
-    return {"fid": fid(real, fake), "kid": kid(real, fake, opts.kid_subsets, opts.kid_subset_size, opts.seed),
-            "weights": str(opts.inception_weights)}
+    return {"fid": fid(real, fake), "kid": kid(real, fake)}

@@ -43,6 +43,9 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
         cfg = cfg if cfg is not None else load_run_config(resume, ClassifierConfig)
     elif cfg is None:
         raise UserError("train_evaluator needs a config (or resume= an interrupted evaluator run)")
+    if cfg.eval.tta_translate:
+        raise UserError("an evaluator scores with eval.tta_flip views only: set eval.tta_translate=0 "
+                        "(its recorded test accuracy must be the accuracy of the function that scores)")
     # checked before training, on a resumed run too: a wrong pairing must not cost a training run
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
