@@ -34,8 +34,15 @@ def stand_in_weights(tmp_path_factory):
     return path
 
 
-def test_stand_in_loads_and_gives_2048_features_for_gray_and_colour(stand_in_weights):
-    network = inception_network(stand_in_weights)
+@pytest.fixture(scope="module")
+def network(stand_in_weights):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: more threads only add start-up and spinning
+    yield inception_network(stand_in_weights)
+    torch.set_num_threads(threads)
+
+
+def test_stand_in_loads_and_gives_2048_features_for_gray_and_colour(network):
     colour = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
     gray = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
     for images in (colour, gray):
@@ -44,9 +51,8 @@ def test_stand_in_loads_and_gives_2048_features_for_gray_and_colour(stand_in_wei
     assert not np.allclose(inception_features(network, colour)[0], inception_features(network, colour)[1])
 
 
-def test_inception_fid_is_zero_for_a_set_with_itself_and_positive_otherwise(stand_in_weights):
-    network = inception_network(stand_in_weights)
-    real = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+def test_inception_fid_is_zero_for_a_set_with_itself_and_positive_otherwise(network):
+    real = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
     other = (real.float() * 0.3).to(torch.uint8)
     same, different = inception_scores(network, real, real), inception_scores(network, real, other)
     assert abs(same["fid"]) < 1e-6 and different["fid"] > 0
@@ -70,9 +76,9 @@ def test_evaluate_generated_adds_the_inception_column(tmp_path, stand_in_weights
 
     data = prepare_data(load_evaluator(tiny_trained_run).cfg.data, progress=False)
     test = data.splits["test"]
-    np.savez(tmp_path / "fake.npz", images=test.uint8_batch(np.arange(20)).numpy(), labels=test.labels.numpy()[:20])
+    np.savez(tmp_path / "fake.npz", images=test.uint8_batch(np.arange(8)).numpy(), labels=test.labels.numpy()[:8])
     code = main(["evaluate", "generated", "--evaluator", str(tiny_trained_run), "--fake", str(tmp_path / "fake.npz"),
-                 "-n", "20", "--no-cas", "--name", "inc", f"run.root={tmp_path}/runs", "generative.floor=false", "generative.cache=false",
+                 "-n", "8", "--no-cas", "--name", "inc", f"run.root={tmp_path}/runs", "generative.floor=false", "generative.cache=false",
                  f"generative.inception_weights={stand_in_weights}"])
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((tmp_path / "runs" / "inc" / "metrics.json").read_text())

@@ -209,7 +209,8 @@ def _cache_location(opts, evaluator: Evaluator, reference: RealReference, n: int
     """(key, path) of this scoring's cached real side, or None with generative.cache off."""
     if not opts.cache:
         return None
-    key = cache_key(evaluator, reference, opts, n, resolve_precision(opts.precision, device).precision)
+    key = cache_key(evaluator, reference, opts, n, resolve_precision(opts.precision, device).precision,
+                    torch.device(device).type)
     return key, cache_path(evaluator.run_path, key)
 
 

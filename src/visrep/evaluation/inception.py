@@ -37,8 +37,12 @@ def inception_network(weights_path: str | Path) -> torch.nn.Module:
         raise UserError("Inception FID/KID need the torch-fidelity package (pip install torch-fidelity) "
                         "besides the local weights file") from None
     except (RuntimeError, OSError) as err:
-        raise UserError(f"cannot load Inception weights {path}: {str(err).splitlines()[0]}") from None
+        raise UserError(f"cannot load Inception weights {path}: {_first_line(err)}") from None
     return network.eval()
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def _check_plain_state_dict(path: Path) -> None:
@@ -51,7 +55,7 @@ def _check_plain_state_dict(path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (pickle, zip and unpickler errors alike)
         raise UserError(f"cannot read Inception weights {path}: not a plain PyTorch state dict "
-                        f"({str(err).splitlines()[0][:120]})") from None
+                        f"({_first_line(err)[:120]})") from None
     if not isinstance(state, dict) or not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise UserError(f"{path} is not an Inception state dict (a dict of tensors)")
 

@@ -49,57 +49,52 @@ def feature_space(features: np.ndarray) -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
 
-MAX_INT8_DIM = 14000  # |scores| ≤ ~147,000·D must stay below 2^31 (a 64 px RGB image has 12,288 values)
+MAX_INT8_DIM = 40000  # |‖b8‖² − 2·q8·b8| ≤ 49,152·D must stay below 2^31 (a 64 px RGB image has 12,288 values)
 
 
 def pixel_neighbours(queries_uint8: torch.Tensor, bank_uint8: torch.Tensor, query_chunk: int = 2048,
                      bank_chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """(N, C, H, W) and (M, C, H, W) uint8 → (distance in [0, 1] pixel units (N,), index (N,)).
 
-    Exact, and fast: pixels shifted to int8 (v − 128) go through an int8 matrix product with int32
-    sums (``torch._int_mm``: VNNI where the CPU has it, 5x the float32 product on this project's AVX-512
-    host), and ‖q − b‖² is rebuilt from it in integers, so no rounding can pick a wrong neighbour.
-    Where that kernel is missing the float32 search of :func:`nearest_neighbours` is used. The bank
-    stays uint8 (converted chunk by chunk), so a 50k-image training set costs no extra memory.
+    Exact, and fast: distances do not change when every pixel is shifted by −128, and v − 128 fits
+    int8, so ‖q − b‖² = ‖q8‖² + ‖b8‖² − 2·q8·b8 with the product from an int8 matrix multiply with
+    int32 sums (``torch._int_mm``: VNNI where the CPU has it, 5x the float32 product on this project's
+    AVX-512 host). All in integers, so no rounding can pick a wrong neighbour. Where that kernel is
+    missing the float32 search of :func:`nearest_neighbours` is used. The bank stays uint8 and is
+    converted chunk by chunk: memory O(chunk · D) beside the inputs.
     """
-    queries, bank = queries_uint8.reshape(len(queries_uint8), -1), bank_uint8.reshape(len(bank_uint8), -1)
+    queries = queries_uint8.cpu().reshape(len(queries_uint8), -1)
+    bank = bank_uint8.cpu().reshape(len(bank_uint8), -1)
     if len(queries) == 0 or len(bank) == 0 or queries.shape[1] > MAX_INT8_DIM or not _int8_products_work():
         distances, index = nearest_neighbours(queries, bank)
         return distances / 255.0, index
     best = torch.full((len(queries),), torch.iinfo(torch.int64).max, dtype=torch.int64)
     best_index = torch.zeros(len(queries), dtype=torch.int64)
-    bank_terms = [_column_terms(bank[start:start + bank_chunk]) for start in range(0, len(bank), bank_chunk)]
     for q_start in range(0, len(queries), query_chunk):
         rows = slice(q_start, q_start + query_chunk)
-        q8, q_row = _row_terms(queries[rows])
-        for chunk, (b8, b_column) in enumerate(bank_terms):
-            # ‖q − b‖² = row term + column term − 2 q8·b8 (see _row_terms); the row term does not move the argmin
-            scores = b_column[None, :] - 2 * torch._int_mm(q8, b8.t())  # (c, b) int32 (D ≤ MAX_INT8_DIM)
+        q8 = _centred(queries[rows])
+        q_norms = _squared_norms(q8).long()
+        for b_start in range(0, len(bank), bank_chunk):
+            b8 = _centred(bank[b_start:b_start + bank_chunk])
+            # ‖q8‖² does not move the argmin over the bank: add it after
+            scores = _squared_norms(b8)[None, :] - 2 * torch._int_mm(q8, b8.t())  # (c, b) int32
             values, indices = scores.min(dim=1)
-            values = values.long() + q_row
+            values = values.long() + q_norms
             better = values < best[rows]
             best[rows] = torch.where(better, values, best[rows])
-            best_index[rows] = torch.where(better, indices + chunk * bank_chunk, best_index[rows])
+            best_index[rows] = torch.where(better, indices + b_start, best_index[rows])
     exact = (queries.double() - bank[best_index].double()).norm(dim=1)
     return exact.numpy() / 255.0, best_index.numpy()
 
 
-def _row_terms(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (c, D) → (int8 pixels − 128, ‖q‖² − 256·Σ(q − 128) − 128²·D as int64).
-
-    With q = q8 + 128 and b = b8 + 128: q·b = q8·b8 + 128·Σq8 + 128·Σb8 + 128²·D, so
-    ‖q − b‖² = [‖q‖² − 256·Σq8 − 2·128²·D] + [‖b‖² − 256·Σb8] − 2·q8·b8 (the first bracket here,
-    with half the constant; the other half is in the column term).
-    """
-    wide = pixels.long()
-    centred = (wide - 128).to(torch.int8)
-    return centred, (wide * wide).sum(1) - 256 * (wide - 128).sum(1) - 128 * 128 * pixels.shape[1]
+def _centred(pixels_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 v → int8 v − 128, without a wider copy (flipping the top bit is exactly that shift)."""
+    return (pixels_uint8 ^ 128).view(torch.int8)
 
 
-def _column_terms(pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 (b, D) → (int8 pixels − 128, ‖b‖² − 256·Σ(b − 128) − 128²·D as int32)."""
-    centred, term = _row_terms(pixels)
-    return centred, term.to(torch.int32)
+def _squared_norms(centred: torch.Tensor) -> torch.Tensor:
+    """(c, D) int8 → (c,) int32 sums of squares (≤ 16,384·D)."""
+    return centred.to(torch.int32).pow_(2).sum(1, dtype=torch.int32)
 
 
 def _int8_products_work() -> bool:
