@@ -2,9 +2,9 @@
 
 ``z`` (N, C·S·S) is the starting noise x_T, flattened so that the sampling code shared with the GAN
 (:mod:`visrep.generate.sample`) draws it the same way. DDIM (η = 0) and DPM-Solver++ are
-deterministic given x_T; DDPM also adds noise at every step, drawn from a generator seeded by the
-micro-batch's own x_T, so a seeded call still gives the same images — for the same ``--n`` and
-device: the micro-batches (64 images on a CPU, 1,024 on CUDA) decide which noise each image gets.
+deterministic given x_T; DDPM also adds noise at every step, drawn from a generator per image seeded
+by that image's own x_T, so a seeded call gives the same images whatever ``--n`` and however the
+call is split into micro-batches (64 images on a CPU, 1,024 on CUDA).
 
 The denoiser runs under the project's autocast (bf16 where fast); the scheduler's arithmetic stays
 in float32.
@@ -97,7 +97,7 @@ class DiffusionGenerator(nn.Module):
         scheduler = sampling_scheduler(options.sampler, options.steps)
         x = z.view(len(z), *self.image_shape).to(device).float() * scheduler.init_noise_sigma
         condition = None if condition is None or self.mode == "none" else condition.to(device)
-        noise = torch.Generator().manual_seed(_seed_of(z))  # DDPM's per-step noise
+        noise = [torch.Generator().manual_seed(_seed_of(row)) for row in z]  # DDPM's per-step noise, per image
         for t in scheduler.timesteps:
             timesteps = torch.full((len(x),), int(t), device=device, dtype=torch.int64)
             model_input = scheduler.scale_model_input(x, t)
@@ -122,6 +122,6 @@ def _step_options(sampler: str) -> dict:
 
 
 def _seed_of(z: Tensor) -> int:
-    """A 63-bit seed from the bytes of ``z``: the same starting noise gives the same DDPM noise."""
+    """A 63-bit seed from the bytes of one image's ``z``: the same starting noise gives the same DDPM noise."""
     digest = hashlib.blake2b(z.detach().float().cpu().numpy().tobytes(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
