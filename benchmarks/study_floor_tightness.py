@@ -2,9 +2,10 @@
 
     python benchmarks/study_floor_tightness.py --evaluator runs/evaluator-cifar10 --out /tmp/floor_n.json
 
-The evaluator's features of the whole test split and of the training split are extracted once and
-scaled as the scoring scales them (1 / RMS of the reference). For each N, ``--draws`` times: N random
-test images (the reference) against N random training images (the stand-in for generated ones),
+The evaluator's features of the whole test split and of 2·max(N) training images are extracted once
+and scaled as the scoring scales them (1 / RMS of the reference). For each N, ``--draws`` times: N
+random test images (the reference; at N = 10,000 the whole test split every time, as in a scoring)
+against N random training images (the stand-in for generated ones),
 the distribution metrics of the floor. Reported per N: the mean and spread (std over draws) of FID,
 KID (with its own standard error, averaged), precision, recall, density and coverage, beside the
 noisy-copies stand-in (training images + Gaussian noise σ = 16/255) at the same N, so the spread
@@ -60,7 +61,10 @@ def main() -> None:
     test, train = data.splits["test"], data.splits["train"]
     started = time.perf_counter()
     test_features = extract_features(evaluator.network, test.uint8_batch(np.arange(len(test))))[0]
-    rows = np.sort(np.random.default_rng(0).choice(len(train), max(args.sizes), replace=False))
+    # a pool twice the largest N, so that the stand-in side still varies between draws at that N (the
+    # reference side cannot: at N = 10,000 it is the whole test split, as in a real scoring)
+    pool = min(len(train), 2 * max(args.sizes))
+    rows = np.sort(np.random.default_rng(0).choice(len(train), pool, replace=False))
     train_images = train.uint8_batch(rows)
     train_features = extract_features(evaluator.network, train_images)[0]
     noisy_features = extract_features(evaluator.network, noisy(train_images, 1))[0]

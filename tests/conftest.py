@@ -76,19 +76,20 @@ def start_visrep(cwd: Path, *argv: str) -> subprocess.Popen:
 
 
 def sigkill_at_random_step(process: subprocess.Popen, checkpoints: Path, epochs: int,
-                           timeout: float = 240) -> str:
+                           timeout: float = 240, every: int = 1) -> str:
     """SIGKILL ``process`` at a random moment of a random epoch, not at a checkpoint boundary.
 
     Picks an epoch k in 2..epochs-2, waits for its checkpoint ``state-0000k.pt``, then sleeps a
     random fraction (0-0.9) of the previous epoch's duration, so the kill lands somewhere inside
-    epoch k+1. Checks the process really died mid-run; returns where it was killed (for messages)."""
+    epoch k+1. Checks the process really died mid-run; returns where it was killed (for messages).
+    Step-based loops checkpoint every ``every`` steps: their k-th checkpoint is ``state-<k·every>.pt``."""
     rng = random.Random()  # a different kill point each run; the returned text says which one failed
     epoch, fraction = rng.randint(2, epochs - 2), rng.uniform(0.0, 0.9)
     appeared = {}
     deadline = time.time() + timeout
     while epoch not in appeared and time.time() < deadline and process.poll() is None:
         for k in (epoch - 1, epoch):
-            if k not in appeared and (checkpoints / f"state-{k:05d}.pt").exists():
+            if k not in appeared and (checkpoints / f"state-{k * every:05d}.pt").exists():
                 appeared[k] = time.time()
         time.sleep(0.005)
     # both checkpoints seen: the gap between them is one epoch; otherwise (timeout, early exit) kill now

@@ -235,6 +235,27 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     assert comparable_history(victim) == comparable_history(reference)  # every logged loss, lr and count
 
 
+def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_trained_run, tmp_path):
+    """Killed with SIGKILL (no handler runs) at a random moment between checkpoints, resumed by the CLI
+    in a new process: the EMA weights and every logged number equal an uninterrupted run's."""
+    from conftest import sigkill_at_random_step, start_visrep
+
+    common = ["train", "diffusion", "--config", str(REPO / "configs" / "diffusion_tiny.yaml"), f"run.root={tmp_path}",
+              f"diffusion.conditioning_run={tiny_trained_run}", "diffusion.final_samples=0", "diffusion.repa_weight=0.5",
+              "train.steps=240", "train.checkpoint_every=20", "train.log_every=10", "train.sample_every=1000"]
+    reference = start_visrep(tmp_path, *common, "--name", "reference")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()
+    victim = start_visrep(tmp_path, *common, "--name", "victim")
+    where = sigkill_at_random_step(victim, tmp_path / "victim" / "checkpoints", epochs=12, every=20)
+    assert not (tmp_path / "victim" / "metrics.json").exists()
+    resumed = start_visrep(tmp_path, "train", "diffusion", "--resume", str(tmp_path / "victim"))
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read()
+    expected = load_file(tmp_path / "reference" / "denoiser_ema.safetensors")
+    got = load_file(tmp_path / "victim" / "denoiser_ema.safetensors")
+    assert all(torch.equal(expected[name], got[name]) for name in expected), where
+    assert comparable_history(tmp_path / "victim") == comparable_history(tmp_path / "reference"), where
+
+
 def test_sample_cli_with_sampler_steps_and_guidance(diffusion_runs, tmp_path):
     from PIL import Image
 
