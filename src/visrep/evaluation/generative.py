@@ -2,9 +2,11 @@
 
 Steps: load the evaluator (hashes checked) → the real reference (a held-out split of its data) →
 the images to score (folder | .npz | generator run; refused if the generator declares the
-evaluator's weights) → N images per side, equal, seeded → features once per image → metrics for
-the model, the same metrics for a real-vs-real floor, optional in-loop and Inception columns →
-``metrics.json``, ``report.md``, ``report.html`` and image grids in a run directory.
+evaluator's weights) → N images per side, equal, seeded → features once per image (the real side and
+the floor read from the evaluator's scoring cache when an earlier scoring left them:
+:mod:`visrep.evaluation.scoring_cache`) → metrics for the model, the same metrics for a real-vs-real
+floor, optional in-loop and Inception columns → ``metrics.json``, ``report.md``, ``report.html`` and
+image grids in a run directory. Features are scaled by :func:`feature_scale` before FID and KID.
 
 What the floor compares, per metric (the fairest real stand-in for "generated"):
 FID/KID/PRDC/per-class KID/CAS — N random training images vs the same real reference;
