@@ -30,12 +30,16 @@ from visrep.evaluation.evaluator import extract_features, load_evaluator  # noqa
 from visrep.evaluation.generative import evaluate_generated  # noqa: E402
 
 
+def noisy(images: torch.Tensor, seed: int, sigma: float = 16.0) -> torch.Tensor:
+    """uint8 images + Gaussian pixel noise of std ``sigma`` (0..255 scale), seeded, rounded and clipped."""
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)) * sigma
+    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
+
+
 def noisy_training_images(data, n: int, noise: float, seed: int) -> dict:
     train = data.splits["train"]
     rows = np.sort(np.random.default_rng(seed).choice(len(train), n, replace=False))
-    images = train.uint8_batch(rows)
-    noisy = images.float() + noise * torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
-    return {"images": noisy.round().clamp(0, 255).to(torch.uint8).numpy(), "labels": train.labels.numpy()[rows]}
+    return {"images": noisy(train.uint8_batch(rows), seed, noise).numpy(), "labels": train.labels.numpy()[rows]}
 
 
 def feature_throughput(evaluator, images: torch.Tensor) -> float:

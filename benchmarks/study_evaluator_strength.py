@@ -29,6 +29,7 @@ import torch
 from torchvision.transforms.functional import gaussian_blur
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_evaluator import noisy  # noqa: E402
 from common import machine_line  # noqa: E402
 
 from visrep.config import GenerativeEvalConfig, load_config  # noqa: E402
@@ -47,11 +48,6 @@ def training_subset(data, n: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
 
 def blurred(images: torch.Tensor) -> torch.Tensor:
     return gaussian_blur(images.float(), kernel_size=5, sigma=1.0).round().clamp(0, 255).to(torch.uint8)
-
-
-def noisy(images: torch.Tensor, seed: int, sigma: float = 16.0) -> torch.Tensor:
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)) * sigma
-    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
 
 
 def per_class_pixel_gaussians(data, n: int, classes: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:

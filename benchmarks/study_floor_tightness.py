@@ -25,17 +25,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_evaluator import noisy  # noqa: E402
 from common import machine_line  # noqa: E402
 
 from visrep.data.prepare import prepare_data  # noqa: E402
 from visrep.evaluation.distribution_metrics import fid, kid, prdc  # noqa: E402
 from visrep.evaluation.evaluator import extract_features, load_evaluator  # noqa: E402
 from visrep.evaluation.generative import feature_scale  # noqa: E402
-
-
-def noisy(images: torch.Tensor, seed: int, sigma: float = 16.0) -> torch.Tensor:
-    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed)) * sigma
-    return (images.float() + noise).round().clamp(0, 255).to(torch.uint8)
 
 
 def metrics(real: np.ndarray, fake: np.ndarray) -> dict:

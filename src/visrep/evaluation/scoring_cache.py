@@ -18,6 +18,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from visrep.storage import atomic_write
 
@@ -96,4 +97,7 @@ def save_cached(path: Path, key: dict, arrays: dict[str, np.ndarray], floor: dic
 
 
 def _plain(value):
-    return list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig" else value
+    """A config value as plain JSON data (cas_widths is a ListConfig in a loaded config)."""
+    if OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return list(value) if isinstance(value, tuple) else value
