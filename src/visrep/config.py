@@ -213,7 +213,20 @@ class GanOptions:
 
 
 @dataclass
-class GanTrainConfig:
+class StepLoopTrainConfig:
+    """The train: keys every step-counted loop (GAN, diffusion, noise-aware guide) reads the same way."""
+    max_minutes: Optional[float] = None  # also stop at this much training time (not reproducible across machines)
+    log_every: int = 100  # steps between metrics.jsonl records
+    checkpoint_every: int = 1000  # steps between training-state checkpoints
+    keep_checkpoints: int = 2
+    skip_bad_batches: int = 0  # isolated NaN/Inf steps skipped before the run stops
+    precision: str = "auto"  # as train.precision of the classifier
+    tensorboard: bool = True
+    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
+
+
+@dataclass
+class GanTrainConfig(StepLoopTrainConfig):
     steps: int = 5000  # generator steps (each after d_steps discriminator steps)
     d_steps: int = 1  # discriminator steps per generator step
     lr_g: float = 2.0e-4  # Adam
@@ -221,17 +234,9 @@ class GanTrainConfig:
     beta1: float = 0.0  # Adam betas as in SNGAN/BigGAN
     beta2: float = 0.999
     ema_decay: float = 0.999  # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
-    max_minutes: Optional[float] = None  # also stop at this much training time (not reproducible across machines)
-    log_every: int = 100  # steps between metrics.jsonl records
     sample_every: int = 1000  # steps between sample grids (fixed noise and conditions)
-    checkpoint_every: int = 1000  # steps between training-state checkpoints
-    keep_checkpoints: int = 2
     collapse_steps: int = 500  # stop when the discriminator's loss stays ~0 this many steps in a row (0 = never)
-    skip_bad_batches: int = 0  # isolated NaN/Inf steps skipped before the run stops
-    precision: str = "auto"  # as train.precision of the classifier
     channels_last: bool = True  # 15 % faster at 28 px in bf16 (AMD EPYC, avx512_bf16)
-    tensorboard: bool = True
-    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
 
 
 @dataclass
@@ -266,23 +271,15 @@ class DiffusionOptions:
 
 
 @dataclass
-class DiffusionTrainConfig:
+class DiffusionTrainConfig(StepLoopTrainConfig):
     steps: int = 20000  # optimizer steps of data.batch_size images
     lr: float = 1.0e-3  # AdamW, after a linear warm-up
     warmup_steps: int = 200
     weight_decay: float = 0.0
     grad_clip: float = 1.0  # max gradient norm (0 = off)
     ema_decay: float = 0.999  # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
-    max_minutes: Optional[float] = None  # also stop at this much training time (not reproducible across machines)
-    log_every: int = 100
     sample_every: int = 1000  # steps between sample grids (fixed noise and conditions)
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    skip_bad_batches: int = 0
-    precision: str = "auto"
     channels_last: bool = False  # slower for this U-Net: 258 vs 437 img/s training at 28 px, bf16 (AMD EPYC)
-    tensorboard: bool = True
-    threads: Optional[int] = None
 
 
 @dataclass
@@ -299,19 +296,12 @@ class GuideOptions:
 
 
 @dataclass
-class GuideTrainConfig:
+class GuideTrainConfig(StepLoopTrainConfig):
     steps: int = 3000  # AdamW steps on noised training images, t uniform over the schedule
     lr: float = 1.0e-3
     warmup_steps: int = 100
     weight_decay: float = 0.0
-    max_minutes: Optional[float] = None
-    log_every: int = 100
     checkpoint_every: int = 500
-    keep_checkpoints: int = 2
-    skip_bad_batches: int = 0
-    precision: str = "auto"
-    tensorboard: bool = True
-    threads: Optional[int] = None
 
 
 @dataclass
