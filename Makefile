@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/visrep demo --config configs/digits.yaml
+	$(VENV)/bin/visrep demo
 
 test: $(STAMP)
 	$(PY) -m pytest

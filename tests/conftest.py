@@ -122,3 +122,12 @@ def tiny_trained_run(tmp_path_factory) -> Path:
     cfg = load_config(REPO / "configs" / "tiny.yaml", [f"run.root={root}", "run.name=tiny",
                                                        f"data.cache_dir={root / 'cache'}"], ClassifierConfig)
     return train_classifier(cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory) -> Path:
+    """configs/pipeline_tiny.yaml run once per test worker (~20 s): every stage, then the report."""
+    from visrep.pipeline import run_pipeline
+
+    root = tmp_path_factory.mktemp("pipeline")
+    return run_pipeline(REPO / "configs" / "pipeline_tiny.yaml", [f"run.root={root}"], progress=False)

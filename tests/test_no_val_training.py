@@ -102,10 +102,10 @@ def test_no_val_config_that_cannot_work_fails_before_any_run_exists(tmp_path, ov
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_evaluator_and_demo_without_a_val_split_use_the_last_weights(no_val_run, tmp_path, capsys):
+def test_evaluator_and_pipeline_without_a_val_split_use_the_last_weights(no_val_run, tmp_path, capsys):
     from visrep.evaluation.evaluator import load_evaluator
     from visrep.training.evaluator import train_evaluator
-    from visrep.pipeline import run_demo
+    from visrep.pipeline import run_pipeline
 
     evaluator_cfg = load_config(REPO / "configs" / "evaluator_tiny.yaml",
                                 [f"run.root={tmp_path}/runs", "run.name=evaluator", *NO_VAL], schema=ClassifierConfig)
@@ -113,7 +113,10 @@ def test_evaluator_and_demo_without_a_val_split_use_the_last_weights(no_val_run,
     record = json.loads((evaluator / "evaluator.json").read_text())
     assert record["weights"] == "last" and record["conditioning"]["weights_sha256"]
     assert load_evaluator(evaluator).registered  # the recorded (last) weights, their hash checked
-    assert run_demo(_cfg(tmp_path, "run.name=demo", *NO_VAL)) == 0
-    demo = tmp_path / "runs" / "demo"
-    assert (demo / "eval-test-last" / "metrics.json").is_file() and not (demo / "eval-val-last").exists()
-    assert json.loads((demo / "embeddings" / "embed.json").read_text())["weights"] == "last"
+    root = run_pipeline(REPO / "configs" / "pipeline_tiny.yaml",
+                        [f"run.root={tmp_path}/pipe", "data.val_fraction=0", "classifier.eval.weights=last",
+                         "stages=[data,classifier,embeddings,report]"], progress=False)
+    classifier = root / "classifier"
+    assert (classifier / "eval-test-last" / "metrics.json").is_file() and not (classifier / "eval-val-last").exists()
+    assert json.loads((root / "embeddings" / "embed.json").read_text())["weights"] == "last"
+    assert "section id='embeddings'" in (root / "report" / "report.html").read_text()

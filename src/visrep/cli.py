@@ -89,10 +89,24 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--seconds", type=float, default=2.5, help="measuring time per precision (default: 2.5)")
     doctor.set_defaults(action=None)
 
-    demo = verbs.add_parser("demo", help="the main job on the embedded digits data (or SOURCE)")
-    _add_source(demo)
-    _add_common(demo)
+    _add_pipeline_parsers(verbs)
     return parser
+
+
+def _add_pipeline_parsers(verbs) -> None:
+    pipeline = verbs.add_parser("pipeline", help="every stage from one config, finished stages skipped, then the "
+                                "report")
+    pipeline.add_argument("--config", help="pipeline YAML (configs/pipeline_<dataset>.yaml)")
+    pipeline.add_argument("--only", metavar="STAGES", help="comma-separated stages to run (their inputs must be done)")
+    pipeline.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and every later one")
+    pipeline.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.source=~/photos "
+                          "gan.train.steps=200")
+    pipeline.set_defaults(action=None)
+    demo = verbs.add_parser("demo", help="the pipeline on the embedded digits data (configs/pipeline_digits.yaml)")
+    demo.add_argument("--only", metavar="STAGES", help="comma-separated stages to run")
+    demo.add_argument("--from", dest="start", metavar="STAGE", help="run this stage and every later one")
+    demo.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run.name=demo2")
+    demo.set_defaults(action=None, config=None)
 
 
 def _add_sample_parser(verbs) -> None:
@@ -192,11 +206,18 @@ def cmd_data_inspect(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
-    from visrep.config import ClassifierConfig
-    from visrep.pipeline import run_demo
+def cmd_pipeline(args) -> int:
+    from visrep.pipeline import run_pipeline
 
-    return run_demo(load_cli_config(args, ClassifierConfig))
+    run_pipeline(args.config, args.overrides, only=args.only, start=args.start)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from visrep.config import SHIPPED_CONFIGS
+
+    args.config = SHIPPED_CONFIGS / "pipeline_digits.yaml"
+    return cmd_pipeline(args)
 
 
 def cmd_train_classifier(args) -> int:
@@ -445,7 +466,8 @@ COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,
             ("sample", None): cmd_sample, ("train", "diffusion"): cmd_train_diffusion,
             ("train", "guide"): cmd_train_guide}
 
-COMMANDS.update({("doctor", None): cmd_doctor, ("embed", None): cmd_embed, ("evaluate", "embeddings"): cmd_evaluate_embeddings})
+COMMANDS.update({("pipeline", None): cmd_pipeline, ("doctor", None): cmd_doctor, ("embed", None): cmd_embed,
+                 ("evaluate", "embeddings"): cmd_evaluate_embeddings})
 
 
 def parse_args(argv: list[str] | None):

@@ -344,7 +344,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
             _check_dotlist(overrides)
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
-        raise UserError(_describe(err)) from None
+        raise UserError(describe_error(err)) from None
     if check:  # a run's saved config was accepted when it ran: older rules must not lock it out
         check_values(cfg)
     return cfg
@@ -459,7 +459,7 @@ def _check_dotlist(overrides: list[str]) -> None:
             raise UserError(f"override '{item}' must look like section.key=value")
 
 
-def _describe(err: OmegaConfBaseException) -> str:
+def describe_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None)
     first_line = str(err).splitlines()[0]
     if type(err).__name__ == "ConfigKeyError" or "not in struct" in first_line.lower():

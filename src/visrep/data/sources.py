@@ -62,6 +62,22 @@ def load_source(data_cfg, progress: bool = True) -> SourceData:
     return _load_folder(data_cfg, progress)
 
 
+def check_source(data_cfg) -> None:
+    """Cheap checks that the configured data exists (no decoding), for commands that must fail before any
+    work: a folder is scanned (UserError when missing or without class folders); a torchvision set's folder
+    must exist unless data.download is set."""
+    name = data_cfg.source.lower()
+    if name == "digits":
+        return
+    if name in TORCHVISION_SETS:
+        root = Path(data_cfg.root or default_cache_dir().parent / "visrep-data" / name).expanduser()
+        if not root.is_dir() and not data_cfg.download:
+            raise UserError(f"{TORCHVISION_SETS[name][0]} files not found under {root}; set data.download=true to "
+                            f"fetch it (needs internet), or point data.source at an image folder")
+        return
+    scan_folder(data_cfg.source)
+
+
 def _load_digits(data_cfg) -> SourceData:
     from sklearn.datasets import load_digits
 

@@ -107,9 +107,16 @@ def sample_like(run: GeneratorRun, image_path: str | Path, n: int, seed: int = 0
     check_count(n)
     _need_embedding_mode(run, "--like")
     given = read_given_image(image_path, run.image_shape)
+    return variations_of(run, given, n, seed, f"{n} variations of {image_path}")
+
+
+def variations_of(run: GeneratorRun, given: Tensor, n: int, seed: int = 0, description: str | None = None) -> SampleSet:
+    """``n`` images conditioned on the embedding of ``given`` (uint8 (C, S, S) at the run's shape)."""
+    _need_embedding_mode(run, "variations")
     embedding = embed_images(run.encoder(), given[None], run.layer)
     images = generate(run, latents(run, n, seed), embedding.expand(n, -1))
-    return SampleSet(images, None, f"{n} variations of {image_path}", min(n + 1, 9), given=given[None])
+    return SampleSet(images, None, description or f"{n} variations of a given image", min(n + 1, 9),
+                     given=given[None])
 
 
 def sample_interpolation(run: GeneratorRun, first: str | Path, second: str | Path, n: int,
@@ -117,10 +124,18 @@ def sample_interpolation(run: GeneratorRun, first: str | Path, second: str | Pat
     check_count(n)
     _need_embedding_mode(run, "--interpolate")
     given = torch.stack([read_given_image(path, run.image_shape) for path in (first, second)])
+    return interpolation_between(run, given, n, seed, f"{n} steps from {first} to {second}")
+
+
+def interpolation_between(run: GeneratorRun, given: Tensor, n: int, seed: int = 0,
+                          description: str | None = None) -> SampleSet:
+    """``n`` images along the great circle between the embeddings of ``given`` (uint8 (2, C, S, S)), one z."""
+    _need_embedding_mode(run, "interpolation")
     ends = embed_images(run.encoder(), given, run.layer)
     path = slerp(ends[0], ends[1], torch.linspace(0, 1, n))
     z = latents(run, 1, seed).expand(n, -1)  # one z: only the condition moves
-    return SampleSet(generate(run, z, path), None, f"{n} steps from {first} to {second}", n + 2, given=given)
+    return SampleSet(generate(run, z, path), None, description or f"{n} steps between two given images", n + 2,
+                     given=given)
 
 
 def sample_for_images(run: GeneratorRun, images: Tensor, ids: list[str], labels: np.ndarray, seed: int = 0,

@@ -1,0 +1,90 @@
+"""`visrep pipeline`: run the stages in order, skip the ones already done with the same config.
+
+Everything that can be wrong with the request (the config, a stage name, a missing data folder, a
+stage asked for before the ones it reads) is checked before the first stage runs. A stage folder
+left by an interrupted run is resumed from its checkpoint when the stage trains in steps and its
+config is unchanged; otherwise it is started again, saying so. A finished stage whose config
+changed is moved aside (``<stage>.replaced-<time>``), never deleted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from visrep.data.sources import check_source
+from visrep.errors import UserError
+from visrep.pipeline.config import Pipeline, load_pipeline, select
+from visrep.pipeline.stages import RESUMABLE, RUNNERS, PipelineState, can_resume
+from visrep.pipeline.state import is_done, read_marker, set_aside, stage_key, write_marker
+from visrep.pipeline.wiring import resolved_configs, upstream
+
+
+def run_pipeline(config: str | Path | None, overrides: list[str] | None = None, only: str | None = None,
+                 start: str | None = None, progress: bool = True) -> Path:
+    """Run (or continue) the pipeline of ``config``; returns its folder."""
+    pipeline = load_pipeline(config, overrides)
+    configs = resolved_configs(pipeline)
+    keys = _keys(pipeline, configs)
+    chosen = select(pipeline, only, start)
+    _check_sources(configs, chosen)
+    _check_upstream_done(pipeline, chosen, keys)
+    state = PipelineState(pipeline, configs, progress)
+    pipeline.root.mkdir(parents=True, exist_ok=True)
+    for stage in chosen:
+        _run_stage(state, stage, keys[stage])
+    print(f"pipeline folder: {pipeline.root}")
+    return pipeline.root
+
+
+def _keys(pipeline: Pipeline, configs: dict) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for stage in pipeline.stages:  # in order: a stage's upstream keys exist before its own
+        keys[stage] = stage_key(stage, configs[stage], {name: keys[name] for name in upstream(pipeline, stage)})
+    return keys
+
+
+def _check_sources(configs: dict, chosen: list[str]) -> None:
+    """A missing data folder (or unknown source) is one error line before any stage starts."""
+    for stage in chosen:
+        cfg = configs[stage]
+        if stage != "report" and "data" in cfg:
+            check_source(cfg.data)
+
+
+def _check_upstream_done(pipeline: Pipeline, chosen: list[str], keys: dict[str, str]) -> None:
+    for stage in chosen:
+        for name in upstream(pipeline, stage):
+            if name not in chosen and not is_done(pipeline.stage_dir(name), keys[name]):
+                raise UserError(f"stage '{stage}' reads the '{name}' stage, which has not finished in {pipeline.root} "
+                                f"with this config: run it too (--from {name}, or add it to --only)")
+
+
+def _run_stage(state: PipelineState, stage: str, key: str) -> None:
+    folder = state.folder(stage)
+    marker = read_marker(folder)
+    if marker is not None and marker.get("key") == key:
+        print(f"[{stage}] done earlier with this config ({marker['seconds']:.0f} s): skipped")
+        return
+    cfg = state.configs[stage]
+    resume = _clear_folder(folder, stage, cfg, marker)
+    print(f"[{stage}] {'resuming' if resume else 'running'} → {folder}")
+    started = time.perf_counter()
+    RUNNERS[stage](state, cfg, resume)
+    write_marker(folder, stage, key, time.perf_counter() - started)
+
+
+def _clear_folder(folder: Path, stage: str, cfg, marker: dict | None) -> bool:
+    """Make way for the stage; True when an interrupted run of the same config is resumed instead."""
+    if not folder.exists():
+        return False
+    if marker is not None:
+        moved = set_aside(folder)
+        print(f"[{stage}] its config changed since it finished: the old one is kept as {moved}")
+        return False
+    if stage in RESUMABLE and can_resume(folder, cfg):
+        return True
+    print(f"[{stage}] an unfinished run with nothing to resume from was left in {folder}: removed, starting again")
+    shutil.rmtree(folder)
+    return False

@@ -1,0 +1,144 @@
+"""What each pipeline stage does: a thin call of the same API the stage's own CLI verb uses.
+
+Each function takes the pipeline's working state, the stage's placed config and whether to resume
+an interrupted run in the stage's folder, and writes everything into that folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from visrep.config import to_yaml
+from visrep.data.inspect import format_summary, summarize
+from visrep.data.manifest import write_manifest
+from visrep.data.prepare import PreparedData, prepare_data
+from visrep.embeddings import embed_classifier_run
+from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
+from visrep.evaluation.generative import evaluate_generated
+from visrep.figures import save_image_grid
+from visrep.inference.loading import trained_without_val
+from visrep.pipeline.config import Pipeline
+from visrep.pipeline.wiring import generators
+from visrep.runs import create_run
+from visrep.training.classifier import train_classifier
+from visrep.training.diffusion import train_diffusion
+from visrep.training.evaluator import train_evaluator
+from visrep.training.gan import train_gan
+
+EXAMPLES_PER_CLASS = 8  # real training images per class in data/examples.png
+
+
+@dataclass
+class PipelineState:
+    """What the stages of one invocation share: the pipeline, its configs, and data prepared once."""
+    pipeline: Pipeline
+    configs: dict
+    progress: bool = True
+    prepared: dict = field(default_factory=dict)  # data config (YAML text) → PreparedData
+
+    def data_for(self, data_cfg) -> PreparedData:
+        key = to_yaml(data_cfg)
+        if key not in self.prepared:
+            self.prepared[key] = prepare_data(data_cfg, progress=self.progress)
+        return self.prepared[key]
+
+    def folder(self, stage: str) -> Path:
+        return self.pipeline.stage_dir(stage)
+
+
+def run_data(state: PipelineState, cfg, resume: bool) -> None:
+    """The split manifest, class counts per split and a grid of example images (the report's first section)."""
+    data = state.data_for(cfg.data)
+    run = create_run(cfg, "data")
+    write_manifest(data.manifest, run.file("manifest.json"))
+    run.write_json("normalization.json", data.normalization.to_dict())
+    summary = summarize(data)
+    run.write_json("data_summary.json", summary)
+    _examples_grid(data, run.file("examples.png"))
+    print(format_summary(summary))
+
+
+def _examples_grid(data: PreparedData, path: Path) -> None:
+    split = data.splits["train"]
+    labels = split.labels.numpy()
+    rng = np.random.default_rng(0)
+    rows, names = [], []
+    for index, name in enumerate(data.class_names):
+        chosen = rng.permutation(np.flatnonzero(labels == index))[:EXAMPLES_PER_CLASS]
+        images = split.uint8_batch(chosen) if len(chosen) else torch.zeros(0, *data.image_shape, dtype=torch.uint8)
+        blank = torch.full((EXAMPLES_PER_CLASS - len(images), *data.image_shape), 255, dtype=torch.uint8)
+        rows.append(torch.cat([images, blank]))
+        names.append(name)
+    from visrep.evaluation.generative_report import enlarge
+
+    save_image_grid(enlarge(torch.cat(rows)), path, nrow=EXAMPLES_PER_CLASS, row_labels=names)
+
+
+def run_classifier(state: PipelineState, cfg, resume: bool) -> None:
+    data = state.data_for(cfg.data)
+    folder = state.folder("classifier")
+    train_classifier(cfg, resume=folder if resume else None, progress=state.progress, data=data)
+    for split in ("test",) if trained_without_val(folder) else ("val", "test"):
+        print(format_metrics(evaluate_classifier(folder, split, data=data)))
+
+
+def run_embeddings(state: PipelineState, cfg, resume: bool) -> None:
+    classifier = state.configs.get("classifier")
+    data = state.data_for(classifier.data) if classifier is not None else None
+    embed_classifier_run(state.folder("classifier"), cfg, progress=state.progress, data=data)
+
+
+def run_evaluator(state: PipelineState, cfg, resume: bool) -> None:
+    folder = state.folder("evaluator")
+    has_classifier = "classifier" in state.pipeline.stages
+    conditioning = state.folder("classifier") if has_classifier else None
+    data = state.data_for(cfg.data)
+    train_evaluator(cfg, conditioning, progress=state.progress, resume=folder if resume else None, data=data)
+    evaluate_classifier(folder, "test", data=data)  # the evaluator's own report, as `visrep train evaluator` writes
+
+
+def run_gan(state: PipelineState, cfg, resume: bool) -> None:
+    train_gan(cfg, resume=state.folder("gan") if resume else None, progress=state.progress,
+              data=state.data_for(cfg.data))
+
+
+def run_diffusion(state: PipelineState, cfg, resume: bool) -> None:
+    train_diffusion(cfg, resume=state.folder("diffusion") if resume else None, progress=state.progress,
+                    data=state.data_for(cfg.data))
+
+
+def run_generative(state: PipelineState, cfg, resume: bool) -> None:
+    """Each generator's final samples scored by the independent evaluator, beside the real-vs-real floor."""
+    from visrep.evaluation.generative_report import format_markdown
+
+    state.folder("generative").mkdir(parents=True, exist_ok=True)
+    for name in generators(state.pipeline):
+        scoring = cfg.copy()
+        scoring.run.name = name
+        scoring.generative.fake = str(state.folder(name))
+        _, metrics = evaluate_generated(scoring, progress=state.progress)
+        print(f"{name}:\n{format_markdown(metrics)}")
+
+
+def run_report(state: PipelineState, cfg, resume: bool) -> None:
+    from visrep.pipeline.report import write_report
+
+    html = write_report(state, cfg)
+    print(f"report: {html}")
+
+
+RUNNERS = {"data": run_data, "classifier": run_classifier, "embeddings": run_embeddings, "evaluator": run_evaluator,
+           "gan": run_gan, "diffusion": run_diffusion, "generative": run_generative, "report": run_report}
+RESUMABLE = ("classifier", "evaluator", "gan", "diffusion")  # step loops with training-state checkpoints
+
+
+def can_resume(folder: Path, cfg) -> bool:
+    """An interrupted run of the same config, with a checkpoint to continue from."""
+    saved = folder / "config.yaml"
+    return (saved.is_file() and saved.read_text() == to_yaml(cfg) and not (folder / "metrics.json").is_file()
+            and any((folder / "checkpoints").glob("state-*.pt")))
+

@@ -1,0 +1,131 @@
+"""The one-command pipeline: every stage in its folder, finished stages skipped, an interrupted GAN
+stage resumed, changed settings re-running only what they affect, bad requests refused up front."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from visrep.cli import main
+from visrep.pipeline import run_pipeline
+from visrep.pipeline.config import STAGES
+from visrep.pipeline.report_sections import SECTION_IDS
+from visrep.pipeline.state import MARKER
+
+from conftest import REPO, sigkill_at_random_step, start_visrep
+
+TINY = REPO / "configs" / "pipeline_tiny.yaml"
+
+
+def markers(root: Path) -> dict[str, dict]:
+    return {stage: json.loads((root / stage / MARKER).read_text()) for stage in STAGES
+            if (root / stage / MARKER).is_file()}
+
+
+def test_every_stage_leaves_its_folder_marked_done(tiny_pipeline):
+    assert set(markers(tiny_pipeline)) == set(STAGES)
+    assert (tiny_pipeline / "classifier" / "eval-test" / "metrics.json").is_file()
+    assert (tiny_pipeline / "evaluator" / "evaluator.json").is_file()
+    for generator in ("gan", "diffusion"):
+        scored = json.loads((tiny_pipeline / "generative" / generator / "metrics.json").read_text())
+        assert scored["fake"]["path"] == str(tiny_pipeline / generator)
+        assert scored["evaluator"]["run"] == str(tiny_pipeline / "evaluator")
+        assert scored["in_loop"]  # the conditioning classifier's numbers, beside the independent ones
+    evaluator = json.loads((tiny_pipeline / "evaluator" / "evaluator.json").read_text())
+    assert evaluator["conditioning"]["run"] == str(tiny_pipeline / "classifier")
+
+
+def test_report_is_self_contained_with_every_section(tiny_pipeline):
+    html = (tiny_pipeline / "report" / "report.html").read_text()
+    for section in (*SECTION_IDS, "generated-gan", "generated-diffusion"):
+        assert f"<section id='{section}'>" in html
+    images = re.findall(r"<img src='data:image/png;base64,([^']+)'", html)
+    assert len(images) >= 9 and "src='" not in html.replace("src='data:image/png;base64,", "")
+    for encoded in images:
+        Image.open(io.BytesIO(base64.b64decode(encoded))).verify()  # every embedded PNG decodes
+    markdown = (tiny_pipeline / "report" / "report.md").read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert links and all((tiny_pipeline / "report" / link).is_file() for link in links)
+    for picture in ("diffusion_variations.png", "diffusion_interpolations.png", "diffusion_guidance.png",
+                    "gan_classes.png"):
+        assert (tiny_pipeline / "report" / "figures" / picture).is_file()
+
+
+def test_a_second_run_skips_every_finished_stage(tiny_pipeline, capsys):
+    before = markers(tiny_pipeline)
+    run_pipeline(TINY, [f"run.root={tiny_pipeline.parent}"], progress=False)
+    out = capsys.readouterr().out
+    assert out.count("done earlier with this config") == len(STAGES)
+    assert markers(tiny_pipeline) == before
+
+
+def test_a_changed_gan_setting_reruns_only_what_reads_the_gan(tiny_pipeline, tmp_path, capsys):
+    root = tmp_path / "moved"
+    shutil.copytree(tiny_pipeline, root / tiny_pipeline.name)  # a moved pipeline folder keeps its stages
+    before = markers(root / tiny_pipeline.name)
+    run_pipeline(TINY, [f"run.root={root}", "gan.train.steps=12"], progress=False)
+    after = markers(root / tiny_pipeline.name)
+    rerun = {stage for stage in STAGES if after[stage] != before[stage]}
+    assert rerun == {"gan", "generative", "report"}
+    kept = list((root / tiny_pipeline.name).glob("gan.replaced-*"))
+    assert len(kept) == 1 and (kept[0] / "generator_ema.safetensors").is_file()  # set aside, not deleted
+    assert "its config changed" in capsys.readouterr().out
+
+
+def test_a_pipeline_killed_in_the_gan_stage_resumes_there(tmp_path, capsys):
+    steps = ["gan.train.steps=160", "gan.train.checkpoint_every=10", "gan.train.log_every=10"]
+    process = start_visrep(tmp_path, "pipeline", "--config", str(TINY), f"run.root={tmp_path}", *steps)
+    root = tmp_path / "tiny-pipeline"
+    where = sigkill_at_random_step(process, root / "gan" / "checkpoints", epochs=16, every=10)
+    done = markers(root)
+    assert set(done) == {"data", "classifier", "embeddings", "evaluator"}, where
+    run_pipeline(TINY, [f"run.root={tmp_path}", *steps], progress=False)
+    out = capsys.readouterr().out
+    for stage in done:
+        assert f"[{stage}] done earlier with this config" in out, where
+    assert "[gan] resuming" in out, where
+    assert markers(root)["classifier"] == done["classifier"]
+    assert json.loads((root / "gan" / "metrics.json").read_text())["steps"] == 160
+    assert "resum" in (root / "gan" / "log.txt").read_text()
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing data folder", "data folder not found"),
+    ("unknown stage in --only", "unknown stage 'gna'"),
+    ("stage named twice", "'gan' is given twice"),
+    ("stage listed twice", "names 'gan' twice"),
+    ("unknown key", "unknown config key 'train.stepz'"),
+    ("unknown section", "unknown pipeline section"),
+])
+def test_bad_requests_fail_in_one_line_before_any_stage_runs(tmp_path, capsys, case, expected):
+    root = f"run.root={tmp_path / 'runs'}"
+    twice = _write(tmp_path, TINY.read_text() + "gan:\n  config: gan_tiny.yaml\n")
+    argv = {"missing data folder": ["--config", str(TINY), root, f"data.source={tmp_path / 'nowhere'}"],
+            "unknown stage in --only": ["--config", str(TINY), root, "--only", "classifier,gna"],
+            "stage named twice": ["--config", str(twice), root],
+            "stage listed twice": ["--config", str(TINY), root, "stages=[data,gan,gan]"],
+            "unknown key": ["--config", str(TINY), root, "gan.train.stepz=3"],
+            "unknown section": ["--config", str(TINY), root, "gna.train.steps=3"]}[case]
+    assert main(["pipeline", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and expected in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_needs_the_stages_it_reads_to_be_done(tmp_path, capsys):
+    assert main(["pipeline", "--config", str(TINY), f"run.root={tmp_path}", "--only", "gan"]) == 2
+    assert "reads the 'classifier' stage" in capsys.readouterr().err
+    assert not (tmp_path / "tiny-pipeline").exists()
