@@ -108,6 +108,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("stage named twice", "'gan' is given twice"),
     ("stage listed twice", "names 'gan' twice"),
     ("unknown key", "unknown config key 'train.stepz'"),
+    ("generator without its classifier", "'gan' needs the classifier stage"),
     ("unknown section", "unknown pipeline section"),
 ])
 def test_bad_requests_fail_in_one_line_before_any_stage_runs(tmp_path, capsys, case, expected):
@@ -118,6 +119,7 @@ def test_bad_requests_fail_in_one_line_before_any_stage_runs(tmp_path, capsys, c
             "stage named twice": ["--config", str(twice), root],
             "stage listed twice": ["--config", str(TINY), root, "stages=[data,gan,gan]"],
             "unknown key": ["--config", str(TINY), root, "gan.train.stepz=3"],
+            "generator without its classifier": ["--config", str(TINY), root, "stages=[data,gan]"],
             "unknown section": ["--config", str(TINY), root, "gna.train.steps=3"]}[case]
     assert main(["pipeline", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -129,3 +131,19 @@ def test_only_needs_the_stages_it_reads_to_be_done(tmp_path, capsys):
     assert main(["pipeline", "--config", str(TINY), f"run.root={tmp_path}", "--only", "gan"]) == 2
     assert "reads the 'classifier' stage" in capsys.readouterr().err
     assert not (tmp_path / "tiny-pipeline").exists()
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist", "cifar10", "tiny"])
+def test_every_shipped_pipeline_config_resolves(name):
+    from visrep.pipeline.config import load_pipeline
+    from visrep.pipeline.wiring import resolved_configs
+
+    pipeline = load_pipeline(REPO / "configs" / f"pipeline_{name}.yaml")
+    configs = resolved_configs(pipeline)
+    assert pipeline.stages == list(STAGES)
+    classifier, evaluator = configs["classifier"], configs["evaluator"]
+    assert evaluator.run.seed != classifier.run.seed and evaluator.model.name != classifier.model.name \
+        or name == "tiny"  # the tiny recipes share a family, for speed
+    for stage in ("gan", "diffusion"):
+        assert configs[stage].data.source == classifier.data.source
+        assert configs[stage][stage].conditioning_run == str(pipeline.stage_dir("classifier"))

@@ -35,6 +35,9 @@ STAGES = ("data", "classifier", "embeddings", "evaluator", "gan", "diffusion", "
 NEEDS = {"data": (), "classifier": ("data",), "embeddings": ("classifier",), "evaluator": ("data",),
          "gan": ("classifier",), "diffusion": ("classifier",), "generative": ("evaluator",),
          "report": ("data",)}
+# stages that cannot run without another one in the same pipeline ("a|b": either)
+REQUIRES = {"embeddings": ("classifier",), "gan": ("classifier",), "diffusion": ("classifier",),
+            "generative": ("evaluator", "gan|diffusion")}
 SCHEMAS = {"data": Config, "classifier": ClassifierConfig, "embeddings": EmbedConfig, "evaluator": ClassifierConfig,
            "gan": GanConfig, "diffusion": DiffusionConfig, "generative": GenerativeEvalConfig}
 TOP_LEVEL = ("run", "data", "stages", *STAGES)
@@ -151,6 +154,10 @@ def _stage_list(listed) -> list[str]:
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise UserError(f"stages: names '{twice[0]}' twice; list each stage once")
+    for stage in names:
+        for needed in REQUIRES.get(stage, ()):
+            if not any(name in names for name in needed.split("|")):
+                raise UserError(f"stages: '{stage}' needs the {' or '.join(needed.split('|'))} stage in the list")
     return [stage for stage in STAGES if stage in names]  # always run in dependency order
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from visrep.evaluation.generative_report import table_rows
+from visrep.evaluation.generative_report import lookup, table_rows
 from visrep.pipeline.report_render import Image, Section, Table
 from visrep.pipeline.state import stage_seconds
 
@@ -221,24 +221,17 @@ def summary_section(pipeline, generators: list[str]) -> Section:
         label = GENERATOR_LABELS.get(name, name)
         for title, path, better in (("GAN-test (do the images show their class?)", ("gan_test", "accuracy"),
                                      "higher is better; the floor (real images) is the target"),
-                                    ("KID (distance to real images)", ("kid",), "lower is better; the floor is ~0")):
-            value, floor = _lookup(metrics.get("model"), path), _lookup(metrics.get("floor"), path)
+                                    ("KID (distance to real images)", ("kid",),
+                                     "lower is better; the floor is ~0; gaps under 2 standard errors are noise")):
+            value, floor = lookup(metrics.get("model"), path), lookup(metrics.get("floor"), path)
             if value is not None:
                 rows.append([f"{label}: {title}", f"{_plain(value)} (floor {_plain(floor)})", better])
     return Section("summary", "Summary").add(Table(["what", "value", "what good looks like"], rows))
-
-
-def _lookup(block, path: tuple):
-    for key in path:
-        if not isinstance(block, dict) or key not in block:
-            return None
-        block = block[key]
-    return block
 
 
 def _plain(value) -> str:
     if value is None:
         return "—"
     if isinstance(value, dict):
-        return f"{value['value']:.4g} ± {value['std_error']:.2g}"
+        return f"{value['value']:.3g} ± {value['std_error']:.2g}"
     return f"{value:.4g}"
