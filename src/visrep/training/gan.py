@@ -218,7 +218,7 @@ def train_step(loop: GanLoop) -> None:
     state.step += 1
     state.train_seconds += time.perf_counter() - started
     accumulate(state.interval, {**d_record, **g_record})
-    d_loss = float(d_record["d_loss"])
+    d_loss = float(d_record["d_loss"].detach())
     state.collapsed_steps = state.collapsed_steps + 1 if d_loss < COLLAPSE_LOSS else 0
 
 
