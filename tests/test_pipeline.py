@@ -58,17 +58,20 @@ def test_report_is_self_contained_with_every_section(tiny_pipeline):
         assert (tiny_pipeline / "report" / "figures" / picture).is_file()
 
 
-def test_a_second_run_skips_every_finished_stage(tiny_pipeline, capsys):
-    before = markers(tiny_pipeline)
-    run_pipeline(TINY, [f"run.root={tiny_pipeline.parent}"], progress=False)
+def test_a_second_run_skips_every_finished_stage(tiny_pipeline, tmp_path, capsys):
+    copy = tmp_path / tiny_pipeline.name
+    shutil.copytree(tiny_pipeline, copy)  # the shared pipeline stays as it is, whatever happens here
+    before = markers(copy)
+    run_pipeline(TINY, [f"run.root={tmp_path}", "classifier.train.threads=2", "data.in_memory=true"], progress=False)
     out = capsys.readouterr().out
-    assert out.count("done earlier with this config") == len(STAGES)
-    assert markers(tiny_pipeline) == before
+    assert out.count("done earlier with this config") == len(STAGES)  # machine settings are not in the key
+    assert markers(copy) == before
 
 
 def test_a_changed_gan_setting_reruns_only_what_reads_the_gan(tiny_pipeline, tmp_path, capsys):
     root = tmp_path / "moved"
-    shutil.copytree(tiny_pipeline, root / tiny_pipeline.name)  # a moved pipeline folder keeps its stages
+    shutil.copytree(tiny_pipeline, tmp_path / "copy")
+    shutil.move(tmp_path / "copy", root / tiny_pipeline.name)  # a moved pipeline folder keeps its stages
     before = markers(root / tiny_pipeline.name)
     run_pipeline(TINY, [f"run.root={root}", "gan.train.steps=12"], progress=False)
     after = markers(root / tiny_pipeline.name)
@@ -76,7 +79,9 @@ def test_a_changed_gan_setting_reruns_only_what_reads_the_gan(tiny_pipeline, tmp
     assert rerun == {"gan", "generative", "report"}
     kept = list((root / tiny_pipeline.name).glob("gan.replaced-*"))
     assert len(kept) == 1 and (kept[0] / "generator_ema.safetensors").is_file()  # set aside, not deleted
-    assert "its config changed" in capsys.readouterr().out
+    assert "made with another config" in capsys.readouterr().out
+    scored = json.loads((root / tiny_pipeline.name / "generative" / "gan" / "metrics.json").read_text())
+    assert scored["in_loop"]["network"].endswith(str(root / tiny_pipeline.name / "classifier"))
 
 
 def test_a_pipeline_killed_in_the_gan_stage_resumes_there(tmp_path, capsys):
@@ -109,6 +114,9 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("stage listed twice", "names 'gan' twice"),
     ("unknown key", "unknown config key 'train.stepz'"),
     ("generator without its classifier", "'gan' needs the classifier stage"),
+    ("bad report option", "report.per_class must be ≥ 1"),
+    ("evaluator sharing the classifier's seed", "must not share the conditioning CNN's seed"),
+    ("stages not a list", "stages: must be a list"),
     ("unknown section", "unknown pipeline section"),
 ])
 def test_bad_requests_fail_in_one_line_before_any_stage_runs(tmp_path, capsys, case, expected):
@@ -120,6 +128,9 @@ def test_bad_requests_fail_in_one_line_before_any_stage_runs(tmp_path, capsys, c
             "stage listed twice": ["--config", str(TINY), root, "stages=[data,gan,gan]"],
             "unknown key": ["--config", str(TINY), root, "gan.train.stepz=3"],
             "generator without its classifier": ["--config", str(TINY), root, "stages=[data,gan]"],
+            "bad report option": ["--config", str(TINY), root, "report.per_class=0"],
+            "evaluator sharing the classifier's seed": ["--config", str(TINY), root, "evaluator.run.seed=0"],
+            "stages not a list": ["--config", str(TINY), root, "stages=data"],
             "unknown section": ["--config", str(TINY), root, "gna.train.steps=3"]}[case]
     assert main(["pipeline", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -142,8 +153,22 @@ def test_every_shipped_pipeline_config_resolves(name):
     configs = resolved_configs(pipeline)
     assert pipeline.stages == list(STAGES)
     classifier, evaluator = configs["classifier"], configs["evaluator"]
-    assert evaluator.run.seed != classifier.run.seed and evaluator.model.name != classifier.model.name \
-        or name == "tiny"  # the tiny recipes share a family, for speed
+    assert evaluator.run.seed != classifier.run.seed
+    assert evaluator.model.name != classifier.model.name or name == "tiny"  # tiny: one family, other widths
     for stage in ("gan", "diffusion"):
         assert configs[stage].data.source == classifier.data.source
         assert configs[stage][stage].conditioning_run == str(pipeline.stage_dir("classifier"))
+
+
+def test_a_folder_the_pipeline_did_not_make_is_never_touched(tmp_path, capsys):
+    mine = tmp_path / "tiny-pipeline" / "data" / "photo.png"
+    mine.parent.mkdir(parents=True)
+    mine.write_bytes(b"not the pipeline's")
+    assert main(["pipeline", "--config", str(TINY), f"run.root={tmp_path}", "--only", "data"]) == 2
+    assert "was not made by this pipeline" in capsys.readouterr().err
+    assert mine.read_bytes() == b"not the pipeline's"
+
+
+def test_from_needs_the_stages_before_it_done(tmp_path, capsys):
+    assert main(["pipeline", "--config", str(TINY), f"run.root={tmp_path}", "--from", "gan"]) == 2
+    assert "reads the 'classifier' stage" in capsys.readouterr().err

@@ -41,7 +41,7 @@ class Run:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write via a temporary file + fsync + rename, so a crash never leaves half a file."""
-    return atomic_write(Path(path), lambda temp: Path(temp).write_text(text))
+    return atomic_write(Path(path), lambda temp: Path(temp).write_text(text, encoding="utf-8"))
 
 
 def create_run(cfg, verb: str, is_main_process: bool = True) -> Run:

@@ -32,7 +32,7 @@ from visrep.errors import UserError
 
 # In the order they run; each names the stages whose outputs it reads (when the pipeline has them).
 STAGES = ("data", "classifier", "embeddings", "evaluator", "gan", "diffusion", "generative", "report")
-NEEDS = {"data": (), "classifier": ("data",), "embeddings": ("classifier",), "evaluator": ("data",),
+NEEDS = {"data": (), "classifier": ("data",), "embeddings": ("classifier",), "evaluator": ("data", "classifier"),
          "gan": ("classifier",), "diffusion": ("classifier",), "generative": ("evaluator",),
          "report": ("data",)}
 # stages that cannot run without another one in the same pipeline ("a|b": either)
@@ -40,7 +40,7 @@ REQUIRES = {"embeddings": ("classifier",), "gan": ("classifier",), "diffusion": 
             "generative": ("evaluator", "gan|diffusion")}
 SCHEMAS = {"data": Config, "classifier": ClassifierConfig, "embeddings": EmbedConfig, "evaluator": ClassifierConfig,
            "gan": GanConfig, "diffusion": DiffusionConfig, "generative": GenerativeEvalConfig}
-TOP_LEVEL = ("run", "data", "stages", *STAGES)
+TOP_LEVEL = ("run", "stages", *STAGES)  # "data" is both the shared data: and a stage
 
 
 @dataclass
@@ -75,15 +75,28 @@ def load_pipeline(path: str | Path | None, overrides: list[str] | None = None) -
         raise UserError("visrep pipeline needs --config (e.g. configs/pipeline_digits.yaml)")
     path = Path(path)
     raw = _merge_overrides(OmegaConf.create(read_yaml_strict(path)), overrides or [])
+    try:
+        return _parse(raw, path)
+    except (OmegaConfBaseException, ValueError) as err:  # e.g. a bad ${...} interpolation in a section
+        raise UserError(f"{path}: {str(err).splitlines()[0]}") from None
+
+
+def _parse(raw, path: Path) -> Pipeline:
     unknown = [key for key in raw if key not in TOP_LEVEL]
     if unknown:
         raise UserError(f"unknown pipeline section '{unknown[0]}' in {path} (sections: {', '.join(TOP_LEVEL)})")
     stages = _stage_list(raw.get("stages"))
+    for name in ("run", "data"):
+        if raw.get(name) is not None and not OmegaConf.is_dict(raw.get(name)):
+            raise UserError(f"{name}: in {path} must be a mapping of settings (got {raw.get(name)!r})")
     run = OmegaConf.merge({"name": path.stem, "root": "runs"}, raw.get("run") or {})
     extra = set(run) - {"name", "root"}
     if extra:
         raise UserError(f"run.{sorted(extra)[0]}: a pipeline's run: section has name and root only; "
                         f"seeds are stage settings (e.g. evaluator.run.seed=1)")
+    name = str(run.name)
+    if not name or "/" in name or name in (".", ".."):
+        raise UserError(f"run.name must be a plain folder name (got '{name}')")
     sections, recipes = {}, {}
     for stage in STAGES:  # the data stage's section is the shared data: itself
         given = raw.get(stage) if stage != "data" else None
@@ -93,7 +106,7 @@ def load_pipeline(path: str | Path | None, overrides: list[str] | None = None) -
         recipe = section.pop("config", None)
         recipes[stage] = _recipe_path(recipe, path.parent, stage) if recipe else None
         sections[stage] = section
-    return Pipeline(Path(str(run.root)).expanduser() / str(run.name), stages, raw.get("data") or OmegaConf.create({}),
+    return Pipeline(Path(str(run.root)).expanduser() / name, stages, raw.get("data") or OmegaConf.create({}),
                     sections, recipes, path)
 
 
@@ -121,9 +134,18 @@ def stage_config(pipeline: Pipeline, stage: str):
 
 def _report_config(pipeline: Pipeline):
     try:
-        return OmegaConf.merge(OmegaConf.structured(ReportOptions), pipeline.sections["report"])
-    except OmegaConfBaseException as err:
-        raise UserError(f"report: {describe_error(err)}") from None
+        options = OmegaConf.merge(OmegaConf.structured(ReportOptions), pipeline.sections["report"])
+        scales = [float(scale) for scale in options.guidance_scales]
+    except (OmegaConfBaseException, ValueError, TypeError) as err:
+        message = describe_error(err) if isinstance(err, OmegaConfBaseException) else str(err)
+        raise UserError(f"report: {message}") from None
+    for key, least in (("per_class", 1), ("variations", 0), ("variations_per_image", 1), ("interpolations", 0),
+                       ("interpolation_steps", 2)):
+        if options[key] < least:
+            raise UserError(f"report.{key} must be ≥ {least} (got {options[key]})")
+    if any(scale < 0 for scale in scales):
+        raise UserError(f"report.guidance_scales must be ≥ 0 (got {scales})")
+    return options
 
 
 def _recipe(path: Path, schema: type):
@@ -147,6 +169,8 @@ def _recipe_path(name: str, base: Path, stage: str) -> Path:
 def _stage_list(listed) -> list[str]:
     if listed is None:
         return list(STAGES)
+    if not OmegaConf.is_list(listed):
+        raise UserError(f"stages: must be a list, e.g. [data, classifier, report] (got {listed!r})")
     names = [str(name) for name in listed]
     for name in names:
         if name not in STAGES:
@@ -187,7 +211,7 @@ def read_yaml_strict(path: Path) -> dict:
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        loaded = yaml.load(path.read_text(), Loader=_NoDuplicateKeys)
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoDuplicateKeys)
     except DuplicateKey as err:
         raise UserError(f"{path}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:

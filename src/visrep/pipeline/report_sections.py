@@ -39,7 +39,7 @@ METRIC_MEANINGS = [
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
 def _percent(value) -> str:
@@ -200,24 +200,25 @@ def timing_section(pipeline) -> Section:
 def summary_section(pipeline, generators: list[str]) -> Section:
     """The headline numbers, each with what good looks like; the sections below explain them."""
     folder = pipeline.stage_dir
+    has = pipeline.stages  # a folder left by an earlier pipeline with other stages is not this one's
     rows = []
-    test = _latest_eval(folder("classifier"), "test")
+    test = _latest_eval(folder("classifier"), "test") if "classifier" in has else None
     if test is not None:
         metrics = _read(test / "metrics.json")
         classes = len((metrics.get("precision") or {}).get("per_class") or {}) or 1
         rows.append(["classifier accuracy (test)", _percent(metrics.get("accuracy")),
                      f"higher is better; guessing gives {_percent(1 / classes)}"])
-    layers = _read(folder("embeddings") / "analysis.json").get("layers") or []
+    layers = (_read(folder("embeddings") / "analysis.json").get("layers") or []) if "embeddings" in has else []
     if layers:
         best = max(layers, key=lambda layer: layer["probe"].get("val") or layer["probe"].get("test") or 0)
         rows.append([f"most transferable layer: {best['layer']} (linear probe, test)",
                      _percent(best["probe"].get("test")), "higher is better; chosen on validation"])
-    record = _read(folder("evaluator") / "evaluator.json")
+    record = _read(folder("evaluator") / "evaluator.json") if "evaluator" in has else {}
     if record:
         rows.append(["independent evaluator accuracy (test)", _percent(record.get("test_accuracy")),
                      "the judge of the generators: higher makes its verdicts sharper"])
     for name in generators:
-        metrics = _read(folder("generative") / name / "metrics.json")
+        metrics = _read(folder("generative") / name / "metrics.json") if "generative" in has else {}
         label = GENERATOR_LABELS.get(name, name)
         for title, path, better in (("GAN-test (do the images show their class?)", ("gan_test", "accuracy"),
                                      "higher is better; the floor (real images) is the target"),

@@ -1,10 +1,12 @@
 """`visrep pipeline`: run the stages in order, skip the ones already done with the same config.
 
 Everything that can be wrong with the request (the config, a stage name, a missing data folder, a
-stage asked for before the ones it reads) is checked before the first stage runs. A stage folder
-left by an interrupted run is resumed from its checkpoint when the stage trains in steps and its
-config is unchanged; otherwise it is started again, saying so. A finished stage whose config
-changed is moved aside (``<stage>.replaced-<time>``), never deleted.
+stage asked for before the ones it reads, an evaluator that would share the classifier's architecture
+or seed) is checked before the first stage runs. While a stage runs, ``.<stage>.running.json`` beside
+its folder holds its key: a folder left by a kill is then resumed from its checkpoint when the stage
+trains in steps and the key is the same (config and everything upstream), else started again, saying
+so. A stage made with another key is moved aside (``<stage>.replaced-<time>``), never deleted, and a
+folder the pipeline did not make is refused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from visrep.data.sources import check_source
 from visrep.errors import UserError
 from visrep.pipeline.config import Pipeline, load_pipeline, select
 from visrep.pipeline.stages import RESUMABLE, RUNNERS, PipelineState, can_resume
-from visrep.pipeline.state import is_done, read_marker, set_aside, stage_key, write_marker
+from visrep.pipeline.state import (is_done, mark_running, read_marker, running_key, set_aside, stage_key,
+                                   write_marker)
 from visrep.pipeline.wiring import resolved_configs, upstream
 
 
@@ -64,27 +67,36 @@ def _check_upstream_done(pipeline: Pipeline, chosen: list[str], keys: dict[str, 
 def _run_stage(state: PipelineState, stage: str, key: str) -> None:
     folder = state.folder(stage)
     marker = read_marker(folder)
-    if marker is not None and marker.get("key") == key:
-        print(f"[{stage}] done earlier with this config ({marker['seconds']:.0f} s): skipped")
+    if marker is not None and marker["key"] == key:
+        print(f"[{stage}] done earlier with this config ({float(marker['seconds']):.0f} s): skipped")
         return
-    cfg = state.configs[stage]
-    resume = _clear_folder(folder, stage, cfg, marker)
+    resume = _clear_folder(folder, stage, key, marker)
     print(f"[{stage}] {'resuming' if resume else 'running'} → {folder}")
+    mark_running(state.pipeline.root, stage, key)
     started = time.perf_counter()
-    RUNNERS[stage](state, cfg, resume)
+    RUNNERS[stage](state, state.configs[stage], resume)
     write_marker(folder, stage, key, time.perf_counter() - started)
 
 
-def _clear_folder(folder: Path, stage: str, cfg, marker: dict | None) -> bool:
-    """Make way for the stage; True when an interrupted run of the same config is resumed instead."""
+def _clear_folder(folder: Path, stage: str, key: str, marker: dict | None) -> bool:
+    """Make way for the stage; True when an interrupted run of this very key is resumed instead.
+
+    Only folders this pipeline made are touched: a finished stage (its marker) or one it was making
+    (the running note beside it). A finished one with another key, or an interrupted one of another key
+    (its checkpoints may still matter), is set aside; an interrupted one of this key is resumed when the
+    stage trains in steps from a checkpoint, else removed (it is a partial copy of what runs next)."""
     if not folder.exists():
         return False
-    if marker is not None:
+    making = running_key(folder.parent, stage)
+    if marker is None and making is None:
+        raise UserError(f"{folder} exists but was not made by this pipeline: move it away or choose another "
+                        f"run.name / run.root")
+    if marker is not None or making != key:
         moved = set_aside(folder)
-        print(f"[{stage}] its config changed since it finished: the old one is kept as {moved}")
+        print(f"[{stage}] made with another config: the old one is kept as {moved}")
         return False
-    if stage in RESUMABLE and can_resume(folder, cfg):
+    if stage in RESUMABLE and can_resume(folder):
         return True
-    print(f"[{stage}] an unfinished run with nothing to resume from was left in {folder}: removed, starting again")
+    print(f"[{stage}] an interrupted run that cannot be continued was left in {folder}: removed, starting again")
     shutil.rmtree(folder)
     return False

@@ -34,9 +34,11 @@ def generator_pictures(run_path: Path, name: str, data: PreparedData, options, o
     """Every picture this generator supports, written to ``out``; the list says what each shows."""
     run = load_generator_run(run_path)
     pictures = [_classes(run, name, data, options, out)] if run.mode != "none" else []
-    if run.mode == "embedding":
-        pictures += [_variations(run, name, data, options, out), _interpolations(run, name, data, options, out)]
-    if name == "diffusion" and run.mode != "none":
+    if run.mode == "embedding" and options.variations > 0:
+        pictures.append(_variations(run, name, data, options, out))
+    if run.mode == "embedding" and options.interpolations > 0:
+        pictures.append(_interpolations(run, name, data, options, out))
+    if name == "diffusion" and run.mode != "none" and len(options.guidance_scales) > 0:
         pictures.append(_guidance_sweep(run_path, name, data, options, out))
     return pictures
 

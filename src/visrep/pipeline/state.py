@@ -18,10 +18,12 @@ from omegaconf import OmegaConf
 from visrep.runs import atomic_write_text
 
 MARKER = "pipeline-stage.json"
-# set by the pipeline to tie stages together; the upstream keys stand for them in the key
+# keys left out of the hash: set by the pipeline to tie stages together (the upstream keys stand for
+# them), or settings of the machine that do not change what a stage computes
 PLACED_KEYS = {"run": ("name", "root", "overwrite"), "embed": ("out", "overwrite"),
                "gan": ("conditioning_run",), "diffusion": ("conditioning_run",),
-               "generative": ("evaluator", "fake", "in_loop")}
+               "generative": ("evaluator", "fake", "in_loop", "threads"),
+               "train": ("threads",), "data": ("cache_dir", "in_memory", "memory_limit_gb")}
 
 
 def stage_key(stage: str, cfg, upstream: dict[str, str]) -> str:
@@ -36,13 +38,33 @@ def stage_key(stage: str, cfg, upstream: dict[str, str]) -> str:
 
 
 def read_marker(folder: Path) -> dict | None:
-    path = folder / MARKER
+    return _read_record(folder / MARKER, ("key", "seconds"))
+
+
+def _read_record(path: Path, required: tuple[str, ...]) -> dict | None:
+    """A marker's JSON object, or None when it is missing or damaged (the stage then counts as unfinished)."""
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None  # a damaged marker: the stage counts as unfinished
+        return None
+    return record if isinstance(record, dict) and all(key in record for key in required) else None
+
+
+def running_file(root: Path, stage: str) -> Path:
+    """Beside the stage folder (the stage's own code creates that folder and refuses an existing one)."""
+    return root / f".{stage}.running.json"
+
+
+def mark_running(root: Path, stage: str, key: str) -> None:
+    """Say a stage of this key is being made in <root>/<stage>: a folder left by a kill is then known as ours."""
+    atomic_write_text(running_file(root, stage), json.dumps({"stage": stage, "key": key}) + "\n")
+
+
+def running_key(root: Path, stage: str) -> str | None:
+    record = _read_record(running_file(root, stage), ("key",))
+    return None if record is None else str(record["key"])
 
 
 def is_done(folder: Path, key: str) -> bool:
@@ -51,10 +73,12 @@ def is_done(folder: Path, key: str) -> bool:
 
 
 def write_marker(folder: Path, stage: str, key: str, seconds: float) -> None:
+    """The stage is done: its marker in its folder, and the running note beside it removed."""
     folder.mkdir(parents=True, exist_ok=True)
     record = {"stage": stage, "key": key, "seconds": round(seconds, 2),
               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     atomic_write_text(folder / MARKER, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    running_file(folder.parent, stage).unlink(missing_ok=True)
 
 
 def set_aside(folder: Path) -> Path:

@@ -7,6 +7,8 @@ evaluator, in ``<pipeline>/generative/<generator>/``.
 
 from __future__ import annotations
 
+from visrep.errors import UserError
+from visrep.inference.independence import check_architecture_differs
 from visrep.pipeline.config import NEEDS, Pipeline, stage_config
 
 GENERATORS = ("gan", "diffusion")
@@ -19,6 +21,11 @@ def resolved_configs(pipeline: Pipeline) -> dict:
     embed_section = pipeline.sections["embeddings"].get("embed") or {}
     if "embeddings" in configs and "classifier" in configs and "weights" not in embed_section:
         configs["embeddings"].embed.weights = configs["classifier"].eval.weights  # the weights its report shows
+    if "evaluator" in configs and "classifier" in configs:  # refused now, not after the classifier has trained
+        try:
+            check_architecture_differs(configs["evaluator"], configs["classifier"])
+        except UserError as err:
+            raise UserError(f"evaluator: {err}") from None
     return configs
 
 
@@ -36,7 +43,9 @@ def place(pipeline: Pipeline, stage: str, cfg):
         cfg[stage].conditioning_run = str(pipeline.stage_dir("classifier"))
     if stage == "generative":
         cfg.generative.evaluator = str(pipeline.stage_dir("evaluator"))
-        cfg.generative.in_loop = "auto"  # the conditioning classifier's numbers, labelled optimistic
+        # the conditioning classifier's numbers, labelled optimistic: this pipeline's classifier where it has one
+        # (a moved pipeline folder then still finds it), else the run each generator.json names
+        cfg.generative.in_loop = str(pipeline.stage_dir("classifier")) if "classifier" in pipeline.stages else "auto"
     return cfg
 
 
