@@ -44,6 +44,13 @@ def test_missing_and_malformed_config_files(tmp_path):
         load_config(scalar)
 
 
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("data:\n  image_size: 16\ntrain:\n  epochs: 3\ndata:\n  image_size: 32\n")
+    with pytest.raises(UserError, match="'data' is given twice \\(line 5\\)"):
+        load_config(path)
+
+
 def test_train_evaluator_takes_the_shipped_recipe_of_a_built_in_dataset(capsys):
     from argparse import Namespace
 

@@ -341,7 +341,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
         if path is not None:
             cfg = OmegaConf.merge(cfg, _read_yaml(Path(path)))
         if overrides:
-            _check_dotlist(overrides)
+            check_dotlist(overrides)
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
         raise UserError(describe_error(err)) from None
@@ -442,21 +442,44 @@ def _check_data_values(data) -> None:
 
 
 def _read_yaml(path: Path):
+    return OmegaConf.create(read_yaml_mapping(path))
+
+
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML file's top-level mapping; UserError when it is missing, not YAML, not a mapping, or gives a key
+    twice at any level (plain YAML keeps the last one silently, so a repeated section would vanish)."""
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
     try:
-        loaded = yaml.safe_load(path.read_text())
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoDuplicateKeys)
+    except _DuplicateKey as err:
+        raise UserError(f"{path}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(loaded, dict):
         raise UserError(f"config file {path} must hold a mapping of sections (run:, data:, ...)")
-    return OmegaConf.create(loaded)
+    return loaded
 
 
-def _check_dotlist(overrides: list[str]) -> None:
+class _DuplicateKey(Exception):
+    pass
+
+
+class _NoDuplicateKeys(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(f"'{key}' is given twice (line {key_node.start_mark.line + 1}); give each key once")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def check_dotlist(overrides: list[str], form: str = "section.key=value") -> None:
     for item in overrides:
         if "=" not in item or item.startswith("="):
-            raise UserError(f"override '{item}' must look like section.key=value")
+            raise UserError(f"override '{item}' must look like {form}")
 
 
 def describe_error(err: OmegaConfBaseException) -> str:

@@ -61,8 +61,7 @@ def create_run(cfg, verb: str, is_main_process: bool = True) -> Run:
 def _run_path(run_cfg, verb: str) -> Path:
     root = Path(run_cfg.root).expanduser()
     if run_cfg.name:
-        if "/" in run_cfg.name or run_cfg.name in (".", ".."):
-            raise UserError(f"run.name must be a plain folder name (got '{run_cfg.name}')")
+        check_run_name(run_cfg.name)
         return root / run_cfg.name
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path, suffix = root / f"{stamp}-{verb}", 1
@@ -70,6 +69,11 @@ def _run_path(run_cfg, verb: str) -> Path:
         suffix += 1
         path = root / f"{stamp}-{verb}-{suffix}"
     return path
+
+
+def check_run_name(name: str) -> None:
+    if not name or "/" in name or name in (".", ".."):
+        raise UserError(f"run.name must be a plain folder name (got '{name}')")
 
 
 def _claim_directory(path: Path, overwrite: bool) -> None:

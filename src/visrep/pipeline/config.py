@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from visrep.config import (ClassifierConfig, Config, DiffusionConfig, EmbedConfig, GanConfig, GenerativeEvalConfig,
-                           check_values, describe_error)
+                           check_dotlist, check_values, describe_error, read_yaml_mapping)
 from visrep.errors import UserError
+from visrep.runs import check_run_name
 
 # In the order they run; each names the stages whose outputs it reads (when the pipeline has them).
 STAGES = ("data", "classifier", "embeddings", "evaluator", "gan", "diffusion", "generative", "report")
@@ -74,7 +74,7 @@ def load_pipeline(path: str | Path | None, overrides: list[str] | None = None) -
     if path is None:
         raise UserError("visrep pipeline needs --config (e.g. configs/pipeline_digits.yaml)")
     path = Path(path)
-    raw = _merge_overrides(OmegaConf.create(read_yaml_strict(path)), overrides or [])
+    raw = _merge_overrides(OmegaConf.create(read_yaml_mapping(path)), overrides or [])
     try:
         return _parse(raw, path)
     except (OmegaConfBaseException, ValueError) as err:  # e.g. a bad ${...} interpolation in a section
@@ -95,8 +95,7 @@ def _parse(raw, path: Path) -> Pipeline:
         raise UserError(f"run.{sorted(extra)[0]}: a pipeline's run: section has name and root only; "
                         f"seeds are stage settings (e.g. evaluator.run.seed=1)")
     name = str(run.name)
-    if not name or "/" in name or name in (".", ".."):
-        raise UserError(f"run.name must be a plain folder name (got '{name}')")
+    check_run_name(name)
     sections, recipes = {}, {}
     for stage in STAGES:  # the data stage's section is the shared data: itself
         given = raw.get(stage) if stage != "data" else None
@@ -150,7 +149,7 @@ def _report_config(pipeline: Pipeline):
 
 def _recipe(path: Path, schema: type):
     """A stage recipe (e.g. configs/gan_digits.yaml) as a plain config, checked against the stage's schema."""
-    loaded = OmegaConf.create(read_yaml_strict(path))
+    loaded = OmegaConf.create(read_yaml_mapping(path))
     try:
         OmegaConf.merge(OmegaConf.structured(schema), loaded)
     except OmegaConfBaseException as err:
@@ -206,40 +205,8 @@ def select(pipeline: Pipeline, only: str | None, start: str | None) -> list[str]
     return list(pipeline.stages)
 
 
-def read_yaml_strict(path: Path) -> dict:
-    """A YAML mapping; a key given twice at any level is an error (plain YAML keeps the last silently)."""
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
-    try:
-        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoDuplicateKeys)
-    except DuplicateKey as err:
-        raise UserError(f"{path}: {err}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(loaded, dict):
-        raise UserError(f"config file {path} must hold a mapping of sections")
-    return loaded
-
-
-class DuplicateKey(Exception):
-    pass
-
-
-class _NoDuplicateKeys(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise DuplicateKey(f"'{key}' is given twice (line {key_node.start_mark.line + 1}); give each key once")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _merge_overrides(raw, overrides: list[str]):
-    for item in overrides:
-        if "=" not in item or item.startswith("="):
-            raise UserError(f"override '{item}' must look like stage.section.key=value (e.g. gan.train.steps=100)")
+    check_dotlist(overrides, "stage.section.key=value (e.g. gan.train.steps=100)")
     try:
         return OmegaConf.merge(raw, OmegaConf.from_dotlist(list(overrides))) if overrides else raw
     except OmegaConfBaseException as err:

@@ -6,12 +6,12 @@ generated-<generator>, generative-metrics, timing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from visrep.evaluation.generative_report import lookup, table_rows
 from visrep.pipeline.report_render import Image, Section, Table
 from visrep.pipeline.state import stage_seconds
+from visrep.storage import read_json
 
 GENERATOR_LABELS = {"gan": "GAN", "diffusion": "diffusion model"}
 SECTION_IDS = ("summary", "data", "classifier", "embeddings", "evaluator", "generative-metrics", "timing")
@@ -39,7 +39,7 @@ METRIC_MEANINGS = [
 
 
 def _read(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json(path) if path.is_file() else {}
 
 
 def _percent(value) -> str:

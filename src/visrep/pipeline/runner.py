@@ -50,10 +50,15 @@ def _keys(pipeline: Pipeline, configs: dict) -> dict[str, str]:
 
 def _check_sources(configs: dict, chosen: list[str]) -> None:
     """A missing data folder (or unknown source) is one error line before any stage starts."""
+    checked = set()
     for stage in chosen:
         cfg = configs[stage]
-        if stage != "report" and "data" in cfg:
+        if stage == "report" or "data" not in cfg:
+            continue
+        where = (cfg.data.source, cfg.data.root, cfg.data.download)
+        if where not in checked:  # most stages share the data: scan a large folder once
             check_source(cfg.data)
+            checked.add(where)
 
 
 def _check_upstream_done(pipeline: Pipeline, chosen: list[str], keys: dict[str, str]) -> None:

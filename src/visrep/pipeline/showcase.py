@@ -43,17 +43,21 @@ def generator_pictures(run_path: Path, name: str, data: PreparedData, options, o
     return pictures
 
 
+def real_class_row(split, label: int, count: int, rng: np.random.Generator) -> torch.Tensor:
+    """``count`` random images of class ``label`` from ``split``, uint8 (count, C, S, S), white where it has fewer."""
+    chosen = rng.permutation(np.flatnonzero(split.labels.numpy() == label))[:count]
+    shape = split.image_shape
+    images = split.uint8_batch(chosen) if len(chosen) else torch.zeros(0, *shape, dtype=torch.uint8)
+    return torch.cat([images, torch.full((count - len(images), *shape), 255, dtype=torch.uint8)])
+
+
 def _classes(run, name: str, data: PreparedData, options, out: Path) -> Picture:
     """Per class: ``per_class`` real test images, a gap, then ``per_class`` generated ones."""
-    test = data.splits["test"]
-    labels = test.labels.numpy()
     rng = np.random.default_rng(options.seed)
     rows, names = [], []
     blank = torch.full((1, *data.image_shape), 255, dtype=torch.uint8)
     for index, class_name in enumerate(data.class_names):
-        real_rows = rng.permutation(np.flatnonzero(labels == index))[:options.per_class]
-        real = test.uint8_batch(real_rows)
-        real = torch.cat([real, blank.expand(options.per_class - len(real), -1, -1, -1)])
+        real = real_class_row(data.splits["test"], index, options.per_class, rng)
         generated = sample_class(run, index, options.per_class, options.seed + index).images
         rows.append(torch.cat([real, blank, generated]))
         names.append(f"{class_name}: real | generated")

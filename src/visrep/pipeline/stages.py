@@ -6,22 +6,25 @@ an interrupted run in the stage's folder, and writes everything into that folder
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from visrep.config import to_yaml
 from visrep.data.inspect import format_summary, summarize
 from visrep.data.manifest import write_manifest
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.embeddings import embed_classifier_run
 from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
 from visrep.evaluation.generative import evaluate_generated
+from visrep.evaluation.generative_report import enlarge
 from visrep.figures import save_image_grid
 from visrep.inference.loading import trained_without_val
 from visrep.pipeline.config import Pipeline
+from visrep.pipeline.showcase import real_class_row
 from visrep.pipeline.wiring import generators
 from visrep.runs import create_run
 from visrep.training.classifier import train_classifier
@@ -30,6 +33,7 @@ from visrep.training.evaluator import train_evaluator
 from visrep.training.gan import train_gan
 
 EXAMPLES_PER_CLASS = 8  # real training images per class in data/examples.png
+LOADER_KEYS = ("batch_size", "augment")  # data: keys that only the batch loaders read
 
 
 @dataclass
@@ -38,10 +42,13 @@ class PipelineState:
     pipeline: Pipeline
     configs: dict
     progress: bool = True
-    prepared: dict = field(default_factory=dict)  # data config (YAML text) → PreparedData
+    prepared: dict = field(default_factory=dict)  # what prepare_data reads of a data config → PreparedData
 
     def data_for(self, data_cfg) -> PreparedData:
-        key = to_yaml(data_cfg)
+        """Prepared once per distinct data: stages that differ only in batch size or augmentation (loader
+        arguments, not part of the prepared data) share one copy of the decoded images."""
+        key = json.dumps({name: value for name, value in OmegaConf.to_container(data_cfg, resolve=True).items()
+                          if name not in LOADER_KEYS}, sort_keys=True)
         if key not in self.prepared:
             self.prepared[key] = prepare_data(data_cfg, progress=self.progress)
         return self.prepared[key]
@@ -63,19 +70,10 @@ def run_data(state: PipelineState, cfg, resume: bool) -> None:
 
 
 def _examples_grid(data: PreparedData, path: Path) -> None:
-    split = data.splits["train"]
-    labels = split.labels.numpy()
     rng = np.random.default_rng(0)
-    rows, names = [], []
-    for index, name in enumerate(data.class_names):
-        chosen = rng.permutation(np.flatnonzero(labels == index))[:EXAMPLES_PER_CLASS]
-        images = split.uint8_batch(chosen) if len(chosen) else torch.zeros(0, *data.image_shape, dtype=torch.uint8)
-        blank = torch.full((EXAMPLES_PER_CLASS - len(images), *data.image_shape), 255, dtype=torch.uint8)
-        rows.append(torch.cat([images, blank]))
-        names.append(name)
-    from visrep.evaluation.generative_report import enlarge
-
-    save_image_grid(enlarge(torch.cat(rows)), path, nrow=EXAMPLES_PER_CLASS, row_labels=names)
+    rows = [real_class_row(data.splits["train"], index, EXAMPLES_PER_CLASS, rng)
+            for index in range(len(data.class_names))]
+    save_image_grid(enlarge(torch.cat(rows)), path, nrow=EXAMPLES_PER_CLASS, row_labels=list(data.class_names))
 
 
 def run_classifier(state: PipelineState, cfg, resume: bool) -> None:
