@@ -270,9 +270,22 @@ def cmd_train_evaluator(args) -> int:
     else:
         run_path = train_evaluator(load_cli_config(_with_shipped_config(args, "evaluator"), ClassifierConfig),
                                    conditioning)
-    evaluate_classifier(run_path, "test")  # the evaluator's own report (eval-test/), beside evaluator.json
-    print(f"evaluator run: {run_path}")
+    if _is_main_process():  # under torchrun rank 0 writes the report
+        evaluate_classifier(run_path, "test")  # the evaluator's own report (eval-test/), beside evaluator.json
+        print(f"evaluator run: {run_path}")
     return 0
+
+
+def _leave_process_group() -> None:
+    from visrep.hardware.distributed import leave_process_group
+
+    leave_process_group()
+
+
+def _is_main_process() -> bool:
+    from visrep.hardware.distributed import current_info
+
+    return current_info().is_main
 
 
 def _with_shipped_config(args, stage: str):
@@ -302,7 +315,8 @@ def _train_or_resume(args, schema, train, label: str) -> int:
         run_path = train(load_run_config(Path(args.resume), schema), resume=Path(args.resume))
     else:
         run_path = train(load_cli_config(args, schema))
-    print(f"{label} run: {run_path}")
+    if _is_main_process():
+        print(f"{label} run: {run_path}")
     return 0
 
 
@@ -374,8 +388,9 @@ def cmd_evaluate_generated(args) -> int:
     if args.no_cas:
         cfg.generative.cas = False
     run_path, metrics = evaluate_generated(cfg)
-    print(format_markdown(metrics))
-    print(f"run directory: {run_path}")
+    if _is_main_process():
+        print(format_markdown(metrics))
+        print(f"run directory: {run_path}")
     return 0
 
 
@@ -487,7 +502,9 @@ def main(argv: list[str] | None = None) -> int:
     command = COMMANDS[(args.verb, getattr(args, "action", None))]
     try:
         configure_process()  # raises here, as one line, for a bad VISREP_THREADS / OMP_NUM_THREADS
-        return command(args)
+        status = command(args)
+        _leave_process_group()
+        return status
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -101,6 +101,7 @@ class TrainConfig:
     skip_bad_batches: int = 0  # isolated NaN/Inf batches skipped before the run stops
     tensorboard: bool = True
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
+    device: str = "auto"  # auto (CUDA, else MPS for one process, else CPU) | cpu | cuda | mps
 
 
 @dataclass
@@ -134,6 +135,7 @@ class EmbedOptions:
     allow_partial: bool = False  # embed a run that has not finished training (its mid-training weights)
     kmeans_clusters: int = 100  # k-means centres over train embeddings (capped at the number of points)
     covariance_max_dim: int = 2048  # per-class covariance (K, D, D) saved only up to this D; variances always
+    device: str = "auto"  # auto (CUDA, else MPS, else CPU) | cpu | cuda | mps
 
 
 @dataclass
@@ -181,6 +183,7 @@ class GenerativeEvalOptions:
     grid_per_class: int = 8  # real and generated images per class in the side-by-side grid
     seed: int = 0  # the images drawn per side, pairings, CAS
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
+    device: str = "auto"  # auto (CUDA, else MPS for one process, else CPU) | cpu | cuda | mps
 
 
 @dataclass
@@ -223,6 +226,7 @@ class StepLoopTrainConfig:
     precision: str = "auto"  # as train.precision of the classifier
     tensorboard: bool = True
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
+    device: str = "auto"  # auto (CUDA, else MPS for one process, else CPU) | cpu | cuda | mps
 
 
 @dataclass
@@ -352,6 +356,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 
 # (section.key, test, what it must be): checked when a config is loaded, so that a bad value is one
 # error line before anything runs or any run directory exists, whatever the command.
+_DEVICES = ("auto", "cpu", "cuda", "mps")  # as visrep.hardware.distributed.DEVICES (a sibling layer)
 _VALUE_RULES = (
     ("data.batch_size", lambda v: v >= 1, "≥ 1"),
     ("data.image_size", lambda v: v is None or v >= 1, "≥ 1 (pixels)"),
@@ -368,6 +373,9 @@ _VALUE_RULES = (
     ("train.keep_checkpoints", lambda v: v >= 1, "≥ 1"),
     ("train.skip_bad_batches", lambda v: v >= 0, "≥ 0"),
     ("train.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),
+    ("train.device", lambda v: v in _DEVICES, "auto, cpu, cuda or mps"),
+    ("embed.device", lambda v: v in _DEVICES, "auto, cpu, cuda or mps"),
+    ("generative.device", lambda v: v in _DEVICES, "auto, cpu, cuda or mps"),
     ("embed.batch_size", lambda v: v >= 1, "≥ 1"),
     ("generative.batch_size", lambda v: v >= 1, "≥ 1"),
     ("generative.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),

@@ -21,6 +21,7 @@ from pathlib import Path
 from visrep import __version__
 from visrep.config import to_yaml
 from visrep.errors import UserError
+from visrep.hardware.distributed import broadcast_from_main, current_info
 from visrep.storage import atomic_write
 
 
@@ -45,8 +46,10 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 
 def create_run(cfg, verb: str, is_main_process: bool = True) -> Run:
-    """Make the run directory (rank 0 only writes) and record config, environment and seed."""
-    path = _run_path(cfg.run, verb)
+    """Make the run directory (rank 0 only writes) and record config, environment and seed.
+
+    Under torchrun every rank takes rank 0's path (a time-stamped name could differ by a second)."""
+    path = broadcast_from_main(_run_path(cfg.run, verb), current_info())
     if is_main_process:
         _claim_directory(path, cfg.run.overwrite)
     run = Run(path, _make_logger(path, is_main_process))

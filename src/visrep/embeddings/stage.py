@@ -23,6 +23,7 @@ from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, sa
 from visrep.embeddings.threads import single_threaded_numerics
 from visrep.errors import UserError
 from visrep.inference.loading import check_finished, load_classifier
+from visrep.hardware.distributed import resolve_device
 from visrep.hardware.precision import check_precision, resolve_precision
 from visrep.hardware.record import compute_record
 from visrep.runs import check_manifest, environment_info, open_run
@@ -49,7 +50,7 @@ def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: Prepa
     out = Path(options.out).expanduser() if options.out else run.path / "embeddings"
     _claim_layer_folders(out, layers, options.overwrite)
     channels_last = bool(classifier_cfg.train.channels_last)
-    model = _inference_model(model, channels_last)
+    model = _inference_model(model, channels_last, cfg.embed.device)
     summary = _extract_splits(run, model, data, layers, out, cfg, progress, channels_last)
     for layer in layers:
         write_json(layer_folder(out, layer) / "info.json",
@@ -61,8 +62,8 @@ def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: Prepa
     return out
 
 
-def _inference_model(model: torch.nn.Module, channels_last: bool) -> torch.nn.Module:
-    model = model.to(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+def _inference_model(model: torch.nn.Module, channels_last: bool, device: str = "auto") -> torch.nn.Module:
+    model = model.to(resolve_device(device, key="embed.device"))
     if channels_last:  # as in training: the fast layout for bf16 convolutions on CPU
         model = model.to(memory_format=torch.channels_last)
     return model

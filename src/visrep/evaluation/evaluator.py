@@ -23,10 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from visrep.data.transforms import Normalization
 from visrep.errors import UserError
-from visrep.inference.batches import batched
+from visrep.hardware.distributed import current_info, sharded_results
 from visrep.inference.encoder import FrozenEncoder
 from visrep.inference.independence import EVALUATOR_RECORD, weights_hashes
 from visrep.storage import read_json
@@ -91,8 +92,9 @@ class Evaluator:
                 "test_accuracy": (self.record or {}).get("test_accuracy")}
 
 
-def load_evaluator(run_path: Path, weights: str | None = None, precision: str = "auto") -> Evaluator:
-    """Rebuild the evaluator (or any classifier run) as an :class:`EvaluatorNetwork`, hashes checked.
+def load_evaluator(run_path: Path, weights: str | None = None, precision: str = "auto",
+                   device: torch.device | str = "cpu") -> Evaluator:
+    """Rebuild the evaluator (or any classifier run) as an :class:`EvaluatorNetwork` on ``device``, hashes checked.
 
     ``weights`` None takes the checkpoint its evaluator.json records (the one whose hash was recorded),
     or for a plain classifier run best, unless it trained without a val split (then last)."""
@@ -110,7 +112,7 @@ def load_evaluator(run_path: Path, weights: str | None = None, precision: str = 
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if record is not None and weights == record.get("weights") and record.get("weights_sha256") != hashes["tensors"]:
         raise UserError(f"the weights in {run_path} changed since training (hash differs from {EVALUATOR_RECORD})")
-    network = EvaluatorNetwork(classifier, normalization, precision, flip_views=bool(cfg.eval.tta_flip))
+    network = EvaluatorNetwork(classifier, normalization, precision, flip_views=bool(cfg.eval.tta_flip)).to(device)
     return Evaluator(network, cfg, run_path, hashes, record, class_names)
 
 
@@ -119,14 +121,27 @@ def load_evaluator(run_path: Path, weights: str | None = None, precision: str = 
 @torch.inference_mode()
 def extract_features(network: EvaluatorNetwork, images: Tensor, batch_size: int = 500, progress: bool = False,
                      desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, C, S, S) → (features (N, D) float32, logits (N, K) float32), in batches."""
+    """uint8 images (N, C, S, S) → (features (N, D) float32, logits (N, K) float32), in batches.
+
+    Under torchrun the batches are shared out over the ranks (round-robin) and every rank gets all
+    the features back, batch for batch the numbers one process computes."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1 (got {batch_size})")
     device = next(network.parameters()).device
-    features, logits = [], []
-    for batch in batched(images, batch_size, progress, desc):
-        batch = batch.to(device)
+    info = current_info()
+    count = -(-len(images) // batch_size)
+    bar = tqdm(total=len(range(info.rank, count, info.world_size)), desc=desc, leave=False, mininterval=1.0,
+               disable=not (progress and info.is_main) or None)
+
+    def one_batch(index: int) -> tuple[Tensor, Tensor]:
+        batch = images[index * batch_size:(index + 1) * batch_size].to(device)
         batch_features, batch_logits = network.features_and_logits(batch)
-        features.append(batch_features.cpu())
-        logits.append(batch_logits.cpu())
+        bar.update()
+        return batch_features.cpu(), batch_logits.cpu()
+
+    with bar:
+        results = sharded_results(count, one_batch, info)
+    features, logits = [part[0] for part in results], [part[1] for part in results]
     if not features:
         return np.zeros((0, network.num_features), np.float32), np.zeros((0, network.num_classes), np.float32)
     return torch.cat(features).numpy(), torch.cat(logits).numpy()

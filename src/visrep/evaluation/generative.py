@@ -37,6 +37,7 @@ from visrep.inference.independence import check_independent
 from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_neighbours, pixel_neighbours
 from visrep.evaluation.real_sources import RealReference, load_real_reference
 from visrep.evaluation.scoring_cache import cache_key, cache_path, load_cached, save_cached
+from visrep.hardware.distributed import resolve_device, setup_distributed
 from visrep.hardware.precision import resolve_precision
 from visrep.hardware.record import compute_record
 from visrep.runs import create_run
@@ -97,16 +98,18 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     started = time.perf_counter()
     opts = cfg.generative
     _check_options(opts)
-    evaluator = load_evaluator(Path(opts.evaluator).expanduser(), opts.weights, opts.precision)
+    device = resolve_device(opts.device, key="generative.device")
+    dist = setup_distributed(device)  # under torchrun: features sharded over the ranks, rank 0 writes
+    evaluator = load_evaluator(Path(opts.evaluator).expanduser(), opts.weights, opts.precision, device)
     reference = load_real_reference(evaluator, opts.real, progress)
     fake = load_image_set(opts.fake, _target_format(evaluator), progress)
     independence = _check_independence(evaluator, fake, opts.fake)
     n = choose_n(opts, len(reference.data.splits[reference.split]), len(fake), len(reference.data.splits["train"]))
-    in_loop = _load_in_loop(opts, fake, evaluator) if opts.in_loop else None
+    in_loop = _load_in_loop(opts, fake, evaluator, device) if opts.in_loop else None
     inception = inception_network(opts.inception_weights) if opts.inception_weights else None
-    run = create_run(cfg, "generated")  # only now: a refused or mistyped request leaves no directory behind
-    device = evaluator.network.scale.device
-    run.write_json("compute.json", compute_record(device, resolve_precision(opts.precision, device), False))
+    run = create_run(cfg, "generated", dist.is_main)  # only now: a refused or mistyped request leaves nothing behind
+    if dist.is_main:
+        run.write_json("compute.json", compute_record(device, resolve_precision(opts.precision, device), False))
     loaded = time.perf_counter()
     cache = _cache_location(opts, evaluator, reference, n, device)
     context = _build_context(opts, evaluator, reference, n, cache, progress)
@@ -117,7 +120,7 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     metrics["model"] = score_side(fake_side, context, progress)
     if opts.floor:
         metrics["floor"] = context.cached_floor or score_floor(context, n, progress)
-    if cache is not None and context.timing["scoring_cache"] == "miss":
+    if cache is not None and context.timing["scoring_cache"] == "miss" and dist.is_main:
         save_cached(cache[1], cache[0], _cached_arrays(context), metrics.get("floor"))
     if in_loop is not None:
         metrics["in_loop"] = score_in_loop(in_loop, fake_side, context)
@@ -125,8 +128,9 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
         metrics["inception"] = {**inception_scores(inception, context.real.images, fake_side.images),
                                 "weights": str(opts.inception_weights)}
     metrics["timing"] = {"load_seconds": loaded - started, **context.timing,
-                         "total_seconds": time.perf_counter() - started}
-    _write_outputs(run, metrics, context, fake_side)
+                         "total_seconds": time.perf_counter() - started, "processes": dist.world_size}
+    if dist.is_main:
+        _write_outputs(run, metrics, context, fake_side)
     return run.path, metrics
 
 
@@ -389,12 +393,12 @@ def _same_class_cosine(context: Context) -> dict:
     return {"real_same_class_pairs": {"mean": float(cosines.mean()) if len(cosines) else None, "n": int(len(cosines))}}
 
 
-def _load_in_loop(opts, fake: ImageSet, evaluator: Evaluator) -> Evaluator:
+def _load_in_loop(opts, fake: ImageSet, evaluator: Evaluator, device: torch.device) -> Evaluator:
     """The conditioning CNN, loaded like an evaluator (its hash is not checked: its numbers are labelled)."""
     run = fake.conditioning_run if opts.in_loop == "auto" else opts.in_loop
     if not run:
         raise UserError("--in-loop without a run needs a generator run whose generator.json names conditioning_run")
-    network = load_evaluator(Path(run).expanduser(), None, opts.precision)  # best, or last without a val split
+    network = load_evaluator(Path(run).expanduser(), None, opts.precision, device)  # best, or last without val
     if network.network.image_shape != evaluator.network.image_shape:
         raise UserError(f"in-loop network {run} takes {network.network.image_shape} images, not "
                         f"{evaluator.network.image_shape}")

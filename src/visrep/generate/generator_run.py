@@ -30,6 +30,7 @@ from visrep.data.transforms import Normalization
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
 from visrep.errors import UserError
 from visrep.generate.conditions import ConditionBank
+from visrep.hardware.distributed import DistInfo
 from visrep.inference.encoder import FrozenEncoder
 from visrep.models import create_model
 from visrep.runs import load_run_config
@@ -52,6 +53,9 @@ class GeneratorRun:
     device: torch.device
     loaded_encoder: FrozenEncoder | None = field(default=None, repr=False)  # read from the run when first needed
     loaded_bank: ConditionBank | None = field(default=None, repr=False)
+    # under torchrun with several ranks, each generates its share of a request's batches and all get
+    # the whole (visrep.generate.sample.generate); every rank must then make the same requests
+    dist: DistInfo = field(default_factory=DistInfo)
 
     @property
     def mode(self) -> str:

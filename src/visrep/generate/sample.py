@@ -24,6 +24,7 @@ from visrep.data.images import ImageDecodeError, decode_to_array
 from visrep.errors import UserError
 from visrep.generate.conditions import embed_images
 from visrep.generate.generator_run import GeneratorRun
+from visrep.hardware.distributed import sharded_results
 
 
 @dataclass
@@ -43,11 +44,15 @@ def to_uint8(images: Tensor) -> Tensor:
 
 @torch.no_grad()
 def generate(run: GeneratorRun, z: Tensor, condition: Tensor | None, batch_size: int = 500) -> Tensor:
-    """uint8 images (N, C, S, S) from the EMA generator, in batches."""
-    parts = []
-    for start in range(0, len(z), batch_size):
+    """uint8 images (N, C, S, S) from the EMA generator, in batches; under torchrun (``run.dist``) the
+    batches are shared out over the ranks and gathered, batch for batch the images of one process."""
+
+    def batch(index: int) -> Tensor:
+        start = index * batch_size
         chunk = None if condition is None else condition[start:start + batch_size].to(run.device)
-        parts.append(to_uint8(run.generator(z[start:start + batch_size].to(run.device), chunk)).cpu())
+        return to_uint8(run.generator(z[start:start + batch_size].to(run.device), chunk)).cpu()
+
+    parts = sharded_results(-(-len(z) // batch_size), batch, run.dist)
     return torch.cat(parts) if parts else torch.zeros(0, *run.image_shape, dtype=torch.uint8)
 
 

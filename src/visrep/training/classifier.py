@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
+from visrep.hardware.distributed import all_reduce_sum
 from visrep.hardware.precision import check_precision
 from visrep.inference.predict import predict_logits
 from visrep.models import create_model
@@ -28,7 +29,6 @@ from visrep.storage import save_weights
 from visrep.training.checkpointer import Checkpointer
 from visrep.training.context import RunContext
 from visrep.training.curves import write_curve_artefacts
-from visrep.training.distributed import all_reduce_sum
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
 from visrep.training.lookahead import Lookahead
@@ -116,6 +116,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
         _check_no_val_config(cfg)
     run = ctx.open_run(stage, resume)
     loop = build_loop(ctx, model, stage)
+    ctx.seed_rank_streams()
     if resume:
         loop.state = TrainingState(**loop.checkpointer.restore_latest()["trainer"])
         loop.log.truncate("epoch", loop.state.epoch)
@@ -192,11 +193,12 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     lookahead = Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay, total_steps) \
         if cfg.train.lookahead_every > 0 else None
-    wrapped = _wrap_ddp(model, ctx)
+    # a model that freezes parameters mid-run (start_epoch) leaves them without gradients in later epochs
+    wrapped = ctx.ddp(model, find_unused_parameters=hasattr(model, "start_epoch"))
     guard = NonFiniteGuard(stage, cfg.train.skip_bad_batches, ctx.run.logger)
     check_batch_fits(model, next(iter(data.loader("train", 8)))[0].to(ctx.device), cfg.data.batch_size, ctx.device,
                      stage)
-    checkpointer = Checkpointer(ctx.run.file("checkpoints"), cfg.train.keep_checkpoints, ctx.run.logger, model=model,
+    checkpointer = Checkpointer(ctx.run.file("checkpoints"), cfg.train.keep_checkpoints, ctx.run.logger, dist, model=model,
                                 optimizer=optimizer, schedule=schedule, ema=ema, lookahead=lookahead)
     log = MetricsLogger(ctx.run, ctx.is_main, cfg.train.tensorboard, ctx.progress, TENSORBOARD_SCALARS)
     return ClassifierLoop(ctx, stage, model, wrapped, train_loader, val_loader, optimizer, schedule, ema, lookahead,
@@ -211,15 +213,6 @@ def _init_model_from_data(model: torch.nn.Module, data: PreparedData, seed: int,
     if init is not None:
         images, _ = init_sample(data, model.init_images, seed)
         init(images.to(device))
-
-
-def _wrap_ddp(model: torch.nn.Module, ctx: RunContext) -> torch.nn.Module:
-    if not ctx.dist.enabled:
-        return model
-    ids = [ctx.dist.local_rank] if ctx.device.type == "cuda" else None
-    # a model that freezes parameters mid-run (start_epoch) leaves them without gradients in later epochs
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                                     find_unused_parameters=hasattr(model, "start_epoch"))
 
 
 # ---- the loop's steps -----------------------------------------------------------------------
@@ -281,6 +274,7 @@ def end_epoch(loop: ClassifierLoop, epoch: int, train_metrics: dict, val_loss: f
     elif val_acc is not None:  # without a val split nothing improves or stalls
         state.epochs_without_improvement += 1
     if not loop.ctx.is_main:
+        loop.checkpointer.save(state.epoch, trainer=state.__dict__.copy())  # gathers this rank's RNG state
         return
     val_text = f"val loss {val_loss:.4f} acc {val_acc:.4f}" if val_acc is not None else "no val split"
     loop.log.log(record, epoch + 1, f"epoch {epoch + 1}: train loss {record['train_loss']:.4f} acc "

@@ -38,6 +38,7 @@ from visrep.figures import save_image_grid
 from visrep.generate.generator_run import DENOISER_WEIGHTS, GeneratorRun
 from visrep.generate.outputs import SAMPLES_FILE, write_npz
 from visrep.generate.sample import SampleSet, final_sample_set, generate
+from visrep.hardware.distributed import DistInfo, any_rank, mean_across_ranks
 from visrep.hardware.precision import check_precision
 from visrep.inference.autocast import autocast_context
 from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY
@@ -86,6 +87,7 @@ class DiffusionLoop:
     log: MetricsLogger
     alphas_cumprod: Tensor  # (T,)
     fixed: tuple[Tensor, Tensor | None]  # (x_T flattened, condition) of the sample grids
+    trained: nn.Module | None = None  # model and projector as one module, in DistributedDataParallel under torchrun
     state: DiffusionState = field(default_factory=DiffusionState)
 
     @property
@@ -98,6 +100,7 @@ def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data
     if resume is not None and (Path(resume) / "metrics.json").is_file():
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     loop = prepare_loop(cfg, progress, data, resume)
+    loop.ctx.seed_rank_streams()
     ctx, run = loop.ctx, loop.ctx.run
     if resume:
         loop.state = DiffusionState(**loop.checkpointer.restore_latest()["trainer"])
@@ -111,7 +114,7 @@ def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data
     for _ in steps:
         train_step(loop)
         after_step(loop)
-        if out_of_time(loop.state.train_seconds, cfg.train.max_minutes):
+        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist, ctx.device):
             run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
             break
     finish(loop)
@@ -124,8 +127,6 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     and the networks are known to be good."""
     _check_config(cfg)
     ctx = RunContext.prepare(cfg, progress, data)
-    if ctx.dist.enabled:  # DDP for the diffusion loop: issue 24
-        raise UserError("visrep train diffusion runs as one process for now; start it without torchrun")
     opts = cfg.diffusion
     layers = {opts.layer} | ({opts.repa_layer} if opts.repa_weight > 0 else set())
     conditioning = load_conditioning(opts.conditioning_run, opts.weights, layers, ctx.device, "diffusion")
@@ -191,19 +192,37 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     parts = {"model": model, "optimizer": optimizer, "ema": ema}
     if projector is not None:
         parts["projector"] = projector
-    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, **parts)
+    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist, **parts)
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger)
     channels, size, _ = ctx.data.image_shape
     fixed = fixed_grid_inputs(cfg.diffusion.conditioning, conditions, channels * size * size, cfg.run.seed + 1,
                               GRID_COLUMNS)
+    # without condition dropout the learned null condition takes no part in any step
+    unused_null = cfg.diffusion.conditioning != "none" and cfg.diffusion.condition_dropout == 0
+    trained = ctx.ddp(DenoiserWithProjector(model, projector), find_unused_parameters=unused_null)
     return DiffusionLoop(ctx, conditioning, conditions, model, projector, optimizer, ema, guard, checkpointer, log,
-                         alphas_cumprod(), fixed)
+                         alphas_cumprod(), fixed, trained)
+
+
+class DenoiserWithProjector(nn.Module):
+    """The U-Net and REPA's projection as one module, so that one DistributedDataParallel wrapper
+    averages both gradients; ``forward`` → (v prediction, projected middle map or None)."""
+
+    def __init__(self, model: nn.Module, projector: nn.Module | None):
+        super().__init__()
+        self.model, self.projector = model, projector
+
+    def forward(self, noisy: Tensor, timesteps: Tensor, condition: Tensor | None, drop: Tensor | None):
+        prediction, middle = self.model(noisy, timesteps, condition, drop, features=True)
+        return prediction, (self.projector(middle) if self.projector is not None else None)
 
 
 # ---- the loop's steps ----------------------------------------------------------------------------
 def draw_batch(loop: DiffusionLoop) -> tuple[Tensor, Tensor, Tensor | None]:
-    """(uint8 images (B, C, S, S), the same in [-1, 1], their condition) from the global RNG (restored on resume)."""
+    """(uint8 images (B, C, S, S), the same in [-1, 1], their condition) from the global RNG (restored on resume).
+
+    Under DDP each rank draws its own B (seed + rank): the global batch is world size × B."""
     split = loop.ctx.data.splits["train"]
     rows = torch.randint(len(split), (loop.cfg.data.batch_size,))
     raw = split.uint8_batch(rows.numpy()).to(loop.ctx.device)
@@ -221,11 +240,11 @@ def train_step(loop: DiffusionLoop) -> None:
     batch = noise_batch(images, loop.alphas_cumprod, cfg.diffusion.min_snr_gamma)
     set_warmup_lr(loop.optimizer, cfg.train.lr, state.step, cfg.train.warmup_steps)
     with autocast_context(loop.ctx.device, loop.ctx.precision.precision):
-        prediction, middle = loop.model(batch.noisy, batch.timesteps, condition, drop, features=True)
+        prediction, projected = loop.trained(batch.noisy, batch.timesteps, condition, drop)
         record = {"v_loss": weighted_mse(prediction, batch)}
         loss = record["v_loss"]
-        if loop.projector is not None:
-            record["repa_loss"] = repa_loss(loop, middle, raw)
+        if projected is not None:
+            record["repa_loss"] = repa_loss(loop, projected, raw)
             loss = loss + cfg.diffusion.repa_weight * record["repa_loss"]
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -236,7 +255,7 @@ def train_step(loop: DiffusionLoop) -> None:
     loop.ema.decay = min(cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
     loop.ema.update(loop.model)
     state.step += 1
-    state.images_seen += len(images)
+    state.images_seen += len(images) * loop.ctx.dist.world_size
     state.train_seconds += time.perf_counter() - started
     accumulate(state.interval, record)
 
@@ -249,14 +268,13 @@ def _condition_dropout(loop: DiffusionLoop, n: int) -> Tensor | None:
     return (torch.rand(n) < opts.condition_dropout).to(loop.ctx.device)
 
 
-def repa_loss(loop: DiffusionLoop, middle: Tensor, raw: Tensor) -> Tensor:
+def repa_loss(loop: DiffusionLoop, projected: Tensor, raw: Tensor) -> Tensor:
     """1 − mean cosine between the projected U-Net middle map and the classifier's map of the clean image."""
     layer = loop.cfg.diffusion.repa_layer
     with torch.no_grad():
         target = loop.conditioning.encoder.forward_intermediates(raw, [layer])[1][layer].float()
-    target = F.adaptive_avg_pool2d(target, middle.shape[-2:])
-    projected = loop.projector(middle).float()
-    return 1 - F.cosine_similarity(projected, target, dim=1).mean()
+    target = F.adaptive_avg_pool2d(target, projected.shape[-2:])
+    return 1 - F.cosine_similarity(projected.float(), target, dim=1).mean()
 
 
 def _trained_parameters(loop: DiffusionLoop) -> list[nn.Parameter]:
@@ -271,13 +289,13 @@ def after_step(loop: DiffusionLoop) -> None:
         _log_interval(loop)
     if state.step % cfg.train.sample_every == 0:
         save_grid(loop, f"step-{state.step:06d}.png")
-    if state.step % cfg.train.checkpoint_every == 0 and loop.ctx.is_main:
+    if state.step % cfg.train.checkpoint_every == 0:  # every rank: see Checkpointer
         loop.checkpointer.save(state.step, trainer=asdict(state))
 
 
 def _log_interval(loop: DiffusionLoop) -> None:
     state = loop.state
-    means = interval_means(state.interval)
+    means = mean_across_ranks(interval_means(state.interval), loop.ctx.dist)  # every rank calls this together
     if not means:
         return
     record = {"step": state.step, **means, "lr": loop.optimizer.param_groups[0]["lr"],
@@ -299,31 +317,34 @@ def save_grid(loop: DiffusionLoop, name: str) -> Path | None:
     return path
 
 
-def as_generator_run(loop: DiffusionLoop, steps: int | None = None) -> GeneratorRun:
-    """The EMA denoiser as a GeneratorRun, so that the stage samples with the code `visrep sample` uses."""
+def as_generator_run(loop: DiffusionLoop, steps: int | None = None, shard: bool = False) -> GeneratorRun:
+    """The EMA denoiser as a GeneratorRun, so that the stage samples with the code `visrep sample` uses;
+    ``shard``: every rank generates its share of each request (all ranks must then ask together)."""
     opts = loop.cfg.diffusion
     options = SamplingOptions(opts.sampler, steps or opts.sample_steps, opts.guidance, loop.cfg.train.precision,
                               guidance_interval=tuple(opts.guidance_interval))
     trained_unconditional = opts.condition_dropout > 0 or opts.conditioning == "none"
     generator = DiffusionGenerator(loop.ema.model.eval(), options, trained_unconditional)
     return GeneratorRun(loop.ctx.run.path, loop.cfg, generator, list(loop.ctx.data.class_names), loop.ctx.device,
-                        loop.conditioning.encoder, loop.conditions.bank)
+                        loop.conditioning.encoder, loop.conditions.bank, dist=loop.ctx.dist if shard else DistInfo())
 
 
 # ---- the end of training -----------------------------------------------------------------------
 def finish(loop: DiffusionLoop) -> None:
-    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last)."""
-    if not loop.ctx.is_main:
-        return
+    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last).
+
+    Under DDP the final samples are generated by all ranks (each its share) and written by rank 0."""
     run, state, cfg = loop.ctx.run, loop.state, loop.cfg
     _log_interval(loop)
+    started = time.perf_counter()
+    samples = final_sample_set(as_generator_run(loop, shard=True), loop.ctx.data.splits["train"],
+                               cfg.diffusion.final_samples, cfg.run.seed + 3)
+    sample_seconds = time.perf_counter() - started
+    if not loop.ctx.is_main:
+        return
     save_weights(loop.ema.model, run.file(DENOISER_WEIGHTS), loop.model.config)
     save_sampling_files(run, loop.conditioning, loop.conditions.bank)
     save_grid(loop, "final.png")
-    started = time.perf_counter()
-    samples = final_sample_set(as_generator_run(loop), loop.ctx.data.splits["train"], cfg.diffusion.final_samples,
-                               cfg.run.seed + 3)
-    sample_seconds = time.perf_counter() - started
     write_npz(run.file(SAMPLES_FILE), samples)
     run.write_json(GENERATOR_MANIFEST, generator_manifest(loop, samples))
     run.write_json("metrics.json", {"stage": "diffusion", "steps": state.step, "images_seen": state.images_seen,

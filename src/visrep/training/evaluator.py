@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from visrep.config import ClassifierConfig
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
+from visrep.hardware.distributed import current_info
 from visrep.inference.independence import EVALUATOR_RECORD, check_architecture_differs, weights_hashes
 from visrep.inference.loading import load_classifier, resolve_weights, saved_weights
 from visrep.inference.predict import predict_logits
@@ -50,6 +51,8 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     conditioning = _conditioning_summary(cfg, conditioning_run) if conditioning_run else None
     started = time.perf_counter()
     run_path = train_classifier(cfg, resume=resume, progress=progress, stage="evaluator", data=data)
+    if not current_info().is_main:  # under torchrun rank 0 measures and records the trained evaluator
+        return run_path
     weights = resolve_weights(cfg, None)  # the checkpoint its eval.weights names (last without a val split)
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:

@@ -32,6 +32,7 @@ from visrep.figures import save_image_grid
 from visrep.generate.generator_run import GENERATOR_WEIGHTS, GeneratorRun
 from visrep.generate.outputs import SAMPLES_FILE, write_npz
 from visrep.generate.sample import SampleSet, final_sample_set, generate
+from visrep.hardware.distributed import DistInfo, any_rank, broadcast_buffers, mean_across_ranks
 from visrep.hardware.precision import check_precision
 from visrep.inference.encoder import FrozenEncoder
 from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY
@@ -51,7 +52,7 @@ from visrep.training.conditioning_run import (
 from visrep.training.context import RunContext
 from visrep.training.diffaugment import check_policies
 from visrep.training.ema import EMA
-from visrep.training.gan_steps import Critic, GanStepper, discriminator_backward, generator_backward
+from visrep.training.gan_steps import Critic, CriticPair, GanStepper, discriminator_backward, generator_backward
 from visrep.training.guards import NonFiniteGuard
 from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 
@@ -92,6 +93,7 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
     if resume is not None and (Path(resume) / "metrics.json").is_file():
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     loop = prepare_loop(cfg, progress, data, resume)
+    loop.ctx.seed_rank_streams()
     ctx, run = loop.ctx, loop.ctx.run
     if resume:
         loop.state = GanState(**loop.checkpointer.restore_latest()["trainer"])
@@ -104,7 +106,7 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
     for _ in steps:
         train_step(loop)
         after_step(loop)
-        if out_of_time(loop.state.train_seconds, cfg.train.max_minutes):
+        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist, ctx.device):
             run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
             break
     finish(loop)
@@ -118,8 +120,6 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     the run directory and the loop's parts."""
     _check_config(cfg)
     ctx = RunContext.prepare(cfg, progress, data)
-    if ctx.dist.enabled:  # each rank would train its own unsynchronised GAN (DDP for the GAN: issue 24)
-        raise UserError("visrep train gan runs as one process for now; start it without torchrun")
     gan = cfg.gan
     layers = {gan.layer} | ({gan.projected_layer} if gan.projected_head else set())
     conditioning = load_conditioning(gan.conditioning_run, gan.weights, layers, ctx.device, "gan")
@@ -175,10 +175,12 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.train.lr_d, betas=betas)
     stepper = GanStepper(generator, critic, opt_g, opt_d, conditioning.encoder, cfg.gan.conditioning, cfg.gan.layer,
                          tuple(cfg.gan.diffaugment), cfg.gan.projected_weight, cfg.gan.guidance_weight,
-                         ctx.precision.precision, cfg.train.channels_last, cfg.gan.mode_seeking_weight)
+                         ctx.precision.precision, cfg.train.channels_last, cfg.gan.mode_seeking_weight,
+                         generator_step=ctx.ddp(generator), critic_step=ctx.ddp(CriticPair(critic)))
     ema = EMA(generator, cfg.train.ema_decay)
     run = ctx.run
-    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, generator=generator,
+    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist,
+                                generator=generator,
                                 critic=critic, opt_g=opt_g, opt_d=opt_d, ema=ema)
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("gan", cfg.train.skip_bad_batches, run.logger)
@@ -188,7 +190,10 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
 
 # ---- the loop's steps ----------------------------------------------------------------------------
 def draw_batch(loop: GanLoop) -> tuple[Tensor, Tensor | None]:
-    """(real images (B, C, S, S) in [-1, 1], their condition) from the global RNG (restored on resume)."""
+    """(real images (B, C, S, S) in [-1, 1], their condition) from the global RNG (restored on resume).
+
+    Under DDP each rank draws its own B (its RNG is seeded with seed + rank): the global batch is
+    world size × B, sampled with replacement like one process's."""
     split, conditions = loop.ctx.data.splits["train"], loop.conditions
     anchors = torch.randint(len(split), (loop.cfg.data.batch_size,))
     mode = loop.cfg.gan.conditioning
@@ -209,7 +214,7 @@ def train_step(loop: GanLoop) -> None:
         d_record = discriminator_backward(stepper, real, condition)
         if loop.guard.batch_is_usable(d_record["d_loss"], stepper.critic.parameters(), state.step, 0):
             stepper.opt_d.step()
-        state.images_seen += len(real)
+        state.images_seen += len(real) * loop.ctx.dist.world_size
     g_record = generator_backward(stepper, condition, len(real), real.device)
     if loop.guard.batch_is_usable(g_record.pop("loss"), stepper.generator.parameters(), state.step, 0):
         stepper.opt_g.step()
@@ -218,7 +223,7 @@ def train_step(loop: GanLoop) -> None:
     state.step += 1
     state.train_seconds += time.perf_counter() - started
     accumulate(state.interval, {**d_record, **g_record})
-    d_loss = float(d_record["d_loss"].detach())
+    d_loss = mean_across_ranks({"d_loss": float(d_record["d_loss"].detach())}, loop.ctx.dist)["d_loss"]
     state.collapsed_steps = state.collapsed_steps + 1 if d_loss < COLLAPSE_LOSS else 0
 
 
@@ -235,13 +240,13 @@ def after_step(loop: GanLoop) -> None:
                                f"from every generated one, so the generator learns nothing more); the last good "
                                f"checkpoint is kept — try more DiffAugment, a lower train.lr_d or a smaller "
                                f"gan.d_width")
-    if state.step % cfg.train.checkpoint_every == 0 and state.collapsed_steps == 0 and loop.ctx.is_main:
+    if state.step % cfg.train.checkpoint_every == 0 and state.collapsed_steps == 0:  # every rank: see Checkpointer
         loop.checkpointer.save(state.step, trainer=asdict(state))  # never a state in mid-collapse
 
 
 def _log_interval(loop: GanLoop) -> None:
     state = loop.state
-    means = interval_means(state.interval)
+    means = mean_across_ranks(interval_means(state.interval), loop.ctx.dist)  # every rank calls this together
     if not means:
         return
     record = {"step": state.step, **means,
@@ -264,10 +269,12 @@ def save_grid(loop: GanLoop, name: str) -> Path | None:
     return path
 
 
-def _as_generator_run(loop: GanLoop) -> GeneratorRun:
-    """The EMA generator as a GeneratorRun, so that the stage samples with the code `visrep sample` uses."""
+def _as_generator_run(loop: GanLoop, shard: bool = False) -> GeneratorRun:
+    """The EMA generator as a GeneratorRun, so that the stage samples with the code `visrep sample` uses;
+    ``shard``: every rank generates its share of each request (all ranks must then ask together)."""
     return GeneratorRun(loop.ctx.run.path, loop.cfg, loop.ema.model.eval(), list(loop.ctx.data.class_names),
-                        loop.ctx.device, loop.conditioning.encoder, loop.conditions.bank)
+                        loop.ctx.device, loop.conditioning.encoder, loop.conditions.bank,
+                        dist=loop.ctx.dist if shard else DistInfo())
 
 
 # ---- the end of training -----------------------------------------------------------------------
@@ -293,17 +300,22 @@ def refresh_batch_statistics(loop: GanLoop, batches: int = STANDING_STATS_BATCHE
 
 
 def finish(loop: GanLoop) -> None:
-    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last)."""
-    if not loop.ctx.is_main:
-        return
+    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last).
+
+    Under DDP rank 0 re-estimates the statistics and hands them to every rank; the final samples are
+    then generated by all ranks (each its share) and written by rank 0."""
     run, state, cfg = loop.ctx.run, loop.state, loop.cfg
     _log_interval(loop)
-    refresh_batch_statistics(loop)
+    if loop.ctx.is_main:
+        refresh_batch_statistics(loop)
+    broadcast_buffers(loop.ema.model, loop.ctx.dist)
+    samples = final_sample_set(_as_generator_run(loop, shard=True), loop.ctx.data.splits["train"],
+                               cfg.gan.final_samples, cfg.run.seed + 3)
+    if not loop.ctx.is_main:
+        return
     save_weights(loop.ema.model, run.file(GENERATOR_WEIGHTS), loop.stepper.generator.config)
     save_sampling_files(run, loop.conditioning, loop.conditions.bank)
     save_grid(loop, "final.png")
-    samples = final_sample_set(_as_generator_run(loop), loop.ctx.data.splits["train"], cfg.gan.final_samples,
-                               cfg.run.seed + 3)
     write_npz(run.file(SAMPLES_FILE), samples)
     run.write_json(GENERATOR_MANIFEST, generator_manifest(loop, samples))
     run.write_json("metrics.json", {"stage": "gan", "steps": state.step, "images_seen": state.images_seen,

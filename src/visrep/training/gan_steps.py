@@ -41,9 +41,28 @@ class Critic(nn.Module):
         return logits
 
 
+class CriticPair(nn.Module):
+    """The critic on a real and a fake batch in one forward: under DistributedDataParallel a module
+    must run once per backward (a parameter used twice within one forward is fine), and the real and
+    fake batches stay apart (the minibatch statistics of the discriminator see one kind at a time)."""
+
+    def __init__(self, critic: Critic):
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, real: Tensor, fake: Tensor, condition: Tensor | None, encoder=None
+                ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        return (self.critic(real, condition, encoder, grad_to_images=False),
+                self.critic(fake, condition, encoder, grad_to_images=False))
+
+
 @dataclass
 class GanStepper:
-    """What both steps need; built once by the GAN loop."""
+    """What both steps need; built once by the GAN loop.
+
+    ``generator`` and ``critic`` are the bare networks; ``generator_step`` and ``critic_step`` what
+    the two backward passes run through: the generator and a :class:`CriticPair`, each wrapped in
+    DistributedDataParallel under torchrun (so each step's gradients are averaged over the ranks)."""
     generator: nn.Module
     critic: Critic
     opt_g: torch.optim.Optimizer
@@ -57,6 +76,12 @@ class GanStepper:
     precision: str  # fp32 | bf16
     channels_last: bool = False
     mode_seeking_weight: float = 0.0
+    generator_step: nn.Module | None = None  # default: the generator
+    critic_step: nn.Module | None = None  # default: CriticPair(critic)
+
+    def __post_init__(self):
+        self.generator_step = self.generator_step if self.generator_step is not None else self.generator
+        self.critic_step = self.critic_step if self.critic_step is not None else CriticPair(self.critic)
 
     def augment(self, images: Tensor) -> Tensor:
         images = diff_augment(images, self.policies)
@@ -80,8 +105,7 @@ def discriminator_backward(step: GanStepper, real: Tensor, condition: Tensor | N
         fake = step.generator(step.latents(len(real), real.device), condition).float()
     step.opt_d.zero_grad(set_to_none=True)
     with autocast_context(real.device, step.precision):
-        real_logits = step.critic(step.augment(real), condition, step.encoder, grad_to_images=False)
-        fake_logits = step.critic(step.augment(fake), condition, step.encoder, grad_to_images=False)
+        real_logits, fake_logits = step.critic_step(step.augment(real), step.augment(fake), condition, step.encoder)
     losses = {name: hinge_discriminator_loss(real_logits[name], fake_logits[name]) for name in real_logits}
     loss = weighted(losses, step.head_weight)
     loss.backward()
@@ -93,7 +117,8 @@ def discriminator_backward(step: GanStepper, real: Tensor, condition: Tensor | N
 
 def generator_backward(step: GanStepper, condition: Tensor | None, batch: int, device: torch.device
                        ) -> dict[str, Tensor]:
-    """−D(G(z, c)) (+ guidance) with fresh generator gradients; the critic gets none."""
+    """−D(G(z, c)) (+ guidance) with fresh generator gradients; the critic gets none (it runs bare, outside
+    DistributedDataParallel: its frozen parameters take no part in this backward)."""
     step.critic.requires_grad_(False)
     try:
         step.opt_g.zero_grad(set_to_none=True)
@@ -101,7 +126,7 @@ def generator_backward(step: GanStepper, condition: Tensor | None, batch: int, d
         if step.mode_seeking_weight > 0 and condition is not None:
             condition = paired_conditions(condition)
         with autocast_context(device, step.precision):
-            fake = step.generator(z, condition)
+            fake = step.generator_step(z, condition)
             logits = step.critic(step.augment(fake.float()), condition, step.encoder, grad_to_images=True)
         adversarial = weighted({name: -value.float().mean() for name, value in logits.items()}, step.head_weight)
         record = {"g_loss": adversarial}

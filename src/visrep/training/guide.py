@@ -28,6 +28,7 @@ from visrep.diffusion.loss import noise_batch
 from visrep.diffusion.schedule import TRAIN_TIMESTEPS, alphas_cumprod
 from visrep.errors import UserError
 from visrep.generate.generator_run import GUIDE_WEIGHTS
+from visrep.hardware.distributed import any_rank, mean_across_ranks
 from visrep.hardware.precision import check_precision
 from visrep.inference.autocast import autocast_context
 from visrep.models import create_model
@@ -60,6 +61,7 @@ class GuideLoop:
     log: MetricsLogger
     alphas_cumprod: Tensor
     classifier_run: Path
+    trained: nn.Module | None = None  # the model, in DistributedDataParallel under torchrun
     state: GuideState = field(default_factory=GuideState)
 
     @property
@@ -72,6 +74,7 @@ def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: Pr
     if resume is not None and (Path(resume) / "metrics.json").is_file():
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
     loop = prepare_loop(cfg, progress, data, resume)
+    loop.ctx.seed_rank_streams()
     run = loop.ctx.run
     if resume:
         loop.state = GuideState(**loop.checkpointer.restore_latest()["trainer"])
@@ -82,7 +85,7 @@ def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: Pr
                           initial=loop.state.step):
         train_step(loop)
         after_step(loop)
-        if out_of_time(loop.state.train_seconds, cfg.train.max_minutes):
+        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), loop.ctx.dist, loop.ctx.device):
             break
     finish(loop)
     return run.path
@@ -92,8 +95,6 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
                  resume: Path | None = None) -> GuideLoop:
     check_precision(cfg.train.precision, "train.precision")
     ctx = RunContext.prepare(cfg, progress, data)
-    if ctx.dist.enabled:
-        raise UserError("visrep train guide runs as one process for now; start it without torchrun")
     conditioning = load_conditioning(cfg.guide.conditioning_run, cfg.guide.weights, [], ctx.device, "guide")
     check_same_data(conditioning, ctx.data)
     model = build_guide(conditioning.encoder.classifier, read_json(conditioning.run / "normalization.json"),
@@ -101,11 +102,12 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     ctx.open_run("guide", resume)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     run = ctx.run
-    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, model=model,
-                                optimizer=optimizer)
+    checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist,
+                                model=model, optimizer=optimizer)
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger)
-    return GuideLoop(ctx, model, optimizer, guard, checkpointer, log, alphas_cumprod(), conditioning.run)
+    return GuideLoop(ctx, model, optimizer, guard, checkpointer, log, alphas_cumprod(), conditioning.run,
+                     ctx.ddp(model))
 
 
 def build_guide(classifier: nn.Module, normalization: dict, time_dim: int) -> nn.Module:
@@ -117,7 +119,7 @@ def build_guide(classifier: nn.Module, normalization: dict, time_dim: int) -> nn
 
 
 def draw_batch(loop: GuideLoop) -> tuple[Tensor, Tensor]:
-    """(training images in [-1, 1], labels) from the global RNG (restored on resume)."""
+    """(training images in [-1, 1], labels) from the global RNG (restored on resume); each DDP rank its own."""
     split = loop.ctx.data.splits["train"]
     rows = torch.randint(len(split), (loop.cfg.data.batch_size,))
     images = split.uint8_batch(rows.numpy()).to(loop.ctx.device).float() / 127.5 - 1.0
@@ -129,16 +131,16 @@ def train_step(loop: GuideLoop) -> None:
     images, labels = draw_batch(loop)
     noised = noise_batch(images, loop.alphas_cumprod, 0.0)
     set_warmup_lr(loop.optimizer, cfg.train.lr, state.step, cfg.train.warmup_steps)
-    loop.model.train()
+    loop.trained.train()
     with autocast_context(loop.ctx.device, loop.ctx.precision.precision):
-        logits = loop.model(noised.noisy, noised.timesteps)
+        logits = loop.trained(noised.noisy, noised.timesteps)
     loss = F.cross_entropy(logits.float(), labels)
     loop.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if loop.guard.batch_is_usable(loss, loop.model.parameters(), state.step, 0):
         loop.optimizer.step()
     state.step += 1
-    state.images_seen += len(images)
+    state.images_seen += len(images) * loop.ctx.dist.world_size
     state.train_seconds += time.perf_counter() - started
     accumulate(state.interval, {"loss": loss, "accuracy": (logits.argmax(1) == labels).float().mean()})
 
@@ -147,13 +149,13 @@ def after_step(loop: GuideLoop) -> None:
     cfg, state = loop.cfg, loop.state
     if state.step % cfg.train.log_every == 0 or state.step == cfg.train.steps:
         _log_interval(loop)
-    if state.step % cfg.train.checkpoint_every == 0 and loop.ctx.is_main:
+    if state.step % cfg.train.checkpoint_every == 0:  # every rank: see Checkpointer
         loop.checkpointer.save(state.step, trainer=asdict(state))
 
 
 def _log_interval(loop: GuideLoop) -> None:
     state = loop.state
-    means = interval_means(state.interval)
+    means = mean_across_ranks(interval_means(state.interval), loop.ctx.dist)  # every rank calls this together
     if not means:
         return
     record = {"step": state.step, **means, "images_seen": state.images_seen, "train_seconds": state.train_seconds}
@@ -190,10 +192,10 @@ def accuracy_by_noise(model: nn.Module, data: PreparedData, device: torch.device
 
 
 def finish(loop: GuideLoop) -> None:
+    _log_interval(loop)
     if not loop.ctx.is_main:
         return
     run, state = loop.ctx.run, loop.state
-    _log_interval(loop)
     save_weights(loop.model, run.file(GUIDE_WEIGHTS), loop.model.config)
     by_noise = accuracy_by_noise(loop.model, loop.ctx.data, loop.ctx.device, loop.ctx.precision.precision,
                                  loop.cfg.run.seed)
