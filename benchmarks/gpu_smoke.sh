@@ -43,6 +43,16 @@ step sample-diffusion $V sample $R/diff --class 3 --n 16 --sampler ddim --steps 
 step sample-like  $V sample $R/diff-emb --n 8 --out $R/s-emb
 step score-gan    $V evaluate generated --evaluator $R/ev --fake $R/gan --in-loop --no-cas run.root=$R --name score-gan
 step score-diffusion $V evaluate generated --evaluator $R/ev --fake $R/diff --in-loop run.root=$R --name score-diff
+GPUS=$(python3 -c "import torch; print(torch.cuda.device_count())")
+if [ "$GPUS" -ge 2 ]; then  # NCCL needs one GPU per process
+  TR="python3 -m torch.distributed.run --standalone --nproc_per_node=2 -m visrep"
+  step ddp-classifier $TR train classifier --config configs/digits.yaml run.root=$R --name ddp-clf data.batch_size=64 train.tensorboard=false
+  step ddp-gan       $TR train gan --config configs/gan_digits.yaml gan.conditioning_run=$R/clf run.root=$R --name ddp-gan train.steps=200 data.batch_size=32 gan.final_samples=500 train.tensorboard=false
+  step ddp-diffusion $TR train diffusion --config configs/diffusion_digits.yaml diffusion.conditioning_run=$R/clf run.root=$R --name ddp-diff train.steps=200 data.batch_size=32 diffusion.final_samples=500 train.tensorboard=false
+  step ddp-score     $TR evaluate generated --evaluator $R/ev --fake $R/ddp-diff --no-cas run.root=$R --name ddp-score
+else
+  echo "ddp (NCCL): skipped, $GPUS GPU(s): NCCL needs one GPU per process" | tee -a "$OUT/summary.txt"
+fi
 grep -h "GAN-test accuracy\|^| FID" "$R/score-gan/report.md" "$R/score-diff/report.md" 2>/dev/null | tee -a "$OUT/summary.txt"
 cp $R/diff/grids/final.png "$OUT/diffusion-final.png" 2>/dev/null
 cp $R/gan/grids/final.png "$OUT/gan-final.png" 2>/dev/null

@@ -116,10 +116,12 @@ def _add_sample_parser(verbs) -> None:
     what.add_argument("--class", dest="class_", metavar="CLASS", help="a class name or index")
     what.add_argument("--like", metavar="IMAGE", help="variations of this image (embedding-conditional generators)")
     what.add_argument("--interpolate", nargs=2, metavar=("A", "B"), help="from image A to image B")
-    sample.add_argument("--n", type=int, default=64, help="images (interpolation: steps) to generate (default: 64)")
+    sample.add_argument("-n", "--n", type=int, default=64, help="images (interpolation: steps) to generate (default: 64)")
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
     sample.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated/<stamp>)")
     sample.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    sample.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | mps; under "
+                        "torchrun each process generates its share of the batches")
     diffusion = sample.add_argument_group("diffusion runs (default: the run's diffusion.sampler / sample_steps / "
                                           "guidance)")
     diffusion.add_argument("--sampler", help="ddpm | ddim | dpm++")
@@ -146,6 +148,8 @@ def _add_generated_parser(evaluate) -> None:
                                 "generator.json names")
     generated.add_argument("--inception-weights", metavar="FILE", help="local Inception weights for Inception FID/KID")
     generated.add_argument("--no-cas", action="store_true", help="skip the Classification Accuracy Score")
+    generated.add_argument("--device", help="auto (default: CUDA, else MPS, else CPU) | cpu | cuda | mps; under "
+                           "torchrun the features are extracted by every process, batch by batch, and gathered")
     _add_common(generated)
 
 
@@ -349,11 +353,16 @@ def cmd_sample(args) -> int:
     from visrep.generate.generator_run import load_generator_run
     from visrep.generate.outputs import write_sample_folder
 
+    from visrep.hardware.distributed import resolve_device, setup_distributed
+
     sample.check_count(args.n)
-    run = load_generator_run(Path(args.run), sampling={
+    device = resolve_device(args.device, key="--device")
+    dist = setup_distributed(device)
+    run = load_generator_run(Path(args.run), device, sampling={
         "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
         "guidance_interval": args.guidance_interval, "guide": args.classifier_guidance,
         "classifier_scale": args.classifier_scale})
+    run.dist = dist  # under torchrun: each rank its share of the batches, gathered (the images of one process)
     if args.class_ is not None:
         samples = sample.sample_class(run, args.class_, args.n, args.seed)
     elif args.like:
@@ -362,6 +371,8 @@ def cmd_sample(args) -> int:
         samples = sample.sample_interpolation(run, *args.interpolate, args.n, args.seed)
     else:
         samples = sample.sample_unconditional(run, args.n, args.seed)
+    if not dist.is_main:
+        return 0
     out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")
     options = getattr(run.generator, "options", None)  # a diffusion run's sampling settings, as used
     sampling = None if options is None else {
@@ -381,7 +392,7 @@ def cmd_evaluate_generated(args) -> int:
         args.overrides, args.in_loop = [args.in_loop, *(args.overrides or [])], "auto"
     cfg = load_cli_config(args, GenerativeEvalConfig)
     flags = {"evaluator": args.evaluator, "fake": args.fake, "real": args.real, "n": args.n,
-             "in_loop": args.in_loop, "inception_weights": args.inception_weights}
+             "in_loop": args.in_loop, "inception_weights": args.inception_weights, "device": args.device}
     for key, value in flags.items():  # set directly: paths need no escaping from the dotted-override grammar
         if value is not None:
             cfg.generative[key] = value
