@@ -175,3 +175,34 @@ def test_a_saved_run_config_is_not_locked_out_by_newer_value_checks(tmp_path):
 
     (tmp_path / "config.yaml").write_text("train:\n  threads: 0\n  keep_checkpoints: 0\n")  # accepted by older code
     assert load_run_config(tmp_path, ClassifierConfig).train.threads == 0
+
+
+# ---- device choice (train.device, generative.device, embed.device, --device) -------------------------
+def test_device_auto_is_the_cpu_without_a_gpu_and_an_absent_device_is_one_clear_error(monkeypatch):
+    import torch
+
+    from visrep.errors import UserError
+    from visrep.hardware.distributed import DistInfo, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    for asked in ("cuda", "mps"):
+        with pytest.raises(UserError, match=f"train.device={asked}"):
+            resolve_device(asked)
+    with pytest.raises(UserError, match="must be one of auto, cpu, cuda, mps"):
+        resolve_device("tpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("auto") == torch.device("mps")  # one process: Apple's GPU
+    assert resolve_device("auto", DistInfo(0, 2, 0)) == torch.device("cpu")  # torch.distributed has no MPS backend
+    with pytest.raises(UserError, match="one process"):
+        resolve_device("mps", DistInfo(0, 2, 0))
+
+
+def test_a_bad_device_in_a_config_is_refused_when_it_is_read():
+    from visrep.config import GanConfig, load_config
+    from visrep.errors import UserError
+
+    with pytest.raises(UserError, match="train.device"):
+        load_config(None, ["train.device=gpu"], GanConfig)

@@ -62,7 +62,8 @@ def test_a_second_run_skips_every_finished_stage(tiny_pipeline, tmp_path, capsys
     copy = tmp_path / tiny_pipeline.name
     shutil.copytree(tiny_pipeline, copy)  # the shared pipeline stays as it is, whatever happens here
     before = markers(copy)
-    run_pipeline(TINY, [f"run.root={tmp_path}", "classifier.train.threads=2", "data.in_memory=true"], progress=False)
+    run_pipeline(TINY, [f"run.root={tmp_path}", "classifier.train.threads=2", "gan.train.device=cpu", "data.in_memory=true"],
+                 progress=False)
     out = capsys.readouterr().out
     assert out.count("done earlier with this config") == len(STAGES)  # machine settings are not in the key
     assert markers(copy) == before

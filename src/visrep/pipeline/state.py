@@ -20,10 +20,10 @@ from visrep.runs import atomic_write_text
 MARKER = "pipeline-stage.json"
 # keys left out of the hash: set by the pipeline to tie stages together (the upstream keys stand for
 # them), or settings of the machine that do not change what a stage computes
-PLACED_KEYS = {"run": ("name", "root", "overwrite"), "embed": ("out", "overwrite"),
+PLACED_KEYS = {"run": ("name", "root", "overwrite"), "embed": ("out", "overwrite", "device"),
                "gan": ("conditioning_run",), "diffusion": ("conditioning_run",),
-               "generative": ("evaluator", "fake", "in_loop", "threads"),
-               "train": ("threads",), "data": ("cache_dir", "in_memory", "memory_limit_gb")}
+               "generative": ("evaluator", "fake", "in_loop", "threads", "device"),
+               "train": ("threads", "device"), "data": ("cache_dir", "in_memory", "memory_limit_gb")}
 
 
 def stage_key(stage: str, cfg, upstream: dict[str, str]) -> str:
