@@ -56,8 +56,8 @@ def test_explicit_precisions_stay_explicit(monkeypatch, native):
 
 
 def test_unknown_precision_is_a_user_error():
-    with pytest.raises(UserError, match="train.precision must be one of auto, fp32, bf16"):
-        resolve_precision("fp16", "cpu", "train.precision")
+    with pytest.raises(UserError, match="train.precision must be one of auto, fp32, bf16, fp16"):
+        resolve_precision("fp8", "cpu", "train.precision")
 
 
 def test_this_machines_check_uses_torchs_capability_api():

@@ -93,7 +93,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
     # auto: bf16 autocast where the CPU runs bf16 natively (AMX / AVX512_BF16) or CUDA supports it,
-    # fp32 otherwise (`visrep doctor` shows the pick) | fp32 | bf16
+    # fp32 otherwise; fp16 with a loss scaler on a CUDA GPU without bf16 (`visrep doctor` shows the pick) | fp32 | bf16 | fp16
     precision: str = "auto"
     channels_last: bool = True  # measured faster in fp32 and bf16, with and without native bf16
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never

@@ -1,9 +1,11 @@
-"""``precision: auto | fp32 | bf16`` → the precision a stage actually runs in, and why.
+"""``precision: auto | fp32 | bf16 | fp16`` → the precision a stage actually runs in, and why.
 
 auto picks bf16 autocast only where it is fast: a CPU that executes bf16 natively (see
-:mod:`visrep.hardware.cpu`), or a CUDA device that supports bf16; fp32 everywhere else. Without
-native bf16, autocast makes a CPU training step about 10× slower, never faster.
-fp32 and bf16 stay explicit choices (bf16 on such a CPU is allowed: it is slow, not wrong).
+:mod:`visrep.hardware.cpu`), or a CUDA device that supports bf16; on a CUDA device without bf16
+(pre-Ampere GPUs: V100, T4) fp16 autocast, whose gradients go through a loss scaler
+(:mod:`visrep.training.loss_scale`); fp32 everywhere else. Without native bf16, autocast makes a
+CPU training step about 10× slower, never faster. fp32, bf16 and fp16 stay explicit choices (bf16
+or fp16 on a CPU is allowed: it is slow, not wrong).
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ import torch
 from visrep.errors import UserError
 from visrep.hardware.cpu import read_cpu_info
 
-PRECISIONS = ("auto", "fp32", "bf16")  # what a config may ask for
-RESOLVED = ("fp32", "bf16")  # what a stage runs in
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # what a config may ask for
+RESOLVED = ("fp32", "bf16", "fp16")  # what a stage runs in
 
 
 @dataclass(frozen=True)
 class PrecisionChoice:
     requested: str
-    precision: str  # fp32 | bf16
+    precision: str  # fp32 | bf16 | fp16
     reason: str
 
     def to_dict(self) -> dict:
@@ -43,7 +45,7 @@ def resolve_precision(requested: str, device: torch.device | str = "cpu", key: s
     if device_type == "cuda":
         if torch.cuda.is_bf16_supported(including_emulation=False):  # emulated bf16 is the slow case
             return PrecisionChoice("auto", "bf16", "CUDA device supports bf16")
-        return PrecisionChoice("auto", "fp32", "CUDA device without bf16 (fp16 needs a grad scaler: not used)")
+        return PrecisionChoice("auto", "fp16", "CUDA device without bf16: fp16 autocast, gradients through a loss scaler")
     if device_type != "cpu":
         return PrecisionChoice("auto", "fp32", f"{device_type}: fp32")
     cpu = read_cpu_info()

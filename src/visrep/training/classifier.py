@@ -32,6 +32,7 @@ from visrep.training.curves import write_curve_artefacts
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
 from visrep.training.lookahead import Lookahead
+from visrep.training.loss_scale import LossScaler
 from visrep.training.metrics_log import MetricsLogger
 from visrep.training.optim import build_optimizer, build_schedule, check_optim_config
 from visrep.training.steps import classification_backward
@@ -76,6 +77,7 @@ class ClassifierLoop:
     guard: NonFiniteGuard
     checkpointer: Checkpointer
     log: MetricsLogger
+    scaler: LossScaler
     state: TrainingState = field(default_factory=TrainingState)
 
     @property
@@ -198,11 +200,13 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
     guard = NonFiniteGuard(stage, cfg.train.skip_bad_batches, ctx.run.logger)
     check_batch_fits(model, next(iter(data.loader("train", 8)))[0].to(ctx.device), cfg.data.batch_size, ctx.device,
                      stage)
+    scaler = LossScaler(ctx.device, ctx.precision.precision)
     checkpointer = Checkpointer(ctx.run.file("checkpoints"), cfg.train.keep_checkpoints, ctx.run.logger, dist, model=model,
-                                optimizer=optimizer, schedule=schedule, ema=ema, lookahead=lookahead)
+                                optimizer=optimizer, schedule=schedule, ema=ema, lookahead=lookahead,
+                                scaler=scaler.checkpointed())
     log = MetricsLogger(ctx.run, ctx.is_main, cfg.train.tensorboard, ctx.progress, TENSORBOARD_SCALARS)
     return ClassifierLoop(ctx, stage, model, wrapped, train_loader, val_loader, optimizer, schedule, ema, lookahead,
-                          guard, checkpointer, log)
+                          guard, checkpointer, log, scaler)
 
 
 def _init_model_from_data(model: torch.nn.Module, data: PreparedData, seed: int, device: torch.device) -> None:
@@ -239,11 +243,14 @@ def train_epoch(loop: ClassifierLoop, epoch: int) -> dict:
 def train_step(loop: ClassifierLoop, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
     """One optimizer step; (loss, correct), or (nan, 0) for a bad batch the guard lets the run skip."""
     loss, logits = classification_backward(loop.wrapped, loop.optimizer, images, labels, loop.ctx.precision.precision,
-                                           loop.cfg.train.label_smoothing)
-    if not loop.guard.batch_is_usable(loss, loop.model.parameters(), loop.state.step, loop.state.epoch + 1):
+                                           loop.cfg.train.label_smoothing, loop.scaler)
+    loop.scaler.unscale(loop.optimizer)
+    if not loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), loop.state.step,
+                                      loop.state.epoch + 1):
         loop.optimizer.zero_grad(set_to_none=True)
         return float("nan"), 0
-    loop.optimizer.step()
+    loop.scaler.step(loop.optimizer)
+    loop.scaler.update()
     loop.schedule.step()
     if loop.ema is not None:
         loop.ema.update(loop.model)

@@ -58,6 +58,7 @@ from visrep.training.conditioning_run import (
 from visrep.training.context import RunContext
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard
+from visrep.training.loss_scale import LossScaler
 from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 from visrep.training.optim import set_warmup_lr
 
@@ -88,6 +89,7 @@ class DiffusionLoop:
     alphas_cumprod: Tensor  # (T,)
     fixed: tuple[Tensor, Tensor | None]  # (x_T flattened, condition) of the sample grids
     trained: nn.Module | None = None  # model and projector as one module, in DistributedDataParallel under torchrun
+    scaler: LossScaler | None = None  # fp16's loss scaling (a pass-through otherwise)
     state: DiffusionState = field(default_factory=DiffusionState)
 
     @property
@@ -189,7 +191,8 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     optimizer = torch.optim.AdamW(trained, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     ema = EMA(model, cfg.train.ema_decay)
     run = ctx.run
-    parts = {"model": model, "optimizer": optimizer, "ema": ema}
+    scaler = LossScaler(device, ctx.precision.precision)
+    parts = {"model": model, "optimizer": optimizer, "ema": ema, "scaler": scaler.checkpointed()}
     if projector is not None:
         parts["projector"] = projector
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist, **parts)
@@ -202,7 +205,7 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     unused_null = cfg.diffusion.conditioning != "none" and cfg.diffusion.condition_dropout == 0
     trained = ctx.ddp(DenoiserWithProjector(model, projector), find_unused_parameters=unused_null)
     return DiffusionLoop(ctx, conditioning, conditions, model, projector, optimizer, ema, guard, checkpointer, log,
-                         alphas_cumprod(), fixed, trained)
+                         alphas_cumprod(), fixed, trained, scaler)
 
 
 class DenoiserWithProjector(nn.Module):
@@ -247,11 +250,13 @@ def train_step(loop: DiffusionLoop) -> None:
             record["repa_loss"] = repa_loss(loop, projected, raw)
             loss = loss + cfg.diffusion.repa_weight * record["repa_loss"]
     loop.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    loop.scaler.backward(loss)
+    loop.scaler.unscale(loop.optimizer)  # clip the true gradients
     if cfg.train.grad_clip > 0:
         record["grad_norm"] = torch.nn.utils.clip_grad_norm_(_trained_parameters(loop), cfg.train.grad_clip)
-    if loop.guard.batch_is_usable(loss, _trained_parameters(loop), state.step, 0):
-        loop.optimizer.step()
+    if loop.guard.batch_is_usable(loss, loop.scaler.guarded(_trained_parameters(loop)), state.step, 0):
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
     loop.ema.decay = min(cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
     loop.ema.update(loop.model)
     state.step += 1

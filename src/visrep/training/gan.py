@@ -54,6 +54,7 @@ from visrep.training.diffaugment import check_policies
 from visrep.training.ema import EMA
 from visrep.training.gan_steps import Critic, CriticPair, GanStepper, discriminator_backward, generator_backward
 from visrep.training.guards import NonFiniteGuard
+from visrep.training.loss_scale import LossScaler
 from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 
 COLLAPSE_LOSS = 1e-3  # a hinge D loss below this separates every real from every fake by the full margin
@@ -176,12 +177,13 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     stepper = GanStepper(generator, critic, opt_g, opt_d, conditioning.encoder, cfg.gan.conditioning, cfg.gan.layer,
                          tuple(cfg.gan.diffaugment), cfg.gan.projected_weight, cfg.gan.guidance_weight,
                          ctx.precision.precision, cfg.train.channels_last, cfg.gan.mode_seeking_weight,
-                         generator_step=ctx.ddp(generator), critic_step=ctx.ddp(CriticPair(critic)))
+                         generator_step=ctx.ddp(generator), critic_step=ctx.ddp(CriticPair(critic)),
+                         scaler=LossScaler(device, ctx.precision.precision))
     ema = EMA(generator, cfg.train.ema_decay)
     run = ctx.run
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist,
-                                generator=generator,
-                                critic=critic, opt_g=opt_g, opt_d=opt_d, ema=ema)
+                                generator=generator, critic=critic, opt_g=opt_g, opt_d=opt_d, ema=ema,
+                                scaler=stepper.scaler.checkpointed())
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("gan", cfg.train.skip_bad_batches, run.logger)
     fixed = fixed_grid_inputs(cfg.gan.conditioning, conditions, generator.latent_dim, cfg.run.seed + 1, GRID_COLUMNS)
@@ -212,12 +214,10 @@ def train_step(loop: GanLoop) -> None:
     for _ in range(loop.cfg.train.d_steps):
         real, condition = draw_batch(loop)
         d_record = discriminator_backward(stepper, real, condition)
-        if loop.guard.batch_is_usable(d_record["d_loss"], stepper.critic.parameters(), state.step, 0):
-            stepper.opt_d.step()
+        _optimizer_step(loop, stepper.opt_d, d_record["d_loss"], stepper.critic.parameters())
         state.images_seen += len(real) * loop.ctx.dist.world_size
     g_record = generator_backward(stepper, condition, len(real), real.device)
-    if loop.guard.batch_is_usable(g_record.pop("loss"), stepper.generator.parameters(), state.step, 0):
-        stepper.opt_g.step()
+    _optimizer_step(loop, stepper.opt_g, g_record.pop("loss"), stepper.generator.parameters())
     loop.ema.decay = min(loop.cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
     loop.ema.update(stepper.generator)
     state.step += 1
@@ -225,6 +225,15 @@ def train_step(loop: GanLoop) -> None:
     accumulate(state.interval, {**d_record, **g_record})
     d_loss = mean_across_ranks({"d_loss": float(d_record["d_loss"].detach())}, loop.ctx.dist)["d_loss"]
     state.collapsed_steps = state.collapsed_steps + 1 if d_loss < COLLAPSE_LOSS else 0
+
+
+def _optimizer_step(loop: GanLoop, optimizer: torch.optim.Optimizer, loss: Tensor, parameters) -> None:
+    """The step, unless the guard finds the loss (or, outside fp16, a gradient) non-finite."""
+    scaler = loop.stepper.scaler
+    scaler.unscale(optimizer)
+    if loop.guard.batch_is_usable(loss, scaler.guarded(parameters), loop.state.step, 0):
+        scaler.step(optimizer)
+        scaler.update()
 
 
 def after_step(loop: GanLoop) -> None:

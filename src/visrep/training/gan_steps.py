@@ -73,15 +73,22 @@ class GanStepper:
     policies: tuple[str, ...]  # DiffAugment
     head_weight: float
     guidance_weight: float
-    precision: str  # fp32 | bf16
+    precision: str  # fp32 | bf16 | fp16
     channels_last: bool = False
     mode_seeking_weight: float = 0.0
     generator_step: nn.Module | None = None  # default: the generator
     critic_step: nn.Module | None = None  # default: CriticPair(critic)
+    scaler: object | None = None  # fp16's loss scaler (visrep.training.loss_scale); None: plain backward
 
     def __post_init__(self):
         self.generator_step = self.generator_step if self.generator_step is not None else self.generator
         self.critic_step = self.critic_step if self.critic_step is not None else CriticPair(self.critic)
+
+    def backward(self, loss: Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.backward(loss)
+        else:
+            loss.backward()
 
     def augment(self, images: Tensor) -> Tensor:
         images = diff_augment(images, self.policies)
@@ -108,7 +115,7 @@ def discriminator_backward(step: GanStepper, real: Tensor, condition: Tensor | N
         real_logits, fake_logits = step.critic_step(step.augment(real), step.augment(fake), condition, step.encoder)
     losses = {name: hinge_discriminator_loss(real_logits[name], fake_logits[name]) for name in real_logits}
     loss = weighted(losses, step.head_weight)
-    loss.backward()
+    step.backward(loss)
     record = {"d_loss": loss, "d_real": real_logits["pixel"].float().mean(), "d_fake": fake_logits["pixel"].float().mean()}
     if "projected" in losses:
         record["d_loss_projected"] = losses["projected"]
@@ -137,7 +144,7 @@ def generator_backward(step: GanStepper, condition: Tensor | None, batch: int, d
         if step.guidance_weight > 0:
             record["guidance"] = guidance_loss(step, fake.float(), condition)
             loss = loss + step.guidance_weight * record["guidance"]
-        loss.backward()
+        step.backward(loss)
         record["loss"] = loss
         return record
     finally:

@@ -37,6 +37,7 @@ from visrep.training.checkpointer import Checkpointer
 from visrep.training.conditioning_run import check_same_data, load_conditioning
 from visrep.training.context import RunContext
 from visrep.training.guards import NonFiniteGuard
+from visrep.training.loss_scale import LossScaler
 from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
 from visrep.training.optim import set_warmup_lr
 
@@ -62,6 +63,7 @@ class GuideLoop:
     alphas_cumprod: Tensor
     classifier_run: Path
     trained: nn.Module | None = None  # the model, in DistributedDataParallel under torchrun
+    scaler: LossScaler | None = None  # fp16's loss scaling (a pass-through otherwise)
     state: GuideState = field(default_factory=GuideState)
 
     @property
@@ -102,12 +104,13 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     ctx.open_run("guide", resume)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     run = ctx.run
+    scaler = LossScaler(ctx.device, ctx.precision.precision)
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist,
-                                model=model, optimizer=optimizer)
+                                model=model, optimizer=optimizer, scaler=scaler.checkpointed())
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
     guard = NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger)
     return GuideLoop(ctx, model, optimizer, guard, checkpointer, log, alphas_cumprod(), conditioning.run,
-                     ctx.ddp(model))
+                     ctx.ddp(model), scaler)
 
 
 def build_guide(classifier: nn.Module, normalization: dict, time_dim: int) -> nn.Module:
@@ -136,9 +139,11 @@ def train_step(loop: GuideLoop) -> None:
         logits = loop.trained(noised.noisy, noised.timesteps)
     loss = F.cross_entropy(logits.float(), labels)
     loop.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if loop.guard.batch_is_usable(loss, loop.model.parameters(), state.step, 0):
-        loop.optimizer.step()
+    loop.scaler.backward(loss)
+    loop.scaler.unscale(loop.optimizer)
+    if loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), state.step, 0):
+        loop.scaler.step(loop.optimizer)
+        loop.scaler.update()
     state.step += 1
     state.images_seen += len(images) * loop.ctx.dist.world_size
     state.train_seconds += time.perf_counter() - started

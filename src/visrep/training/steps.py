@@ -10,9 +10,10 @@ from visrep.inference.autocast import autocast_context
 
 
 def classification_backward(model: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                            labels: torch.Tensor, precision: str, label_smoothing: float = 0.0
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward under the precision's autocast, cross-entropy on float32 logits, fresh gradients.
+                            labels: torch.Tensor, precision: str, label_smoothing: float = 0.0,
+                            scaler=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward under the precision's autocast, cross-entropy on float32 logits, fresh gradients
+    (through ``scaler.backward``, fp16's loss scaling, when given).
 
     Returns (loss (), logits (N, K)). The optimizer step is the caller's: a loop may check the
     gradients first (the non-finite guard) and skip the batch."""
@@ -20,5 +21,8 @@ def classification_backward(model: torch.nn.Module, optimizer: torch.optim.Optim
         logits = model(images)
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is not None:
+        scaler.backward(loss)
+    else:
+        loss.backward()
     return loss, logits
