@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,12 +124,18 @@ def test_a_ddp_checkpoint_loads_in_one_process_and_sampling_shards_to_the_same_i
 
 def test_resume_under_ddp_ends_where_an_uninterrupted_ddp_run_ends(tiny_trained_run, tmp_path):
     """Interrupted two steps after its step-4 checkpoint and resumed with 2 processes: each rank takes back
-    its own RNG state, so the weights and every logged number equal the uninterrupted run's."""
+    its own RNG state, so the weights and every logged number equal the uninterrupted run's. Resuming it
+    in one process is refused: its draws could not continue exactly."""
     overrides = [*conditioning_overrides("diffusion", tiny_trained_run), "diffusion.repa_weight=0.5",
                  "diffusion.final_samples=0"]
     reference, reference_digests = probe_run(tmp_path, "diffusion", "reference", overrides)
     victim, _ = probe_run(tmp_path, "diffusion", "victim", overrides, stop_at=6)
     assert not (victim / "metrics.json").exists()
+    shutil.copytree(victim, tmp_path / "victim-copy")
+    single = subprocess.run([sys.executable, "-m", "visrep", "train", "diffusion", "--resume",
+                             str(tmp_path / "victim-copy")], cwd=tmp_path, env=_environment(tmp_path),
+                            capture_output=True, text=True, timeout=120)
+    assert single.returncode == 2 and "checkpointed by 2 process(es)" in single.stderr, single.stderr[-2000:]
     resumed = torchrun(tmp_path, ["-m", "visrep", "train", "diffusion", "--resume", str(victim)])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     from safetensors.torch import load_file
@@ -136,9 +143,6 @@ def test_resume_under_ddp_ends_where_an_uninterrupted_ddp_run_ends(tiny_trained_
     expected, got = load_file(reference / "denoiser_ema.safetensors"), load_file(victim / "denoiser_ema.safetensors")
     assert all(torch.equal(expected[name], got[name]) for name in expected)
     assert comparable_history(victim) == comparable_history(reference)
-    single = subprocess.run([sys.executable, "-m", "visrep", "train", "diffusion", "--resume", str(victim)],
-                            cwd=tmp_path, env=_environment(tmp_path), capture_output=True, text=True, timeout=120)
-    assert single.returncode != 0  # finished; and a 2-process checkpoint never resumes in 1 silently
 
 
 def _fake_npz(path: Path, count: int = 120) -> Path:

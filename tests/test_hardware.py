@@ -194,9 +194,9 @@ def test_device_auto_is_the_cpu_without_a_gpu_and_an_absent_device_is_one_clear_
     with pytest.raises(UserError, match="must be one of auto, cpu, cuda, mps"):
         resolve_device("tpu")
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
-    assert resolve_device("auto") == torch.device("mps")  # one process: Apple's GPU
-    assert resolve_device("auto", DistInfo(0, 2, 0)) == torch.device("cpu")  # torch.distributed has no MPS backend
-    with pytest.raises(UserError, match="one process"):
+    assert resolve_device("auto") == torch.device("cpu")  # MPS only by name: the loops were never run on it
+    assert resolve_device("mps") == torch.device("mps")
+    with pytest.raises(UserError, match="one process"):  # torch.distributed has no MPS backend
         resolve_device("mps", DistInfo(0, 2, 0))
 
 

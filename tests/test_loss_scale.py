@@ -45,11 +45,31 @@ def test_bf16_and_fp32_pass_through_unscaled():
         assert scaler.checkpointed() is None
 
 
-def test_auto_is_fp16_on_a_cuda_device_without_bf16(monkeypatch):
+def test_auto_trains_in_fp16_on_a_cuda_device_without_bf16_and_infers_in_fp32(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
-    assert resolve_precision("auto", "cuda").precision == "fp16"
+    assert resolve_precision("auto", "cuda", training=True).precision == "fp16"
+    assert resolve_precision("auto", "cuda").precision == "fp32"  # features, sampling: no loss scaler there
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert resolve_precision("auto", "cuda").precision == "bf16"
+    assert resolve_precision("auto", "cuda", training=True).precision == "bf16"
+
+
+def test_a_batch_the_guard_skips_leaves_the_scaler_ready_for_the_next():
+    """unscale → skip (the non-finite guard's path) → the next step unscales and steps normally."""
+    model = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = LossScaler(torch.device("cpu"), "fp16")
+    scale = scaler.scaler.get_scale()
+    scaler.backward(model(torch.full((1, 2), float("nan"))).sum())
+    scaler.unscale(optimizer)
+    scaler.skip()
+    assert scaler.scaler.get_scale() == scale / 2
+    before = model.weight.detach().clone()
+    optimizer.zero_grad()
+    scaler.backward(model(torch.ones(1, 2)).sum())
+    scaler.unscale(optimizer)  # raised "unscale_() has already been called" before skip() existed
+    scaler.step(optimizer)
+    scaler.update()
+    assert torch.allclose(model.weight.detach(), before - 0.1)
 
 
 @pytest.mark.parametrize("stage", ["classifier", "gan", "diffusion", "guide"])

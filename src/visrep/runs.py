@@ -167,7 +167,7 @@ def open_run(path: Path, manifest_hash: str | None = None) -> Run:
         raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
     if manifest_hash is not None:
         check_manifest(path, manifest_hash)
-    run = Run(path, _make_logger(path, True))
+    run = Run(path, _make_logger(path, current_info().is_main))  # under torchrun one log.txt writer
     return run
 
 

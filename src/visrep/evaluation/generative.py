@@ -37,7 +37,7 @@ from visrep.inference.independence import check_independent
 from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_neighbours, pixel_neighbours
 from visrep.evaluation.real_sources import RealReference, load_real_reference
 from visrep.evaluation.scoring_cache import cache_key, cache_path, load_cached, save_cached
-from visrep.hardware.distributed import resolve_device, setup_distributed
+from visrep.hardware.distributed import broadcast_from_main, current_info, resolve_device, setup_distributed
 from visrep.hardware.precision import resolve_precision
 from visrep.hardware.record import compute_record
 from visrep.runs import create_run
@@ -223,12 +223,22 @@ def _cache_location(opts, evaluator: Evaluator, reference: RealReference, n: int
 def _build_context(opts, evaluator: Evaluator, reference: RealReference, n: int, cache: tuple | None,
                    progress: bool) -> Context:
     started = time.perf_counter()
-    cached = load_cached(cache[1], cache[0]) if cache is not None else None
+    cached = _agreed_cache(load_cached(cache[1], cache[0]) if cache is not None else None)
     context = (_context_from_cache(opts, evaluator, reference, *cached) if cached is not None
                else _compute_context(opts, evaluator, reference, n, progress))
     context.timing["scoring_cache"] = "off" if cache is None else "hit" if cached is not None else "miss"
     context.timing["real_side_seconds"] = time.perf_counter() - started
     return context
+
+
+def _agreed_cache(cached):
+    """Rank 0's hit or miss on every rank (under torchrun a rank that computed the features alone would
+    wait in a collective for ever); a rank that cannot read what rank 0 read is one clear error."""
+    hit = broadcast_from_main(cached is not None, current_info())
+    if hit and cached is None:
+        raise UserError("the evaluator's scoring cache is readable by process 0 but not by this one (no shared "
+                        "filesystem?): set generative.cache=false")
+    return cached if hit else None
 
 
 def _compute_context(opts, evaluator: Evaluator, reference: RealReference, n: int, progress: bool) -> Context:

@@ -4,12 +4,14 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them everything runs as th
 and every helper here is a no-op. The backend follows the device: NCCL on CUDA, gloo on CPU.
 
 ``device: auto | cpu | cuda | mps`` (every config's train.device, and --device of the scoring and
-sampling verbs): auto takes CUDA when visible (GPU ``LOCAL_RANK`` under torchrun), else Apple's
-MPS when visible and the run is one process, else the CPU.
+sampling verbs): auto takes CUDA when visible (GPU ``LOCAL_RANK`` under torchrun), else the CPU.
+Apple's MPS is there when asked for by name, one process only; auto does not pick it: the loops
+were never run on it (float64 reductions and airbench's eigh have no MPS kernels).
 """
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +23,8 @@ import torch.distributed as dist
 from visrep.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# rank 0 may work alone at the end (final report, evaluator test accuracy) while the others wait
+GROUP_TIMEOUT = datetime.timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -70,7 +74,7 @@ def resolve_device(requested: str = "auto", info: DistInfo | None = None, key: s
                             f"({torch.cuda.device_count()} visible): start at most that many with --nproc_per_node")
         torch.cuda.set_device(info.local_rank)
         return torch.device("cuda", info.local_rank)
-    if requested == "mps" or (requested == "auto" and _mps_available() and not info.enabled):
+    if requested == "mps":
         if not _mps_available():
             raise UserError(f"{key}=mps but Apple's MPS backend is not available here; use {key}=auto or cpu")
         if info.enabled:
@@ -89,30 +93,41 @@ def setup_distributed(device: torch.device | None = None) -> DistInfo:
     info = launched_info()
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device is not None and torch.device(device).type == "cuda" else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group(backend, timeout=GROUP_TIMEOUT)
     return info
 
 
+def _collective_device() -> torch.device:
+    """Where a tensor must live for the group's backend: NCCL reduces CUDA tensors only."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
+    """``values`` summed over the ranks, returned on the CPU (float64 stays float64)."""
+    if not info.enabled:
+        return values.cpu()
+    reduced = values.to(_collective_device())
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced.cpu()
 
 
-def any_rank(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> bool:
-    """True on every rank when ``flag`` is true on any: a decision (stop now) all ranks must take together."""
+def any_rank(flag: bool, info: DistInfo) -> bool:
+    """True on every rank when ``flag`` is true on any: a decision (stop now, skip this batch) all ranks
+    must take together."""
     if not info.enabled:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    value = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
 
 
-def mean_across_ranks(values: dict[str, float], info: DistInfo, device: torch.device | str = "cpu") -> dict[str, float]:
+def mean_across_ranks(values: dict[str, float], info: DistInfo) -> dict[str, float]:
     """Each number averaged over the ranks (every rank passes the same keys in the same order)."""
     if not info.enabled or not values:
         return values
-    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
+    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=_collective_device())
     dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
     return dict(zip(values, (stacked / info.world_size).tolist()))
 

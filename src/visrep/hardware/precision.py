@@ -36,8 +36,12 @@ def check_precision(requested: str, key: str = "precision") -> None:
         raise UserError(f"{key} must be one of {', '.join(PRECISIONS)} (got '{requested}')")
 
 
-def resolve_precision(requested: str, device: torch.device | str = "cpu", key: str = "precision") -> PrecisionChoice:
-    """The precision to run ``requested`` in on ``device``; UserError for an unknown name."""
+def resolve_precision(requested: str, device: torch.device | str = "cpu", key: str = "precision",
+                      training: bool = False) -> PrecisionChoice:
+    """The precision to run ``requested`` in on ``device``; UserError for an unknown name.
+
+    ``training``: auto may pick fp16 (a CUDA device without bf16), whose loss scaler only a training
+    loop has; inference (features, sampling, scoring) keeps fp32 there, where fp16 could overflow."""
     check_precision(requested, key)
     if requested != "auto":
         return PrecisionChoice(requested, requested, "asked for explicitly")
@@ -45,7 +49,10 @@ def resolve_precision(requested: str, device: torch.device | str = "cpu", key: s
     if device_type == "cuda":
         if torch.cuda.is_bf16_supported(including_emulation=False):  # emulated bf16 is the slow case
             return PrecisionChoice("auto", "bf16", "CUDA device supports bf16")
-        return PrecisionChoice("auto", "fp16", "CUDA device without bf16: fp16 autocast, gradients through a loss scaler")
+        if training:
+            return PrecisionChoice("auto", "fp16", "CUDA device without bf16: fp16 autocast, gradients through a "
+                                                   "loss scaler")
+        return PrecisionChoice("auto", "fp32", "CUDA device without bf16: inference in fp32 (fp16 only for training)")
     if device_type != "cpu":
         return PrecisionChoice("auto", "fp32", f"{device_type}: fp32")
     cpu = read_cpu_info()

@@ -91,10 +91,11 @@ class Checkpointer:
         raise UserError(f"no readable training state in {self.folder}")
 
     def _load(self, state: dict) -> None:
+        own_rng = self._own_rng(state[RNG_KEY])  # first: a refused resume loads nothing
         for name, obj in self.objects.items():
             if state.get(name) is not None:  # a state saved before an object existed leaves it as built
                 obj.load_state_dict(state[name])
-        restore_rng_state(self._own_rng(state[RNG_KEY]))
+        restore_rng_state(own_rng)
 
     def _own_rng(self, saved: dict | list) -> dict:
         """This rank's RNG states: a list holds one per rank (a DDP run), a dict the one process's."""

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
-from visrep.hardware.distributed import all_reduce_sum
+from visrep.hardware.distributed import all_reduce_sum, broadcast_from_main
 from visrep.hardware.precision import check_precision
 from visrep.inference.predict import predict_logits
 from visrep.models import create_model
@@ -127,7 +127,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
                     cfg.train.epochs * len(loop.train_loader), ctx.record_compute(cfg.train.channels_last))
     for epoch in range(loop.state.epoch, cfg.train.epochs):
         train_metrics = train_epoch(loop, epoch)
-        val_loss, val_acc = validate(loop) if loop.val_loader is not None else (None, None)
+        val_loss, val_acc = _validate_on_main(loop)
         end_epoch(loop, epoch, train_metrics, val_loss, val_acc)
         if _should_stop_early(loop):
             run.logger.info("early stopping after epoch %d (no val improvement for %d epochs)", epoch + 1,
@@ -197,7 +197,7 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
         if cfg.train.lookahead_every > 0 else None
     # a model that freezes parameters mid-run (start_epoch) leaves them without gradients in later epochs
     wrapped = ctx.ddp(model, find_unused_parameters=hasattr(model, "start_epoch"))
-    guard = NonFiniteGuard(stage, cfg.train.skip_bad_batches, ctx.run.logger)
+    guard = NonFiniteGuard(stage, cfg.train.skip_bad_batches, ctx.run.logger, dist)
     check_batch_fits(model, next(iter(data.loader("train", 8)))[0].to(ctx.device), cfg.data.batch_size, ctx.device,
                      stage)
     scaler = LossScaler(ctx.device, ctx.precision.precision)
@@ -234,7 +234,7 @@ def train_epoch(loop: ClassifierLoop, epoch: int) -> dict:
             continue
         totals += torch.tensor([loss * len(labels), correct, len(labels)], dtype=torch.float64)
     elapsed = time.perf_counter() - started
-    totals = all_reduce_sum(totals.to(loop.ctx.device), loop.ctx.dist).cpu()
+    totals = all_reduce_sum(totals, loop.ctx.dist)  # on the CPU: float64 has no MPS kernels
     loop.state.train_seconds += elapsed
     return {"train_loss": float(totals[0] / totals[2]), "train_acc": float(totals[1] / totals[2]),
             "epoch_seconds": elapsed, "images_per_s": float(totals[2]) / elapsed}
@@ -248,6 +248,7 @@ def train_step(loop: ClassifierLoop, images: torch.Tensor, labels: torch.Tensor)
     if not loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), loop.state.step,
                                       loop.state.epoch + 1):
         loop.optimizer.zero_grad(set_to_none=True)
+        loop.scaler.skip()
         return float("nan"), 0
     loop.scaler.step(loop.optimizer)
     loop.scaler.update()
@@ -258,6 +259,13 @@ def train_step(loop: ClassifierLoop, images: torch.Tensor, labels: torch.Tensor)
     if loop.lookahead is not None:
         loop.lookahead.after_step(loop.model, loop.state.step)
     return float(loss.detach()), int((logits.argmax(1) == labels).sum())
+
+
+def _validate_on_main(loop: ClassifierLoop) -> tuple[float | None, float | None]:
+    """Rank 0's validation, on every rank: the best epoch and early stopping must be decided alike (each
+    rank's BatchNorm statistics differ a little, and so would its val accuracy)."""
+    result = validate(loop) if loop.val_loader is not None and loop.ctx.is_main else (None, None)
+    return broadcast_from_main(result, loop.ctx.dist)
 
 
 def validate(loop: ClassifierLoop) -> tuple[float, float]:

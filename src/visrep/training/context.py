@@ -49,7 +49,7 @@ class RunContext:
         set_deterministic(cfg.run.deterministic)
         apply_threads(cfg.train.threads)
         data = data if data is not None else prepare_data(cfg.data, progress=progress and dist.is_main)
-        precision = resolve_precision(cfg.train.precision, device, "train.precision")
+        precision = resolve_precision(cfg.train.precision, device, "train.precision", training=True)
         return cls(cfg, data, dist, device, precision, progress)
 
     def seed_rank_streams(self) -> None:

@@ -116,7 +116,7 @@ def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data
     for _ in steps:
         train_step(loop)
         after_step(loop)
-        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist, ctx.device):
+        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist):
             run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
             break
     finish(loop)
@@ -197,7 +197,7 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
         parts["projector"] = projector
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist, **parts)
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
-    guard = NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger)
+    guard = NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger, ctx.dist)
     channels, size, _ = ctx.data.image_shape
     fixed = fixed_grid_inputs(cfg.diffusion.conditioning, conditions, channels * size * size, cfg.run.seed + 1,
                               GRID_COLUMNS)
@@ -257,6 +257,8 @@ def train_step(loop: DiffusionLoop) -> None:
     if loop.guard.batch_is_usable(loss, loop.scaler.guarded(_trained_parameters(loop)), state.step, 0):
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
+    else:
+        loop.scaler.skip()
     loop.ema.decay = min(cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
     loop.ema.update(loop.model)
     state.step += 1

@@ -107,7 +107,7 @@ def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: Prep
     for _ in steps:
         train_step(loop)
         after_step(loop)
-        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist, ctx.device):
+        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist):
             run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
             break
     finish(loop)
@@ -185,7 +185,7 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
                                 generator=generator, critic=critic, opt_g=opt_g, opt_d=opt_d, ema=ema,
                                 scaler=stepper.scaler.checkpointed())
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
-    guard = NonFiniteGuard("gan", cfg.train.skip_bad_batches, run.logger)
+    guard = NonFiniteGuard("gan", cfg.train.skip_bad_batches, run.logger, ctx.dist)
     fixed = fixed_grid_inputs(cfg.gan.conditioning, conditions, generator.latent_dim, cfg.run.seed + 1, GRID_COLUMNS)
     return GanLoop(ctx, conditioning, conditions, stepper, ema, guard, checkpointer, log, fixed)
 
@@ -234,6 +234,8 @@ def _optimizer_step(loop: GanLoop, optimizer: torch.optim.Optimizer, loss: Tenso
     if loop.guard.batch_is_usable(loss, scaler.guarded(parameters), loop.state.step, 0):
         scaler.step(optimizer)
         scaler.update()
+    else:
+        scaler.skip()
 
 
 def after_step(loop: GanLoop) -> None:

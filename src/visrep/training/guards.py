@@ -13,16 +13,22 @@ from pathlib import Path
 import torch
 
 from visrep.errors import TrainingDiverged, UserError
+from visrep.hardware.distributed import DistInfo, any_rank
 
 
 class NonFiniteGuard:
-    def __init__(self, stage: str, allowed_bad_batches: int = 0, logger=None):
+    def __init__(self, stage: str, allowed_bad_batches: int = 0, logger=None, dist: DistInfo | None = None):
+        """``dist``: under DDP every rank takes the same decision (a NaN loss on one rank skips the step on all)."""
         self.stage, self.allowed, self.logger = stage, allowed_bad_batches, logger
+        self.dist = dist or DistInfo()
         self.skipped = 0
 
     def batch_is_usable(self, loss: torch.Tensor, parameters, step: int, epoch: int) -> bool:
-        """True when loss and all gradients are finite; False to skip the batch; raises when over budget."""
+        """True when loss and all gradients are finite (on every rank); False to skip the batch; raises when
+        over budget."""
         problem = _non_finite_problem(loss, parameters)
+        if any_rank(problem is not None, self.dist) and problem is None:
+            problem = "another process's loss or gradients are non-finite"
         if problem is None:
             return True
         if self.skipped < self.allowed:

@@ -87,7 +87,7 @@ def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: Pr
                           initial=loop.state.step):
         train_step(loop)
         after_step(loop)
-        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), loop.ctx.dist, loop.ctx.device):
+        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), loop.ctx.dist):
             break
     finish(loop)
     return run.path
@@ -108,7 +108,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist,
                                 model=model, optimizer=optimizer, scaler=scaler.checkpointed())
     log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
-    guard = NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger)
+    guard = NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger, ctx.dist)
     return GuideLoop(ctx, model, optimizer, guard, checkpointer, log, alphas_cumprod(), conditioning.run,
                      ctx.ddp(model), scaler)
 
@@ -144,6 +144,8 @@ def train_step(loop: GuideLoop) -> None:
     if loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), state.step, 0):
         loop.scaler.step(loop.optimizer)
         loop.scaler.update()
+    else:
+        loop.scaler.skip()
     state.step += 1
     state.images_seen += len(images) * loop.ctx.dist.world_size
     state.train_seconds += time.perf_counter() - started

@@ -37,8 +37,15 @@ class LossScaler:
         self._stepped = True
 
     def update(self) -> None:
-        """Once per iteration, after its steps: the next scale."""
+        """After each optimizer step: the next scale."""
         if self._stepped:
+            self.scaler.update()
+        self._stepped = False
+
+    def skip(self) -> None:
+        """A batch the non-finite guard skips after :meth:`unscale`: the scaler's per-step state is reset
+        (the next unscale would fail otherwise), and the scale backs off as after an overflow."""
+        if self.enabled:
             self.scaler.update()
         self._stepped = False
 
