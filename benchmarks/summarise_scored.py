@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench_diffusion import _table
+from bench_diffusion import COLUMNS, _table
 from bench_gan import floor_row, row
 from common import machine_line
 
@@ -61,7 +61,9 @@ def build(args) -> dict:
             "headline": headline, "host": machine_line(), "date": datetime.date.today().isoformat(), "commit": None,
             "source": args.source, "command": args.command, "seeds": {"training": 0, "scoring": 0},
             "setup": args.setup,
-            "tables": [_table(f"Scored by the independent evaluator, N = {n:,} per side", rows)],
+            "tables": [_table(f"Scored by the independent evaluator, N = {n:,} per side", rows, COLUMNS + [
+                ("consistency", "embedding consistency ↑ (sample ↔ its condition)"),
+                ("consistency_same_class", "same, real same-class pairs")])],
             "notes": args.note}
 
 
