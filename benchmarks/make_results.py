@@ -275,7 +275,16 @@ def render_compact(doc: dict, json_name: str) -> list[str]:
             f"- **Machine**: {doc.get('host') or '—'}; **date** {doc.get('date') or '—'}; "
             f"**seeds** {seeds_text(doc.get('seeds'))}",
             f"- **Details** (tables, setup, decisions, notes): [results/{details_name(json_name)}]"
-            f"(results/{details_name(json_name)})", "", *code_block(doc.get("command")), ""]
+            f"(results/{details_name(json_name)})", "", *code_block(entry_commands(doc.get("command"))), ""]
+
+
+def entry_commands(value) -> list[str]:
+    """The commands RESULTS.md shows: a bench script's invocation alone when it comes first (the commands
+    after it are what it ran, listed on the detail page); otherwise all of them."""
+    listed = commands(value)
+    if len(listed) > 1 and listed[0].startswith("python benchmarks/bench_"):
+        return [listed[0], "# ... and the commands it runs: see the detail page"]
+    return listed
 
 
 def cpu_policy_compact(doc: dict, met: str, checks: int) -> list[str]:
