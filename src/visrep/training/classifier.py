@@ -245,13 +245,12 @@ def train_step(loop: ClassifierLoop, images: torch.Tensor, labels: torch.Tensor)
     loss, logits = classification_backward(loop.wrapped, loop.optimizer, images, labels, loop.ctx.precision.precision,
                                            loop.cfg.train.label_smoothing, loop.scaler)
     loop.scaler.unscale(loop.optimizer)
-    if not loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), loop.state.step,
-                                      loop.state.epoch + 1):
+    usable = loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), loop.state.step,
+                                        loop.state.epoch + 1)
+    loop.scaler.finish_step(loop.optimizer, usable)
+    if not usable:
         loop.optimizer.zero_grad(set_to_none=True)
-        loop.scaler.skip()
         return float("nan"), 0
-    loop.scaler.step(loop.optimizer)
-    loop.scaler.update()
     loop.schedule.step()
     if loop.ema is not None:
         loop.ema.update(loop.model)

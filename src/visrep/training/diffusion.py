@@ -254,11 +254,8 @@ def train_step(loop: DiffusionLoop) -> None:
     loop.scaler.unscale(loop.optimizer)  # clip the true gradients
     if cfg.train.grad_clip > 0:
         record["grad_norm"] = torch.nn.utils.clip_grad_norm_(_trained_parameters(loop), cfg.train.grad_clip)
-    if loop.guard.batch_is_usable(loss, loop.scaler.guarded(_trained_parameters(loop)), state.step, 0):
-        loop.scaler.step(loop.optimizer)
-        loop.scaler.update()
-    else:
-        loop.scaler.skip()
+    usable = loop.guard.batch_is_usable(loss, loop.scaler.guarded(_trained_parameters(loop)), state.step, 0)
+    loop.scaler.finish_step(loop.optimizer, usable)
     loop.ema.decay = min(cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
     loop.ema.update(loop.model)
     state.step += 1

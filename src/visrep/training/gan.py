@@ -231,11 +231,7 @@ def _optimizer_step(loop: GanLoop, optimizer: torch.optim.Optimizer, loss: Tenso
     """The step, unless the guard finds the loss (or, outside fp16, a gradient) non-finite."""
     scaler = loop.stepper.scaler
     scaler.unscale(optimizer)
-    if loop.guard.batch_is_usable(loss, scaler.guarded(parameters), loop.state.step, 0):
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        scaler.skip()
+    scaler.finish_step(optimizer, loop.guard.batch_is_usable(loss, scaler.guarded(parameters), loop.state.step, 0))
 
 
 def after_step(loop: GanLoop) -> None:

@@ -141,11 +141,8 @@ def train_step(loop: GuideLoop) -> None:
     loop.optimizer.zero_grad(set_to_none=True)
     loop.scaler.backward(loss)
     loop.scaler.unscale(loop.optimizer)
-    if loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), state.step, 0):
-        loop.scaler.step(loop.optimizer)
-        loop.scaler.update()
-    else:
-        loop.scaler.skip()
+    usable = loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), state.step, 0)
+    loop.scaler.finish_step(loop.optimizer, usable)
     state.step += 1
     state.images_seen += len(images) * loop.ctx.dist.world_size
     state.train_seconds += time.perf_counter() - started

@@ -49,6 +49,14 @@ class LossScaler:
             self.scaler.update()
         self._stepped = False
 
+    def finish_step(self, optimizer: torch.optim.Optimizer, usable: bool) -> None:
+        """After the non-finite guard's verdict: the step and the next scale, or :meth:`skip`."""
+        if usable:
+            self.step(optimizer)
+            self.update()
+        else:
+            self.skip()
+
     def state_dict(self) -> dict:
         return self.scaler.state_dict()
 
