@@ -34,12 +34,13 @@ def gan_runs(tiny_trained_run, tmp_path_factory):
 
 
 # ---- networks --------------------------------------------------------------------------------
+@pytest.mark.parametrize("architecture", ["gan", "dcgan"])  # registered prefixes: resnet, dcgan
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("size", [8, 16, 28, 32])
-def test_generator_and_discriminator_shapes_in_every_mode(mode, size):
+def test_generator_and_discriminator_shapes_in_every_mode(architecture, mode, size):
     common = {"image_size": size, "channels": 3, "mode": mode, "num_classes": 5, "embedding_dim": 12}
-    generator = create_model("gan_generator", **common, latent_dim=8, width=16, condition_dim=8)
-    discriminator = create_model("gan_discriminator", **common, width=16)
+    generator = create_model(f"{architecture}_generator", **common, latent_dim=8, width=16, condition_dim=8)
+    discriminator = create_model(f"{architecture}_discriminator", **common, width=16)
     condition = {"class": torch.tensor([0, 4, 2]), "embedding": torch.randn(3, 12), "none": None}[mode]
     images = generator(torch.randn(3, 8), condition)
     assert images.shape == (3, 3, size, size) and images.abs().max() <= 1
@@ -227,6 +228,21 @@ def test_saved_generator_gives_the_same_samples_for_a_seed(gan_runs):
         assert np.abs(saved.astype(int) - again).max() <= 2
     else:
         assert np.array_equal(saved, again)
+
+
+def test_dcgan_architecture_trains_and_its_run_samples_the_same_images(tiny_trained_run, tmp_path):
+    """gan.architecture=dcgan: the plain-conv networks train in the same loop, and the saved run rebuilds
+    that generator (not the residual one) for `visrep sample`."""
+    from visrep.generate.generator_run import load_generator_run
+    from visrep.generate.sample import sample_class
+    from visrep.training.gan import train_gan
+
+    cfg = gan_config(tmp_path, tiny_trained_run, "run.name=dcgan", "gan.architecture=dcgan", "train.steps=6")
+    run = train_gan(cfg, progress=False)
+    first, second = load_generator_run(run), load_generator_run(run)
+    assert type(first.generator).__name__ == "DcganGenerator"
+    assert torch.equal(sample_class(first, 2, 4, seed=1).images, sample_class(second, 2, 4, seed=1).images)
+    assert (run / "samples.npz").is_file()
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path, monkeypatch):

@@ -200,8 +200,9 @@ class GanOptions:
     weights: Optional[str] = None  # classifier checkpoint: best | last; None = the one it saved as final
     knn_k: int = 20  # embedding: a condition's real images come from its k nearest training neighbours (IC-GAN)
     latent_dim: int = 128  # z ~ N(0, I)
-    g_width: int = 128  # generator channels per block
-    d_width: int = 128  # discriminator channels per block
+    architecture: str = "resnet"  # resnet (SNGAN/BigGAN residual blocks) | dcgan (plain convs, a few times cheaper)
+    g_width: int = 128  # generator channels per block (dcgan: at full resolution, doubled per halving)
+    d_width: int = 128  # discriminator channels per block (dcgan: at full resolution, doubled per halving)
     condition_dim: int = 128  # class table row / embedding projection fed to conditional BatchNorm
     diffaugment: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])  # [] = off
     projected_head: bool = False  # extra discriminator head on the frozen classifier's features (Projected GAN)
@@ -393,6 +394,7 @@ _VALUE_RULES = (
     ("train.collapse_steps", lambda v: v >= 0, "≥ 0"),
     ("gan.conditioning", lambda v: v in ("class", "embedding", "none"), "class, embedding or none"),
     ("gan.knn_k", lambda v: v >= 1, "≥ 1"),
+    ("gan.architecture", lambda v: v in ("resnet", "dcgan"), "resnet or dcgan"),
     ("gan.latent_dim", lambda v: v >= 1, "≥ 1"),
     ("gan.g_width", lambda v: v >= 1, "≥ 1"),
     ("gan.d_width", lambda v: v >= 1, "≥ 1"),

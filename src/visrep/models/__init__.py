@@ -5,7 +5,7 @@
 One family per module; importing a family's module registers its names.
 """
 
-from visrep.models import airbench, fastcnn, gan, noise_aware, resnet, resnet9, torchvision_family, unet  # noqa: F401  (register their names)
+from visrep.models import airbench, fastcnn, gan, gan_dcgan, noise_aware, resnet, resnet9, torchvision_family, unet  # noqa: F401  (register their names)
 from visrep.models.base import FeatureClassifier
 from visrep.models.registry import create_model, list_models, model_kind, register_model, register_prefix
 

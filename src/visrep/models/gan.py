@@ -46,8 +46,10 @@ def base_resolution(image_size: int) -> tuple[int, int]:
     return base, blocks
 
 
-def _sn_conv(in_channels: int, out_channels: int, kernel: int) -> nn.Module:
-    return spectral_norm(_initialised(nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)))
+def sn_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
+    """A spectrally normalised conv; ``(kernel - 1) // 2`` padding keeps S (stride 1) or halves it (stride 2)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=(kernel - 1) // 2)
+    return spectral_norm(_initialised(conv))
 
 
 def _sn_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Module:
@@ -70,10 +72,10 @@ class GeneratorBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, style_dim: int):
         super().__init__()
         self.norm1 = ConditionalBatchNorm2d(in_channels, style_dim)
-        self.conv1 = _sn_conv(in_channels, out_channels, 3)
+        self.conv1 = sn_conv(in_channels, out_channels, 3)
         self.norm2 = ConditionalBatchNorm2d(out_channels, style_dim)
-        self.conv2 = _sn_conv(out_channels, out_channels, 3)
-        self.shortcut = _sn_conv(in_channels, out_channels, 1)
+        self.conv2 = sn_conv(out_channels, out_channels, 3)
+        self.shortcut = sn_conv(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         h = F.interpolate(F.relu(self.norm1(x, style)), scale_factor=2, mode="nearest")
@@ -94,7 +96,7 @@ class Generator(nn.Module):
         self.stem = _sn_linear(style_dim, width * self.base * self.base)
         self.blocks = nn.ModuleList(GeneratorBlock(width, width, style_dim) for _ in range(blocks))
         self.out_norm = nn.BatchNorm2d(width)
-        self.out_conv = _sn_conv(width, channels, 3)
+        self.out_conv = sn_conv(width, channels, 3)
 
     def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """z (N, latent_dim), condition → images (N, C, S, S) in [-1, 1]."""
@@ -112,9 +114,9 @@ class DiscriminatorBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, down: bool, first: bool):
         super().__init__()
         self.down, self.first = down, first
-        self.conv1 = _sn_conv(in_channels, out_channels, 3)
-        self.conv2 = _sn_conv(out_channels, out_channels, 3)
-        self.shortcut = _sn_conv(in_channels, out_channels, 1)
+        self.conv1 = sn_conv(in_channels, out_channels, 3)
+        self.conv2 = sn_conv(out_channels, out_channels, 3)
+        self.shortcut = sn_conv(in_channels, out_channels, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(x if self.first else F.relu(x))  # the first block sees images: no ReLU on them
@@ -191,8 +193,8 @@ class ProjectedHead(nn.Module):
     def __init__(self, feature_channels: int, mode: str, num_classes: int = 0, embedding_dim: int = 0,
                  width: int = 128):
         super().__init__()
-        self.mix = _sn_conv(feature_channels, width, 1)  # channels mixed first, as Projected GAN's CCM does
-        self.conv = _sn_conv(width, width, 3)
+        self.mix = sn_conv(feature_channels, width, 1)  # channels mixed first, as Projected GAN's CCM does
+        self.conv = sn_conv(width, width, 3)
         self.output = ProjectionOutput(width, mode, num_classes, embedding_dim)
 
     def forward(self, features: Tensor, condition: Tensor | None = None) -> Tensor:

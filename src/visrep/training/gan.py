@@ -60,6 +60,7 @@ from visrep.training.metrics_log import MetricsLogger, accumulate, interval_mean
 COLLAPSE_LOSS = 1e-3  # a hinge D loss below this separates every real from every fake by the full margin
 STANDING_STATS_BATCHES = 20  # batches of fresh samples that re-estimate the EMA generator's BatchNorm statistics
 GRID_COLUMNS = 8
+NETWORK_PREFIX = {"resnet": "gan", "dcgan": "dcgan"}  # gan.architecture → registered model names
 
 
 @dataclass
@@ -152,9 +153,10 @@ def build_networks(cfg, data: PreparedData, encoder: FrozenEncoder,
     embedding_dim = conditions.embeddings.shape[1] if conditions.embeddings is not None else 0
     common = {"image_size": size, "channels": channels, "mode": gan.conditioning,
               "num_classes": len(data.class_names), "embedding_dim": embedding_dim}
-    generator = create_model("gan_generator", **common, latent_dim=gan.latent_dim, width=gan.g_width,
+    prefix = NETWORK_PREFIX[gan.architecture]
+    generator = create_model(f"{prefix}_generator", **common, latent_dim=gan.latent_dim, width=gan.g_width,
                              condition_dim=gan.condition_dim)
-    discriminator = create_model("gan_discriminator", **common, width=gan.d_width)
+    discriminator = create_model(f"{prefix}_discriminator", **common, width=gan.d_width)
     head = None
     if gan.projected_head:
         probe = torch.zeros(1, *data.image_shape, dtype=torch.uint8, device=encoder.scale.device)
