@@ -196,3 +196,31 @@ def assert_same_numbers(got, expected, where: str) -> None:
         assert got == pytest.approx(expected, rel=1e-6, abs=1e-9), where
     else:
         assert got == expected, where
+
+
+def _sharding_worker(rank: int, world: int, address: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from visrep.hardware.distributed import DistInfo, sharded_results
+
+    dist.init_process_group("gloo", init_method=address, rank=rank, world_size=world)
+    computed = []
+    results = sharded_results(5, lambda i: computed.append(i) or i * i, DistInfo(rank, world, rank))
+    Path(out, f"{rank}.json").write_text(json.dumps({"computed": computed, "results": results}))
+    dist.destroy_process_group()
+
+
+def test_sharded_work_is_split_round_robin_and_every_rank_gets_all_results(tmp_path):
+    """The primitive behind sharded scoring and sampling: rank 1 really computes its items (1, 3), not
+    rank 0 all of them, and both ranks end with the five results in order."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mp.spawn(_sharding_worker, args=(2, f"tcp://127.0.0.1:{port}", str(tmp_path)), nprocs=2)
+    ranks = [json.loads((tmp_path / f"{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["computed"] for r in ranks] == [[0, 2, 4], [1, 3]]
+    assert all(r["results"] == [0, 1, 4, 9, 16] for r in ranks)

@@ -197,16 +197,23 @@ def feature_scale(real_features: np.ndarray) -> float:
     return 1.0 / rms if rms > 0 else 1.0
 
 
+def _featurised(evaluator: Evaluator, images, labels, opts, progress: bool, desc: str, scale: float = 1.0,
+                **ids) -> Side:
+    """The evaluator's (scaled) features and logits of uint8 images (N, C, H, W) as a Side; ``ids``:
+    the Side's condition_ids or rows."""
+    features, logits = extract_features(evaluator.network, images, opts.batch_size, progress, desc)
+    return Side(images, labels, features * np.float32(scale), logits, **ids)
+
+
 def _side(evaluator: Evaluator, image_set: ImageSet, opts, progress: bool, desc: str, scale: float) -> Side:
-    features, logits = extract_features(evaluator.network, image_set.images, opts.batch_size, progress, desc)
-    return Side(image_set.images, image_set.labels, features * np.float32(scale), logits, image_set.condition_ids)
+    return _featurised(evaluator, image_set.images, image_set.labels, opts, progress, desc, scale,
+                       condition_ids=image_set.condition_ids)
 
 
 def _split_side(evaluator: Evaluator, split, rows: np.ndarray, opts, progress: bool, desc: str,
                 scale: float = 1.0) -> Side:
-    images = split.uint8_batch(rows)
-    features, logits = extract_features(evaluator.network, images, opts.batch_size, progress, desc)
-    return Side(images, split.labels.numpy()[rows], features * np.float32(scale), logits, rows=rows)
+    return _featurised(evaluator, split.uint8_batch(rows), split.labels.numpy()[rows], opts, progress, desc, scale,
+                       rows=rows)
 
 
 # ---- shared context --------------------------------------------------------------------------
