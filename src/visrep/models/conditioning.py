@@ -42,6 +42,11 @@ class ConditionEncoder(nn.Module):
             return self.linear(condition.float())
         return torch.zeros(batch, 0, device=self._device())
 
+    def style(self, z: Tensor, condition: Tensor | None) -> Tensor:
+        """[z, condition vector] (N, latent_dim + output_dim): what a generator's normalisations are conditional on."""
+        vector = self(condition, z.shape[0])
+        return torch.cat([z, vector.to(z.dtype)], 1) if vector.shape[1] else z
+
     def _device(self) -> torch.device:
         return next(self.parameters(), torch.empty(0)).device
 

@@ -49,14 +49,14 @@ def base_resolution(image_size: int) -> tuple[int, int]:
 def sn_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
     """A spectrally normalised conv; ``(kernel - 1) // 2`` padding keeps S (stride 1) or halves it (stride 2)."""
     conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=(kernel - 1) // 2)
-    return spectral_norm(_initialised(conv))
+    return spectral_norm(initialised(conv))
 
 
 def _sn_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Module:
-    return spectral_norm(_initialised(nn.Linear(in_features, out_features, bias=bias)))
+    return spectral_norm(initialised(nn.Linear(in_features, out_features, bias=bias)))
 
 
-def _initialised(layer: nn.Module) -> nn.Module:
+def initialised(layer: nn.Module) -> nn.Module:
     """Xavier-uniform weights and zero biases (SNGAN, BigGAN). PyTorch's default bias, U(±1/√fan_in), is
     U(±1) for a 1×1 conv on a greyscale image: spectral norm scales the weights, never the biases, so
     such a bias drowns the image the discriminator is meant to judge."""
@@ -100,8 +100,7 @@ class Generator(nn.Module):
 
     def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """z (N, latent_dim), condition → images (N, C, S, S) in [-1, 1]."""
-        condition_vector = self.condition(condition, z.shape[0])
-        style = torch.cat([z, condition_vector.to(z.dtype)], 1) if condition_vector.shape[1] else z
+        style = self.condition.style(z, condition)
         h = self.stem(style).view(z.shape[0], self.width, self.base, self.base)
         for block in self.blocks:
             h = block(h, style)

@@ -17,23 +17,14 @@ int64 class ids, (N, D) float embeddings or None.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visrep.models.conditioning import ConditionalBatchNorm2d, ConditionEncoder
-from visrep.models.gan import ProjectionOutput, base_resolution, minibatch_stddev, sn_conv
+from visrep.models.gan import ProjectionOutput, base_resolution, initialised, minibatch_stddev, sn_conv
 from visrep.models.registry import register_model
 
 SLOPE = 0.1  # LeakyReLU slope of SNGAN's standard CNN discriminator
-
-
-def _plain(layer: nn.Module) -> nn.Module:
-    """Xavier-uniform weights and zero biases, as for the residual networks (see gan._initialised)."""
-    nn.init.xavier_uniform_(layer.weight)
-    if layer.bias is not None:
-        nn.init.zeros_(layer.bias)
-    return layer
 
 
 class UpStep(nn.Module):
@@ -42,7 +33,7 @@ class UpStep(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, style_dim: int):
         super().__init__()
         self.norm = ConditionalBatchNorm2d(in_channels, style_dim)
-        self.conv = _plain(nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1))
+        self.conv = initialised(nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1))
 
     def forward(self, x: Tensor, style: Tensor) -> Tensor:
         return self.conv(F.relu(self.norm(x, style)))
@@ -58,16 +49,15 @@ class DcganGenerator(nn.Module):
         self.image_shape = (channels, image_size, image_size)
         self.condition = ConditionEncoder(mode, condition_dim, num_classes, embedding_dim)
         style_dim = latent_dim + self.condition.output_dim
-        self.stem = _plain(nn.Linear(style_dim, self.top * self.base * self.base))
+        self.stem = initialised(nn.Linear(style_dim, self.top * self.base * self.base))
         self.steps = nn.ModuleList(UpStep(width * 2 ** (i + 1), width * 2 ** i, style_dim)
                                    for i in reversed(range(steps)))
         self.out_norm = ConditionalBatchNorm2d(width, style_dim)
-        self.out_conv = _plain(nn.Conv2d(width, channels, 3, padding=1))
+        self.out_conv = initialised(nn.Conv2d(width, channels, 3, padding=1))
 
     def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """z (N, latent_dim), condition → images (N, C, S, S) in [-1, 1]."""
-        condition_vector = self.condition(condition, z.shape[0])
-        style = torch.cat([z, condition_vector.to(z.dtype)], 1) if condition_vector.shape[1] else z
+        style = self.condition.style(z, condition)
         h = self.stem(style).view(z.shape[0], self.top, self.base, self.base)
         for step in self.steps:
             h = step(h, style)
