@@ -200,7 +200,7 @@ class GanOptions:
     weights: Optional[str] = None  # classifier checkpoint: best | last; None = the one it saved as final
     knn_k: int = 20  # embedding: a condition's real images come from its k nearest training neighbours (IC-GAN)
     latent_dim: int = 128  # z ~ N(0, I)
-    architecture: str = "resnet"  # resnet (SNGAN/BigGAN residual blocks) | dcgan (plain convs, a few times cheaper)
+    architecture: str = "resnet"  # resnet (SNGAN/BigGAN residual blocks) | dcgan (SNGAN's standard CNN: plain convs)
     g_width: int = 128  # generator channels per block (dcgan: at full resolution, doubled per halving)
     d_width: int = 128  # discriminator channels per block (dcgan: at full resolution, doubled per halving)
     condition_dim: int = 128  # class table row / embedding projection fed to conditional BatchNorm

@@ -1,7 +1,8 @@
 """DCGAN-style GAN networks ("standard CNN" of SNGAN, Miyato et al. 2018): plain convolutions, no
-residual blocks, channels doubling as the resolution halves. A few times cheaper per image than the
-residual networks of :mod:`visrep.models.gan` at 28-32 px, which on a 2-core CPU means a few times
-more images seen in the same minutes (``gan.architecture: dcgan``).
+residual blocks, channels doubling as the resolution halves (``gan.architecture: dcgan``). At width 32
+they take about a third of the multiply-adds per 28 px image of the residual networks at width 64
+(:mod:`visrep.models.gan`). On a 2-core CPU the measured gain in images/s was smaller (+11 %), but
+their samples were better at equal training time (benchmarks/notes/2026-12-01-gan-dcgan.md).
 
 * Generator: style = [z, c] → linear → (4w, b, b) for 28 px (w · 2^k at b × b for k up-steps) →
   k × [conditional BatchNorm → ReLU → 4×4 transposed conv, stride 2, channels halved] → conditional
