@@ -104,8 +104,12 @@ def test_two_processes_stay_in_sync_and_follow_the_one_process_curve(stage, tiny
     else:
         from visrep.evaluation.classifier_eval import evaluate_classifier
 
-        metrics = evaluate_classifier(two_run, "test")  # rank 0's files, read by one process
-        assert metrics["n"] > 0 and 0 <= metrics["accuracy"] <= 1
+        # rank 0's best checkpoint, read back by one process, is the model rank 0 validated: its val accuracy
+        # is the recorded one (to one image: a near-tie may flip between batchings under bf16). A few dozen
+        # steps leave it near chance, so this checks the files, not the learning (the curve check does that)
+        metrics = evaluate_classifier(two_run, "val")
+        recorded = json.loads((two_run / "metrics.json").read_text())["best_val_acc"]
+        assert metrics["n"] > 0 and metrics["accuracy"] == pytest.approx(recorded, abs=1.01 / metrics["n"])
     key, tolerance = TOLERANCE[stage]
     gaps = [abs(a[key] - b[key]) for a, b in zip(one, two)]
     assert np.mean(gaps) < tolerance, gaps
