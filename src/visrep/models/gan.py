@@ -46,6 +46,11 @@ def base_resolution(image_size: int) -> tuple[int, int]:
     return base, blocks
 
 
+def discriminator_halvings(image_size: int) -> int:
+    """How many times a discriminator halves the image: as many as the generator doubles, at least one."""
+    return max(1, base_resolution(image_size)[1])
+
+
 def sn_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
     """A spectrally normalised conv; ``(kernel - 1) // 2`` padding keeps S (stride 1) or halves it (stride 2)."""
     conv = nn.Conv2d(in_channels, out_channels, kernel, stride=stride, padding=(kernel - 1) // 2)
@@ -171,8 +176,7 @@ class Discriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, mode: str, num_classes: int = 0, embedding_dim: int = 0,
                  width: int = 128, minibatch_std: bool = True):
         super().__init__()
-        _, downs = base_resolution(image_size)
-        downs = max(1, downs)
+        downs = discriminator_halvings(image_size)
         blocks = [DiscriminatorBlock(channels, width, down=True, first=True)]
         blocks += [DiscriminatorBlock(width, width, down=True, first=False) for _ in range(downs - 1)]
         self.blocks = nn.Sequential(*blocks)

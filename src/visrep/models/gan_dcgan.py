@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from visrep.models.conditioning import ConditionalBatchNorm2d, ConditionEncoder
-from visrep.models.gan import ProjectionOutput, base_resolution, initialised, minibatch_stddev, sn_conv
+from visrep.models.gan import (ProjectionOutput, base_resolution, discriminator_halvings, initialised,
+                              minibatch_stddev, sn_conv)
 from visrep.models.registry import register_model
 
 SLOPE = 0.1  # LeakyReLU slope of SNGAN's standard CNN discriminator
@@ -69,8 +70,7 @@ class DcganDiscriminator(nn.Module):
     def __init__(self, image_size: int, channels: int, mode: str, num_classes: int = 0, embedding_dim: int = 0,
                  width: int = 32, minibatch_std: bool = True):
         super().__init__()
-        _, downs = base_resolution(image_size)
-        downs = max(1, downs)
+        downs = discriminator_halvings(image_size)
         layers: list[nn.Module] = [sn_conv(channels, width, 3)]
         for i in range(downs):  # (width · 2^i, S / 2^i) → (width · 2^(i+1), S / 2^(i+1))
             wide = width * 2 ** (i + 1)
