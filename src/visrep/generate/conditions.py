@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor
 
 from visrep.errors import UserError
-from visrep.storage import atomic_write
+from visrep.storage import atomic_write, read_safetensors
 
 SAMPLING_METHODS = ("gaussian", "kmeans")
 SHRINKAGE = 0.1  # covariance → (1 − s)·Σ + s·(tr Σ / D)·I
@@ -116,9 +116,11 @@ class ConditionBank:
 
     @classmethod
     def load(cls, path: Path) -> ConditionBank:
-        if not Path(path).is_file():
-            raise UserError(f"condition bank not found: {path}")
-        tensors = load_file(str(path))
+        tensors, _ = read_safetensors(Path(path), "condition bank")
+        missing = [name for name in cls.__dataclass_fields__ if name not in tensors]
+        if missing:
+            raise UserError(f"condition bank {path} lacks {', '.join(missing)}: it is damaged or from another "
+                            f"version; train the run again")
         return cls(**{name: tensors[name] for name in cls.__dataclass_fields__})
 
 

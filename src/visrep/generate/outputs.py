@@ -4,6 +4,9 @@ A sample folder holds ``samples.npz`` (``images`` uint8 (N, C, S, S); ``labels``
 class is known; ``condition_ids`` when each image was conditioned on a real image of the data),
 ``grid.png`` (given images first, when there are any) and ``generator.json``: the generator run's
 independence contract (:mod:`visrep.inference.independence`), pointing at these samples.
+
+``visrep sample`` writes such a folder in chunks, resumably: :mod:`visrep.generate.chunked`. This
+module claims the folder and holds the writers of images already in memory.
 """
 
 from __future__ import annotations
@@ -17,47 +20,63 @@ import torch
 
 from visrep.errors import UserError
 from visrep.figures import save_image_grid
-from visrep.generate.sample import SampleSet
 from visrep.generate.generator_run import GUIDE_WEIGHTS
+from visrep.generate.npz_stream import NpyMember, write_npz_streamed
+from visrep.generate.sample import SampleSet
 from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY, read_generator_manifest, weights_hashes
 from visrep.runs import atomic_write_text
-from visrep.storage import atomic_write
 
 SAMPLES_FILE = "samples.npz"
 GRID_FILE = "grid.png"
 MAX_GRID_IMAGES = 256
+PARTIAL_DIR = ".partial"  # an unfinished folder's request and chunks (hidden: image-folder readers skip it)
+REQUEST_FILE = "request.json"
 
 
+# ---- claiming a folder ---------------------------------------------------------------------------
 def claim_folder(out: Path, overwrite: bool) -> None:
     """An empty folder to write into. An existing one is replaced only with ``overwrite``, and only when it
     is a sample folder (nothing in it but what this module writes): never a run, a file or anyone's folder."""
     out = Path(out)
     if out.exists():
-        if not overwrite:
-            raise UserError(f"{out} already exists; choose another --out or add --overwrite")
-        if not out.is_dir() or not _is_sample_folder(out):
-            raise UserError(f"{out} is not a sample folder written by `visrep sample`; --overwrite replaces only "
-                            f"those: give --out a new folder")
+        refuse_unless_ours(out, overwrite)
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
 
-def _is_sample_folder(folder: Path) -> bool:
+def refuse_unless_ours(out: Path, overwrite: bool) -> None:
+    if not overwrite:
+        raise UserError(f"{out} already exists; choose another --out or add --overwrite")
+    if not out.is_dir() or not is_sample_folder(out):
+        raise UserError(f"{out} is not a sample folder written by `visrep sample`; --overwrite replaces only "
+                        f"those: give --out a new folder")
+
+
+def is_sample_folder(folder: Path) -> bool:
+    """Nothing in ``folder`` but what this module writes: the finished files, an unfinished ``.partial``
+    and temporary files (named ``.<name>.<random>``)."""
     written = {SAMPLES_FILE, GRID_FILE, GENERATOR_MANIFEST}
-    return all(entry.is_file() and (entry.name in written or entry.name.startswith(".")) for entry in folder.iterdir())
+    return all(_is_partial_folder(entry) if entry.name == PARTIAL_DIR else
+               entry.is_file() and (entry.name in written or entry.name.startswith("."))
+               for entry in folder.iterdir())
 
 
+def _is_partial_folder(folder: Path) -> bool:
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    return all(entry.is_file() and (entry.name == REQUEST_FILE or chunk_index(entry.name) is not None
+                                    or entry.name.startswith("."))
+               for entry in folder.iterdir())
+
+
+# ---- the in-memory writers (training's final samples, notebooks) ------------------------------------
 def write_npz(path: Path, samples: SampleSet) -> Path:
     arrays = {"images": samples.images.numpy()}
     if samples.labels is not None:
         arrays["labels"] = np.asarray(samples.labels, dtype=np.int64)
     if samples.condition_ids is not None:
         arrays["condition_ids"] = np.asarray(samples.condition_ids)
-    def write(temp) -> None:
-        with open(temp, "wb") as stream:
-            np.savez_compressed(stream, **arrays)
-
-    return atomic_write(Path(path), write)
+    return write_npz_streamed(Path(path), {name: NpyMember.of(array) for name, array in arrays.items()})
 
 
 def write_grid(path: Path, samples: SampleSet) -> Path:
@@ -72,13 +91,13 @@ def write_grid(path: Path, samples: SampleSet) -> Path:
     return save_image_grid(tiles, path, samples.columns, frames=frames)
 
 
-def write_generator_manifest(folder: Path, generator_run: Path, samples: SampleSet,
+def write_generator_manifest(folder: Path, generator_run: Path, description: str,
                              guide: str | Path | None = None, sampling: dict | None = None) -> Path:
     """generator.json for a sample folder: the run's own contract, pointing at these samples; with a
     classifier-guidance ``guide`` run, its weights are declared too (they shaped the samples)."""
     manifest = read_generator_manifest(generator_run)
     manifest.update({"samples": SAMPLES_FILE, "generator_run": str(Path(generator_run).resolve()),
-                     "description": samples.description})
+                     "description": description})
     if sampling:  # what this folder was sampled with, not the run's defaults
         manifest.update(sampling)
     if guide is not None:
@@ -91,8 +110,19 @@ def write_generator_manifest(folder: Path, generator_run: Path, samples: SampleS
 
 def write_sample_folder(out: Path, samples: SampleSet, generator_run: Path, overwrite: bool = False,
                         guide: str | Path | None = None, sampling: dict | None = None) -> Path:
+    """A sample folder from images already in memory (``write_plan_folder`` for any n)."""
     claim_folder(out, overwrite)
     write_npz(out / SAMPLES_FILE, samples)
     write_grid(out / GRID_FILE, samples)
-    write_generator_manifest(out, generator_run, samples, guide, sampling)
+    write_generator_manifest(out, generator_run, samples.description, guide, sampling)
     return Path(out)
+
+
+def chunk_name(index: int) -> str:
+    return f"chunk-{index:08d}.npz"
+
+
+def chunk_index(name: str) -> int | None:
+    """The index of a chunk file's name, None for any other name (a temporary ``.chunk-…`` file included)."""
+    stem = name.removeprefix("chunk-").removesuffix(".npz")
+    return int(stem) if name.startswith("chunk-") and name.endswith(".npz") and stem.isdigit() else None
