@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from conftest import make_folder, write_image
+from malformed_builds import copy_run as _copy_run
+from malformed_cases_pipeline import PIPELINE_CASES
+from malformed_cases_sample import SAMPLE_CASES, SAMPLE_MUST_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "configs" / "tiny.yaml")
@@ -278,6 +281,146 @@ def embed_unfinished_run(tmp):
 def positional_source_missing(tmp):
     return ["train", "classifier", str(tmp / "no_such_folder"), _runs(tmp)]
 
+
+# ---- generator verbs and the pipeline under careless and hostile input (issue 37) -------------------
+
+def _score(tmp: Path, fake: Path, *extra: str) -> list[str]:
+    return ["evaluate", "generated", "--evaluator", str(_copy_run("evaluator", tmp)), "--fake", str(fake),
+            "--no-cas", _runs(tmp), *extra]
+
+
+def overwrite_the_gan_run_being_scored(tmp):
+    """`evaluate generated --name X --overwrite` where X is the GAN run it scores: X must survive byte for byte."""
+    gan = _copy_run("gan", tmp)
+    return _score(tmp, gan, "--name", "gan", "--overwrite")
+
+
+def overwrite_a_trained_gan_run_by_scoring(tmp):
+    """The same, with the GAN run merely sharing the name (it is not read): still not a scoring folder."""
+    gan = _copy_run("gan", tmp, "victim")
+    return _score(tmp, gan / "samples.npz", "--name", "victim", "--overwrite")
+
+
+def overwrite_the_evaluator_being_used(tmp):
+    return _score(tmp, _copy_run("gan", tmp) / "samples.npz", "--name", "evaluator", "--overwrite")
+
+
+def overwrite_the_folder_holding_the_fakes(tmp):
+    """An earlier scoring folder (same verb) that holds the images now scored: read, so never replaced."""
+    old = tmp / "runs" / "old"
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text("run: {name: old}\n")
+    (old / "environment.json").write_text('{"verb": "generated"}\n')
+    rng = np.random.default_rng(0)
+    np.savez(old / "fakes.npz", images=rng.integers(0, 256, (40, 1, 8, 8), dtype=np.uint8))
+    return _score(tmp, old / "fakes.npz", "--name", "old", "--overwrite")
+
+
+def overwrite_a_gan_run_by_training_a_classifier(tmp):
+    _copy_run("gan", tmp, "shared")
+    return ["train", "classifier", "--config", TINY, "--name", "shared", "--overwrite", _runs(tmp)]
+
+
+def embed_overwrite_of_a_foreign_layer_folder(tmp):
+    """`embed --out X --overwrite` where X/penultimate is the user's own folder, not embeddings."""
+    (tmp / "mine" / "penultimate").mkdir(parents=True)
+    (tmp / "mine" / "penultimate" / "notes.txt").write_text("my notes")
+    return ["embed", str(_copy_run("classifier", tmp)), "--out", str(tmp / "mine"), "--overwrite", "--no-analysis"]
+
+
+def config_value_nan(tmp):
+    return ["train", "classifier", "--config", TINY, "train.lr=nan", _runs(tmp)]
+
+
+def config_file_value_inf(tmp):
+    (tmp / "inf.yaml").write_text("gan: {guidance_weight: .inf}\n")
+    return ["train", "gan", "--config", str(tmp / "inf.yaml"), _runs(tmp)]
+
+
+def yaml_billion_laughs(tmp):
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for previous, name in zip("abcdefgh", "bcdefghi"):
+        rows.append(f"{name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    (tmp / "laughs.yaml").write_text("\n".join(rows) + "\n")
+    return ["train", "classifier", "--config", str(tmp / "laughs.yaml"), _runs(tmp)]
+
+
+def config_is_dev_zero(tmp):
+    return ["train", "classifier", "--config", "/dev/zero", _runs(tmp)]
+
+
+def run_name_with_a_newline(tmp):
+    return ["data", "inspect", "digits", "--name", "two\nlines", _runs(tmp)]
+
+
+def evaluator_is_a_gan_run(tmp):
+    gan = _copy_run("gan", tmp)
+    return ["evaluate", "generated", "--evaluator", str(gan), "--fake", str(gan), "--no-cas", _runs(tmp)]
+
+
+def broken_generator_model_config(tmp):
+    gan = _copy_run("gan", tmp)
+    (gan / "generator_ema.json").write_text("{not json")
+    return ["sample", str(gan), "--out", str(tmp / "out")]
+
+
+def pickle_in_the_condition_bank(tmp):
+    import pickle
+
+    gan = _copy_run("gan-embedding", tmp)
+    (gan / "conditions.safetensors").write_bytes(pickle.dumps({"class_means": [1.0, 2.0]}))
+    return ["sample", str(gan), "--out", str(tmp / "out")]
+
+
+def pickle_in_the_generator_weights(tmp):
+    import pickle
+
+    gan = _copy_run("gan", tmp)
+    (gan / "generator_ema.safetensors").write_bytes(pickle.dumps({"weight": [1.0, 2.0]}))
+    return ["sample", str(gan), "--out", str(tmp / "out")]
+
+
+# Cases that succeed but must say something: exit 0, the fragment on stderr or stdout, no traceback,
+# nothing saved before changed. (case → (fragment that must appear, fragment that must not))
+
+
+def symlink_to_etc_in_a_class_folder(tmp):
+    root = _folder(tmp)
+    (root / "cat" / "etc").symlink_to("/etc", target_is_directory=True)
+    return ["data", "inspect", str(root), "--name", "inspected", _runs(tmp)]
+
+
+def symlinked_file_among_the_fakes(tmp):
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        write_image(tmp / "fake" / f"{i}.png", rng, size=(8, 8), mode="L", base=100)
+    (tmp / "fake" / "linked.png").symlink_to(tmp / "fake" / "0.png")
+    return _score(tmp, tmp / "fake")
+
+
+def blank_images_to_score(tmp):
+    np.savez(tmp / "black.npz", images=np.zeros((40, 1, 8, 8), np.uint8))
+    return _score(tmp, tmp / "black.npz")
+
+
+def resume_past_a_pickled_checkpoint(tmp):
+    """The newest state file holds pickled code: skipped with a warning that never says weights_only=False."""
+    import pickle
+
+    run = _interrupted_run(tmp)
+    (run / "checkpoints" / "state-99999.pt").write_bytes(pickle.dumps({"model": {"weight": 1}}))
+    return ["train", "classifier", "--resume", str(run)]
+
+
+# case → (what must be said, what must not be said, the one saved folder the command may change: a resume
+# continues its run, and nothing else may change)
+WARNING_CASES = {symlink_to_etc_in_a_class_folder: ("cat/etc: symlink to a folder outside the data folder", "/etc/",
+                                                    None),
+                 symlinked_file_among_the_fakes: ("warning: 1 symlink(s)", "Traceback", None),
+                 blank_images_to_score: ("warning: 40 of 40 generated images are constant", "Traceback", None),
+                 resume_past_a_pickled_checkpoint: ("could run code", "weights_only=False", "runs/trained/")}
+
+
 CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_split, corrupt_file_in_strict_mode,
          source_is_a_file, torchvision_files_missing, unknown_config_key, wrong_config_type, missing_config_file,
          malformed_yaml, unknown_model_name, bad_option_value, existing_run_name, evaluate_missing_run,
@@ -288,10 +431,23 @@ CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_s
          momentum_out_of_range, val_fraction_too_large_on_a_split_folder, val_fraction_too_large_on_a_flat_folder,
          cache_dir_is_a_file, cache_under_a_file, file_linked_into_two_classes, folder_linked_into_train_and_test,
          evaluate_empty_test_split, resume_with_a_source, image_size_too_small, threads_zero,
-         positional_source_missing, evaluate_unfinished_run, embed_unfinished_run]
+         positional_source_missing, evaluate_unfinished_run, embed_unfinished_run,
+         overwrite_the_gan_run_being_scored, overwrite_a_trained_gan_run_by_scoring, overwrite_the_evaluator_being_used,
+         overwrite_the_folder_holding_the_fakes, overwrite_a_gan_run_by_training_a_classifier,
+         embed_overwrite_of_a_foreign_layer_folder, config_value_nan,
+         config_file_value_inf, yaml_billion_laughs, config_is_dev_zero, run_name_with_a_newline,
+         evaluator_is_a_gan_run, broken_generator_model_config, pickle_in_the_condition_bank,
+         pickle_in_the_generator_weights]
+
+CASES += PIPELINE_CASES + SAMPLE_CASES  # issue 37: the pipeline's folders, and `visrep sample`
 
 # Cases whose one line must name the file at fault (a corrupt image is useless to report without it).
-MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt_image_among_images_to_score: "fake/2.png"}
+MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt_image_among_images_to_score: "fake/2.png",
+             broken_generator_model_config: "generator_ema.json", pickle_in_the_condition_bank: "conditions.safetensors",
+             evaluator_is_a_gan_run: "is a 'gan' run", config_is_dev_zero: "not a regular file",
+             overwrite_the_gan_run_being_scored: "reads", overwrite_the_evaluator_being_used: "reads",
+             overwrite_the_folder_holding_the_fakes: "reads", run_name_with_a_newline: "control character",
+             **SAMPLE_MUST_NAME}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -235,6 +235,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     assert comparable_history(victim) == comparable_history(reference)  # every logged loss, lr and count
 
 
+# 3 launches, ~30 s: make test-all. make test keeps the in-process interrupt-and-resume test above (REPA state
+# included) and the SIGKILL tests of the classifier, evaluator, the two-network loop and the pipeline's GAN stage
+@pytest.mark.slow
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_trained_run, tmp_path):
     """Killed with SIGKILL (no handler runs) at a random moment between checkpoints, resumed by the CLI
     in a new process: the EMA weights and every logged number equal an uninterrupted run's."""

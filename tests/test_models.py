@@ -267,7 +267,7 @@ def test_weight_file_problems_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unsupported weight file type"):
         create_model("fastcnn", NUM_CLASSES, 3, 16, pretrained_path=tmp_path / "weights.bin")
     (tmp_path / "corrupt.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(UserError, match="could not read"):
+    with pytest.raises(UserError, match="cannot read weights"):
         create_model("fastcnn", NUM_CLASSES, 3, 16, pretrained_path=tmp_path / "corrupt.safetensors")
     torch.save(create_model("fastcnn", 3, 3, 16, width=0.25).state_dict(), tmp_path / "three_classes.pt")
     with pytest.raises(UserError, match="do not fit"):

@@ -118,10 +118,12 @@ def _add_sample_parser(verbs) -> None:
     what.add_argument("--interpolate", nargs=2, metavar=("A", "B"), help="from image A to image B")
     sample.add_argument("-n", "--n", type=int, default=64, help="images (interpolation: steps) to generate (default: 64)")
     sample.add_argument("--seed", type=int, default=0, help="noise seed (default: 0)")
-    sample.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated/<stamp>)")
-    sample.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists")
+    sample.add_argument("--out", metavar="DIR", help="output folder (default: <run>/generated/<stamp>); the same "
+                        "command again resumes an unfinished one")
+    sample.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists (only a "
+                        "folder `visrep sample` wrote)")
     sample.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | mps; under "
-                        "torchrun each process generates its share of the batches")
+                        "torchrun each process generates its share of the draw blocks")
     diffusion = sample.add_argument_group("diffusion runs (default: the run's diffusion.sampler / sample_steps / "
                                           "guidance)")
     diffusion.add_argument("--sampler", help="ddpm | ddim | dpm++")
@@ -351,35 +353,40 @@ def cmd_sample(args) -> int:
 
     from visrep.generate import sample
     from visrep.generate.generator_run import load_generator_run
-    from visrep.generate.outputs import write_sample_folder
+    from visrep.generate.chunked import write_plan_folder
 
     from visrep.hardware.distributed import resolve_device, setup_distributed
 
+    # checked after parsing, so that each is one `error:` line (argparse's own errors print a usage block)
     sample.check_count(args.n)
+    if args.interpolate:
+        sample.check_interpolation_steps(args.n)
+    sample.check_finite({"--guidance": args.guidance, "--guidance-interval": args.guidance_interval,
+                         "--classifier-scale": args.classifier_scale})
     device = resolve_device(args.device, key="--device")
     dist = setup_distributed(device)
     run = load_generator_run(Path(args.run), device, sampling={
         "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
         "guidance_interval": args.guidance_interval, "guide": args.classifier_guidance,
         "classifier_scale": args.classifier_scale})
-    run.dist = dist  # under torchrun: each rank its share of the batches, gathered (the images of one process)
+    run.dist = dist  # under torchrun: each rank its share of the blocks, gathered (the images of one process)
     if args.class_ is not None:
-        samples = sample.sample_class(run, args.class_, args.n, args.seed)
+        plan = sample.plan_class(run, args.class_, args.n, args.seed)
     elif args.like:
-        samples = sample.sample_like(run, args.like, args.n, args.seed)
+        plan = sample.plan_like(run, args.like, args.n, args.seed)
     elif args.interpolate:
-        samples = sample.sample_interpolation(run, *args.interpolate, args.n, args.seed)
+        plan = sample.plan_interpolation(run, *args.interpolate, args.n, args.seed)
     else:
-        samples = sample.sample_unconditional(run, args.n, args.seed)
-    if not dist.is_main:
-        return 0
-    out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")
+        plan = sample.plan_unconditional(run, args.n, args.seed)
+    out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")  # rank 0's counts
     options = getattr(run.generator, "options", None)  # a diffusion run's sampling settings, as used
     sampling = None if options is None else {
         "sampler": options.sampler, "steps": options.steps, "guidance": options.guidance,
         "guidance_interval": list(options.guidance_interval), "classifier_scale": options.classifier_scale}
-    write_sample_folder(out, samples, run.path, args.overwrite, guide=args.classifier_guidance, sampling=sampling)
-    print(f"{samples.description}: {out}")
+    # chunk by chunk, resumable: the same command again finishes a killed one (visrep.generate.chunked)
+    write_plan_folder(out, run, plan, args.overwrite, guide=args.classifier_guidance, sampling=sampling)
+    if dist.is_main:
+        print(f"{plan.description}: {out}")
     return 0
 
 
@@ -402,6 +409,8 @@ def cmd_evaluate_generated(args) -> int:
     if _is_main_process():
         print(format_markdown(metrics))
         print(f"run directory: {run_path}")
+        for line in metrics.get("alerts", []):  # in the report too; repeated where the user reads the console
+            print(f"warning: {line}", file=sys.stderr)
     return 0
 
 

@@ -7,6 +7,7 @@ No code is ever executed from a config file.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -430,12 +431,33 @@ _VALUE_RULES = (
 
 def check_values(cfg) -> None:
     """UserError naming the first value outside its range (sections the schema lacks are skipped)."""
+    check_finite(cfg)
     for key, valid, expected in _VALUE_RULES:
         section, name = key.split(".")
         if section in cfg and name in cfg[section] and not valid(cfg[section][name]):
             raise UserError(f"{key} must be {expected} (got {cfg[section][name]})")
     if "data" in cfg:
         _check_data_values(cfg.data)
+
+
+def check_finite(cfg, prefix: str = "") -> None:
+    """Refuse NaN and ±inf anywhere in a config: no key means them (a NaN guidance scale silently wrote
+    black images), and every range rule compares false against NaN."""
+    container = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+    for key, value in _leaves(container, prefix):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{key} must be a finite number (got {value})")
+
+
+def _leaves(value, key: str):
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _leaves(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{key}[{index}]")
+    else:
+        yield key, value
 
 
 def check_split_fractions(val_fraction: float, test_fraction: float) -> None:
@@ -458,11 +480,10 @@ def _read_yaml(path: Path):
 def read_yaml_mapping(path: Path) -> dict:
     """A YAML file's top-level mapping; UserError when it is missing, not YAML, not a mapping, or gives a key
     twice at any level (plain YAML keeps the last one silently, so a repeated section would vanish)."""
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
+    _check_config_file(path)
     try:
         loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoDuplicateKeys)
-    except _DuplicateKey as err:
+    except _RefusedYaml as err:
         raise UserError(f"{path}: {err}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UserError(f"config file {path} is not valid YAML: {str(err).splitlines()[0]}") from None
@@ -471,17 +492,41 @@ def read_yaml_mapping(path: Path) -> dict:
     return loaded
 
 
-class _DuplicateKey(Exception):
+MAX_CONFIG_BYTES = 1 << 20  # the largest shipped config is a few kB; 1 MiB leaves room and bounds a bad file
+
+
+def _check_config_file(path: Path) -> None:
+    """A regular file of sane size: /dev/zero or a FIFO would never finish reading, and is not 'not found'."""
+    if not path.exists():
+        raise UserError(f"config file not found: {path}")
+    if not path.is_file():
+        raise UserError(f"config file {path} is not a regular file (a folder, device or pipe): give a YAML file")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UserError(f"config file {path} is {path.stat().st_size / 2**20:.1f} MiB: a config is a few kB "
+                        f"(at most {MAX_CONFIG_BYTES // 2**20} MiB accepted)")
+
+
+class _RefusedYaml(Exception):
     pass
 
 
 class _NoDuplicateKeys(yaml.SafeLoader):
+    """Safe YAML without duplicate keys and without aliases. An alias (*name) lets a few lines expand
+    to billions of nodes ("billion laughs"), which hung the loader; configs never need one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _RefusedYaml(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) are not accepted "
+                               f"in config files; write the values out")
+        return super().compose_node(parent, index)
+
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise _DuplicateKey(f"'{key}' is given twice (line {key_node.start_mark.line + 1}); give each key once")
+                raise _RefusedYaml(f"'{key}' is given twice (line {key_node.start_mark.line + 1}); give each key once")
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -490,6 +535,9 @@ def check_dotlist(overrides: list[str], form: str = "section.key=value") -> None
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise UserError(f"override '{item}' must look like {form}")
+        if any(not char.isprintable() for char in item):  # OmegaConf's grammar would turn a newline into a space
+            raise UserError(f"override {item!r} contains a control character (a newline, tab, ...): "
+                            f"{item.split('=', 1)[0]} would be changed silently")
 
 
 def describe_error(err: OmegaConfBaseException) -> str:

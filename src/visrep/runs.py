@@ -2,7 +2,10 @@
 
 Contents written here: ``config.yaml`` (resolved), ``environment.json`` (versions, git commit,
 CPU/GPU, command line), ``seed.txt`` and ``log.txt``; stages add the manifest, metrics and
-artefacts. An existing run is never replaced unless ``run.overwrite=true``.
+artefacts. An existing run is never replaced unless ``run.overwrite=true``, and even then only
+when the same verb wrote it (``environment.json`` records the verb) and the command does not read
+from it: ``evaluate generated --name GAN_RUN --overwrite`` must not delete the GAN it was asked to
+score, nor ``--fake``/``--evaluator`` folders, nor anyone's folder that merely has the same name.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,17 +49,26 @@ def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write(Path(path), lambda temp: Path(temp).write_text(text, encoding="utf-8"))
 
 
-def create_run(cfg, verb: str, is_main_process: bool = True) -> Run:
+def create_run(cfg, verb: str, is_main_process: bool = True, reads: tuple = (), restartable: bool = False) -> Run:
     """Make the run directory (rank 0 only writes) and record config, environment and seed.
 
-    Under torchrun every rank takes rank 0's path (a time-stamped name could differ by a second)."""
+    ``reads``: paths the command reads besides those its config names (both are protected from
+    ``run.overwrite``). ``restartable``: the verb keeps no state worth resuming (scoring), so a run
+    of the same verb left unfinished by a kill (no metrics.json, written last) is started again,
+    saying so, instead of refused. Under torchrun every rank takes rank 0's path (a time-stamped
+    name could differ by a second)."""
     path = broadcast_from_main(_run_path(cfg.run, verb), current_info())
     if is_main_process:
-        _claim_directory(path, cfg.run.overwrite)
+        reads = [*paths_named(cfg), *map(Path, reads)]
+        if restartable and _is_unfinished(path, verb):
+            check_replaceable(path, verb, reads)
+            print(f"{path} holds an unfinished '{verb}' run (interrupted: no metrics.json): starting it again",
+                  file=sys.stderr)
+            shutil.rmtree(path)
+        _claim_directory(path, cfg.run.overwrite, verb, reads)
     run = Run(path, _make_logger(path, is_main_process))
     if is_main_process:
         run.write_text("config.yaml", to_yaml(cfg))
-        run.write_json("environment.json", environment_info())
         run.write_text("seed.txt", f"{cfg.run.seed}\n")
         run.logger.info("run directory: %s", path)
     return run
@@ -75,16 +88,105 @@ def _run_path(run_cfg, verb: str) -> Path:
 
 
 def check_run_name(name: str) -> None:
-    if not name or "/" in name or name in (".", ".."):
-        raise UserError(f"run.name must be a plain folder name (got '{name}')")
+    """A plain, printable folder name: a newline or other control character would be kept in the
+    folder's name yet shown changed (or not at all) by every listing and log line."""
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise UserError(f"run.name must be a plain folder name (got {name!r})")
+    if any(not char.isprintable() for char in name):
+        raise UserError(f"run.name must not contain control characters such as a newline (got {name!r})")
 
 
-def _claim_directory(path: Path, overwrite: bool) -> None:
+def _claim_directory(path: Path, overwrite: bool, verb: str, reads: list[Path]) -> None:
     if path.exists():
         if not overwrite:
             raise UserError(f"run directory {path} already exists; choose another run.name or set run.overwrite=true")
+        check_replaceable(path, verb, reads)
         shutil.rmtree(path)
-    path.mkdir(parents=True)
+    _make_with_verb(path, verb)
+
+
+def _make_with_verb(path: Path, verb: str) -> None:
+    """Create ``path`` holding environment.json (which records the verb) in one rename: a kill at any
+    moment leaves no run folder, or one whose verb is known (so its own verb may restart or replace it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        atomic_write_text(temp / "environment.json",
+                          json.dumps({**environment_info(), "verb": verb}, indent=1, sort_keys=True) + "\n")
+        os.rename(temp, path)  # fails if another command made ``path`` meanwhile: never merged into it
+    except OSError as err:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise UserError(f"cannot create run directory {path}: {err.strerror or err}") from None
+
+
+def check_replaceable(path: Path, verb: str, reads: list[Path]) -> None:
+    """``run.overwrite`` replaces only a run that this same verb wrote, and never a folder the command
+    reads (or one holding it): UserError otherwise, before anything is deleted."""
+    read = next((item for item in reads if holds(path, item)), None)
+    if read is not None:
+        raise UserError(f"run.overwrite would delete {path}, which this command reads ({read}): "
+                        f"choose another run.name")
+    written_by = run_verb(path)
+    if written_by != verb:
+        what = f"a '{written_by}' run" if written_by else "not a run that visrep recorded a verb for"
+        raise UserError(f"run.overwrite replaces only a '{verb}' run, and {path} is {what}: "
+                        f"choose another run.name (or move that folder away yourself)")
+
+
+def _is_unfinished(path: Path, verb: str) -> bool:
+    return path.is_dir() and run_verb(path) == verb and not (path / "metrics.json").exists()
+
+
+def run_verb(path: Path) -> str | None:
+    """The verb that made a run directory (recorded in its environment.json), or None."""
+    try:
+        record = json.loads((Path(path) / "environment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    verb = record.get("verb") if isinstance(record, dict) else None
+    return verb if isinstance(verb, str) else None
+
+
+def holds(folder: Path, item: Path) -> bool:
+    """True when deleting ``folder`` would delete ``item`` (the same path, or one inside it)."""
+    try:
+        folder, item = folder.resolve(), Path(item).expanduser().resolve()
+    except (OSError, RuntimeError):
+        return False
+    return item == folder or folder in item.parents
+
+
+def paths_named(cfg) -> list[Path]:
+    """Every existing path a config's values name (data folders, conditioning runs, evaluators, fakes,
+    a ``<run>:<split>`` reference), except where runs are written (run.root): what a command reads."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    plain.pop("run", None)
+    found = []
+    for value in _string_leaves(plain):
+        for text in {value, value.rsplit(":", 1)[0]}:  # "runs/x:test" names runs/x
+            if text and len(text) < 4096 and _exists(text):
+                found.append(Path(text).expanduser())
+    return found
+
+
+def _string_leaves(value):
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _string_leaves(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _string_leaves(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _make_logger(path: Path, is_main_process: bool) -> logging.Logger:
@@ -206,9 +308,30 @@ def load_run_config(path: Path, schema: type):
 
     if not (Path(path) / "config.yaml").is_file():
         raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
+    _check_run_kind(Path(path), schema)
     cfg = load_config(Path(path) / "config.yaml", schema=schema, check=False)
     _resolve_data_root(cfg, Path(path))
     return cfg
+
+
+# what a config schema reads, in the user's words (a run made by another verb is named as such)
+_SCHEMA_KINDS = {"ClassifierConfig": "classifier or evaluator", "GanConfig": "gan", "DiffusionConfig": "diffusion",
+                 "GuideConfig": "guide", "GenerativeEvalConfig": "evaluate generated"}
+
+
+def _check_run_kind(path: Path, schema: type) -> None:
+    """A run whose config has sections the schema lacks was made by another verb: say which, instead
+    of reporting its first section as an 'unknown config key'."""
+    import dataclasses
+
+    from visrep.config import read_yaml_mapping
+
+    known = {field.name for field in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    foreign = [section for section in read_yaml_mapping(path / "config.yaml") if known and section not in known]
+    if foreign:
+        kind = run_verb(path) or foreign[0]
+        wanted = _SCHEMA_KINDS.get(schema.__name__, schema.__name__)
+        raise UserError(f"{path} is a '{kind}' run, not a {wanted} run: give a run of that kind")
 
 
 def _resolve_data_root(cfg, run_path: Path) -> None:

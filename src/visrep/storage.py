@@ -5,6 +5,8 @@
   dicts of tensors and numbers, always loaded with ``weights_only=True`` so a crafted pickle
   cannot run code.
 - Every write goes to a temporary file in the same folder, is fsynced, then renamed.
+- Every ``.safetensors`` read in the project goes through :func:`read_safetensors`: a damaged,
+  truncated or foreign file (a pickle renamed, random bytes) is one UserError line naming it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from visrep.errors import UserError
 
@@ -52,15 +55,37 @@ def save_weights(model: torch.nn.Module, path: Path, model_config: dict) -> Path
     return atomic_write(path, lambda temp: save_file(tensors, temp))
 
 
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+def read_safetensors(path: Path, what: str = "weights") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors on the CPU, the header's string metadata) of a ``.safetensors`` file: the project's one
+    safetensors reader. ``what`` names the file's role in the error line ("weights", "condition bank")."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
+        raise UserError(f"{what} file not found: {path}")
     try:
-        tensors = load_file(str(path))
-        config = json.loads(path.with_suffix(".json").read_text())
-    except Exception as err:
-        raise UserError(f"cannot read weights {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        with safe_open(str(path), framework="pt", device="cpu") as stream:
+            tensors = {name: stream.get_tensor(name) for name in stream.keys()}
+            metadata = dict(stream.metadata() or {})
+    except Exception as err:  # SafetensorError, OSError, a header that is not JSON: the file is damaged
+        raise UserError(f"cannot read {what} {path} (damaged, truncated or not a safetensors file): "
+                        f"{_first_line(err)}") from None
+    return tensors, metadata
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).splitlines()[0][:200] if str(err).strip() else type(err).__name__
+
+
+def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, model config) of ``path`` and its JSON sidecar; each damaged file is named on its own."""
+    path = Path(path)
+    tensors, _ = read_safetensors(path)
+    sidecar = path.with_suffix(".json")
+    try:
+        config = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read the model config {sidecar} (beside {path.name}): {_first_line(err)}") from None
+    if not isinstance(config, dict):
+        raise UserError(f"the model config {sidecar} must be a JSON object (beside {path.name})")
     return tensors, config
 
 
@@ -73,8 +98,17 @@ def load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"cannot load training state {path} (corrupt, truncated or unsafe): "
-                        f"{str(err).splitlines()[0][:200] if str(err) else type(err).__name__}") from None
+        raise UserError(f"cannot load training state {path}: {_state_error(err)}") from None
+
+
+def _state_error(err: Exception) -> str:
+    """Why a state file was refused, in our words. torch's own message for a pickle that holds code
+    advises re-loading with weights_only=False, which would run that code: never repeat it."""
+    text = str(err)
+    if "weights_only" in text or "Unpickler" in text or type(err).__name__ == "UnpicklingError":
+        return ("it holds pickled objects other than tensors and plain values; refused, since loading them "
+                "could run code (a training state written by visrep never holds any)")
+    return f"corrupt or truncated ({_first_line(err)})"
 
 
 def rng_state() -> dict:

@@ -5,7 +5,9 @@ decoding, and with it the detection of corrupt files, happens once in the cache 
 
 Folders nested inside a class folder belong to that class (users keep sub-sources that way),
 and each one is listed so it is never a surprise. Symlinks are resolved: every real file and
-folder is taken once, a link back to a folder above it is a reported loop, and one file reachable
+folder is taken once, a link back to a folder above it is a reported loop, a link to a folder outside
+the data folder is listed as skipped and not followed (a link to /etc would walk all of it; a link
+to one image file elsewhere is taken, a common way to assemble a dataset), and one file reachable
 from two classes or two splits is an error (that would put one image under two labels, or in
 both train and test). Everything left out is listed with its reason.
 """
@@ -178,6 +180,9 @@ class _Walker:
         real = os.path.realpath(path)
         if not os.path.isdir(real):  # a link to a file, or a dangling one (decoding reports it unreadable)
             self._add_file(relpath, real, owner)
+        elif not _is_within(real, self.real_root):  # a link to /etc or $HOME would walk (and list) all of it
+            self.skipped.append({"id": relpath, "reason": f"symlink to a folder outside the data folder ({real}): "
+                                                          f"not followed"})
         elif _is_within(os.path.realpath(path.parent), real):
             self._ignore(relpath, f"symlink loop to {self._show(real)}")
         else:

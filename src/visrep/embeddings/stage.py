@@ -26,7 +26,7 @@ from visrep.inference.loading import check_finished, load_classifier
 from visrep.hardware.distributed import resolve_device
 from visrep.hardware.precision import check_precision, resolve_precision
 from visrep.hardware.record import compute_record
-from visrep.runs import check_manifest, environment_info, open_run
+from visrep.runs import check_manifest, environment_info, holds, open_run
 
 WEIGHTS = ("best", "last")
 
@@ -48,7 +48,7 @@ def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: Prepa
     data = data or prepare_data(classifier_cfg.data, progress=progress)
     check_manifest(run.path, data.manifest)
     out = Path(options.out).expanduser() if options.out else run.path / "embeddings"
-    _claim_layer_folders(out, layers, options.overwrite)
+    _claim_layer_folders(out, layers, options.overwrite, [run.path, Path(str(classifier_cfg.data.source))])
     channels_last = bool(classifier_cfg.train.channels_last)
     model = _inference_model(model, channels_last, cfg.embed.device)
     summary = _extract_splits(run, model, data, layers, out, cfg, progress, channels_last)
@@ -110,13 +110,27 @@ def _check_options(options) -> None:
                         f"choose from: {', '.join(SPLIT_NAMES)}")
 
 
-def _claim_layer_folders(out: Path, layers: list[str], overwrite: bool) -> None:
+def _claim_layer_folders(out: Path, layers: list[str], overwrite: bool, reads: list[Path]) -> None:
+    """Make way for the layers' folders: --overwrite replaces only a layer folder this verb wrote (it holds
+    info.json) and never one holding what this command reads (the classifier run, its data)."""
     existing = [layer for layer in layers if layer_folder(out, layer).exists()]
     if existing and not overwrite:
         raise UserError(f"{out} already has embeddings for {', '.join(existing)}; pass --overwrite "
                         "(embed.overwrite=true) to replace them, or --out to write elsewhere")
+    for layer in existing:  # all checked before any is removed
+        check_layer_replaceable(layer_folder(out, layer), reads)
     for layer in existing:
         shutil.rmtree(layer_folder(out, layer))
+
+
+def check_layer_replaceable(folder: Path, reads: list[Path]) -> None:
+    read = next((item for item in reads if holds(folder, item)), None)
+    if read is not None:
+        raise UserError(f"--overwrite would delete {folder}, which this command reads ({read}): choose another --out")
+    written = ["info.json", *(f"{split}.safetensors" for split in SPLIT_NAMES)]  # a killed extraction: splits only
+    if not folder.is_dir() or not any((folder / name).is_file() for name in written):
+        raise UserError(f"{folder} was not written by visrep embed (no info.json or <split>.safetensors); "
+                        f"--overwrite replaces only embeddings: choose another --out")
 
 
 def _base_metadata(run_path: Path, options, data: PreparedData, model) -> dict:

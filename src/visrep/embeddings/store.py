@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load, save
+from safetensors.torch import save
 from torch import Tensor
 
 from visrep.errors import UserError
 from visrep.storage import atomic_write
+from visrep.storage import read_safetensors as read_tensor_file
 
 FORMAT = "visrep-embeddings/1"
 SPLIT_NAMES = ("train", "val", "test")
@@ -102,22 +102,11 @@ def write_safetensors(path: Path, tensors: dict[str, Tensor], metadata: dict) ->
 
 def read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict]:
     """(tensors, metadata with JSON values decoded); UserError when missing or unreadable."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"embeddings file not found: {path}")
+    tensors, raw = read_tensor_file(Path(path), "embeddings")
     try:
-        data = path.read_bytes()
-        tensors = load(data)
-        metadata = _read_metadata(data)
-    except (SafetensorError, ValueError, OSError) as err:
-        raise UserError(f"cannot read {path} (corrupt or not safetensors): {str(err).splitlines()[0]}") from None
-    return tensors, metadata
-
-
-def _read_metadata(data: bytes) -> dict:
-    header_size = int.from_bytes(data[:8], "little")
-    raw = json.loads(data[8:8 + header_size]).get("__metadata__", {}) or {}
-    return {key: _decode(key, value) for key, value in raw.items()}
+        return tensors, {key: _decode(key, value) for key, value in raw.items()}
+    except ValueError as err:
+        raise UserError(f"cannot read embeddings {path}: its metadata is damaged ({str(err)[:120]})") from None
 
 
 def _decode(key: str, value: str):

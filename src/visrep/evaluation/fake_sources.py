@@ -20,6 +20,7 @@ Generator run
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,9 @@ def load_image_set(spec: str | Path, target: TargetFormat, progress: bool = True
     path = Path(spec).expanduser()
     if not path.exists():
         raise UserError(f"images to evaluate not found: {path}")
+    if path.is_dir() and _unfinished_sample_folder(path):
+        raise UserError(f"{path} is an unfinished `visrep sample` folder (interrupted before generator.json, "
+                        f"written last): run the same `visrep sample` command again to finish it")
     if path.is_dir() and (path / GENERATOR_MANIFEST).is_file():
         return _load_generator_run(path, target, progress)
     if path.is_file() and path.suffix.lower() == ".npz":
@@ -76,6 +80,15 @@ def load_image_set(spec: str | Path, target: TargetFormat, progress: bool = True
     if path.is_dir():
         return _load_folder(path, target, progress)
     raise UserError(f"cannot read {path}: give a folder of images, a .npz file or a generator run directory")
+
+
+def _unfinished_sample_folder(path: Path) -> bool:
+    """`visrep sample`'s output before it finished: its .partial/ chunks, or samples.npz (and grid.png) without
+    the generator.json written after them. Read as an image folder it would score grid.png alone."""
+    if (path / ".partial").is_dir():
+        return True
+    names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
+    return "samples.npz" in names and names <= {"samples.npz", "grid.png"}
 
 
 def _load_generator_run(run_dir: Path, target: TargetFormat, progress: bool) -> ImageSet:
@@ -180,15 +193,18 @@ def _conform_one(image: np.ndarray, target: TargetFormat) -> np.ndarray:
 # ---- folders -------------------------------------------------------------------------------
 
 def _load_folder(root: Path, target: TargetFormat, progress: bool) -> ImageSet:
-    files = sorted(path for path in root.rglob("*") if path.is_file() and is_image_name(path.name)
-                   and not any(part.startswith(".") for part in path.relative_to(root).parts))
+    files, links = _folder_files(root)
     if not files:
-        raise UserError(f"no images in {root}")
+        raise UserError(f"no images in {root}" + (f" ({len(links)} symlink(s) not followed)" if links else ""))
     relative = [path.relative_to(root).as_posix() for path in files]
     labels = _folder_labels(relative, target.class_names, root)
     decoded = [_decode(path, target) for path in tqdm(files, desc="reading images", leave=False,
                                                       disable=not progress or None, mininterval=1.0)]
     source = {"kind": "folder", "path": str(root)}
+    if links:
+        shown = ", ".join(links[:3]) + (f" and {len(links) - 3} more" if len(links) > 3 else "")
+        source["left_out"] = [f"{len(links)} symlink(s) in {root} not followed, so not scored: {shown} (the images "
+                              f"to score must be files in the folder: a link could bring in real images)"]
     sizes = {tuple(size) for _, size, _ in decoded}
     grey = {mode in ("1", "L", "LA", "I", "I;16", "F") for _, _, mode in decoded}
     if sizes != {(target.image_size, target.image_size)} or grey != {target.channels == 1}:
@@ -196,6 +212,21 @@ def _load_folder(root: Path, target: TargetFormat, progress: bool) -> ImageSet:
         source["converted_from"] = [1 if True in grey else 3, height, width]  # said in the report
     return ImageSet(torch.from_numpy(np.stack([image for image, _, _ in decoded])), labels,
                     _folder_conditions(root, relative), source)
+
+
+def _folder_files(root: Path) -> tuple[list[Path], list[str]]:
+    """(image files under ``root``, sorted; the symlinks met, relative): hidden entries are left out, and
+    links to files or folders are never followed but listed, since nothing else would show them."""
+    files, links = [], []
+    for folder, subfolders, names in os.walk(root):  # os.walk does not descend into linked folders
+        here = Path(folder)
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in [*subfolders, *names]:
+            if (here / name).is_symlink() and not name.startswith("."):
+                links.append((here / name).relative_to(root).as_posix())
+        files += [here / name for name in names if not name.startswith(".") and is_image_name(name)
+                  and not (here / name).is_symlink()]
+    return sorted(files), sorted(links)
 
 
 def _folder_labels(relative: list[str], class_names: tuple[str, ...], root: Path) -> np.ndarray | None:

@@ -28,6 +28,7 @@ from threadpoolctl import threadpool_limits
 from visrep.errors import UserError
 from visrep.evaluation.cas import CasRecipe, classification_accuracy_score
 from visrep.evaluation.conditional_metrics import gan_test, per_class_kid
+from visrep.evaluation.degenerate import degenerate_warnings
 from visrep.evaluation.distribution_metrics import fid, kid, knn_radii, prdc
 from visrep.evaluation.embedding_consistency import embedding_consistency, real_pair_cosines
 from visrep.evaluation.evaluator import Evaluator, extract_features, load_evaluator
@@ -107,7 +108,9 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     n = choose_n(opts, len(reference.data.splits[reference.split]), len(fake), len(reference.data.splits["train"]))
     in_loop = _load_in_loop(opts, fake, evaluator, device) if opts.in_loop else None
     inception = inception_network(opts.inception_weights) if opts.inception_weights else None
-    run = create_run(cfg, "generated", dist.is_main)  # only now: a refused or mistyped request leaves nothing behind
+    # only now: a refused or mistyped request leaves nothing behind; --overwrite never deletes what is read
+    run = create_run(cfg, "generated", dist.is_main, reads=_paths_read(evaluator, reference, fake, in_loop),
+                     restartable=True)
     if dist.is_main:
         run.write_json("compute.json", compute_record(device, resolve_precision(opts.precision, device), False))
     loaded = time.perf_counter()
@@ -116,6 +119,9 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     fake_side = _side(evaluator, fake.subset(_pick(len(fake), n, _rng(opts, "fake"))), opts, progress, "generated",
                       context.feature_scale)
     metrics = _header(opts, evaluator, reference, fake, n, independence)
+    # what the user must see even when only reading the console: blank or collapsed images, files left out
+    metrics["alerts"] = fake.source.get("left_out", []) + degenerate_warnings(fake_side.images, context.real.images)
+    metrics["warnings"] += metrics["alerts"]
     metrics["feature_scale"] = context.feature_scale
     metrics["model"] = score_side(fake_side, context, progress)
     if opts.floor:
@@ -143,6 +149,17 @@ def _check_options(opts) -> None:
         raise UserError(f"-n must be at least {opts.prdc_k + 2} (PRDC needs more than k={opts.prdc_k} points per set)")
     if not 0 < opts.memorisation_quantile < 1:
         raise UserError("generative.memorisation_quantile must be in (0, 1)")
+
+
+def _paths_read(evaluator: Evaluator, reference: RealReference, fake: ImageSet, in_loop) -> tuple[Path, ...]:
+    """Folders this scoring reads beyond those its options name: the evaluator's data and, with
+    --in-loop auto, the conditioning run that generator.json names."""
+    paths = [evaluator.run_path, Path(reference.description["source"])]
+    if fake.conditioning_run:
+        paths.append(Path(fake.conditioning_run))
+    if in_loop is not None:
+        paths.append(in_loop.run_path)
+    return tuple(paths)
 
 
 def _target_format(evaluator: Evaluator) -> TargetFormat:
@@ -463,8 +480,8 @@ def _write_outputs(run, metrics: dict, context: Context, fake_side: Side) -> Non
 
     nearest = metrics["model"]["memorisation"].pop("nearest")
     metrics["grids"] = save_grids(run.path, context, fake_side, nearest)
-    run.write_json("metrics.json", metrics)
     run.write_text("report.md", format_markdown(metrics))
     run.write_text("report.html", format_html(metrics))
+    run.write_json("metrics.json", metrics)  # last: its presence says the scoring finished (a kill before → restart)
     run.logger.info("scored %d generated images against %d real ones in %.1f s → %s", metrics["n"], metrics["n"],
                     metrics["timing"]["total_seconds"], run.path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from visrep.config import DataConfig
+from visrep.config import DataConfig, read_yaml_mapping
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
 from visrep.runs import check_manifest
@@ -66,7 +66,7 @@ def _data_config(evaluator_data, source: str | None, channels: int):
         return copy.deepcopy(evaluator_data)
     run_config = Path(source).expanduser() / "config.yaml"
     if run_config.is_file():
-        data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), OmegaConf.load(run_config).get("data", {}))
+        data_cfg = OmegaConf.merge(OmegaConf.structured(DataConfig), read_yaml_mapping(run_config).get("data", {}))
     else:
         data_cfg = copy.deepcopy(evaluator_data)
         data_cfg.source = source

@@ -36,9 +36,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from visrep.errors import UserError
+from visrep.storage import read_safetensors
 
 EVALUATOR_RECORD = "evaluator.json"  # written by the evaluator stage: its hashes and test accuracy
 GENERATOR_MANIFEST = "generator.json"
@@ -65,10 +65,8 @@ def file_sha256(path: Path) -> str:
 
 def weights_hashes(path: Path) -> dict[str, str]:
     """{"tensors": content hash, "file": file-bytes hash} of a ``.safetensors`` weights file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
-    return {"tensors": state_dict_sha256(load_file(str(path))), "file": file_sha256(path)}
+    tensors, _ = read_safetensors(Path(path))
+    return {"tensors": state_dict_sha256(tensors), "file": file_sha256(path)}
 
 
 def read_generator_manifest(run_dir: Path) -> dict:

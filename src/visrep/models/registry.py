@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
 from visrep.errors import UserError
+from visrep.storage import read_safetensors
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -163,5 +163,5 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def _read_file(path: Path, suffix: str) -> Any:
     if suffix == ".safetensors":
-        return load_file(str(path), device="cpu")
+        return read_safetensors(path)[0]
     return torch.load(path, map_location="cpu", weights_only=True)
