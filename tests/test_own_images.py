@@ -57,8 +57,9 @@ def test_the_readme_section_runs_as_written_on_a_fresh_photo_folder(tmp_path):
         assert "Traceback" not in result.stderr
     config = (tmp_path / "runs" / "pets" / "config.yaml").read_text()
     assert "image_size: 64" in config  # photos: the median short side, clamped to 64
+    assert "batch_size: 16" in config  # not given: derived from the folder's training split (16 images)
     log = (tmp_path / "runs" / "pets" / "log.txt").read_text()
-    assert "test split carved from train" in log and "larger than the" in log
+    assert "test split carved from train" in log
 
 
 def test_unset_image_size_follows_the_folder_and_is_saved(tmp_path, data_cfg, capsys):
@@ -84,7 +85,7 @@ def test_warnings_for_a_batch_larger_than_the_data_and_one_class(tmp_path, capsy
                 f.unlink()
             (tmp_path / "photos" / split / cls).rmdir()
     code = main(["train", "classifier", str(tmp_path / "photos"), f"run.root={tmp_path / 'runs'}", "--name", "one",
-                 "train.epochs=1", "data.image_size=16", f"data.cache_dir={tmp_path / 'cache'}"])
+                 "train.epochs=1", "data.image_size=16", "data.batch_size=256", f"data.cache_dir={tmp_path / 'cache'}"])
     assert code == 0
     log = (tmp_path / "runs" / "one" / "log.txt").read_text()
     assert "only one class (cat)" in log and "data.batch_size=256 is larger than the" in log

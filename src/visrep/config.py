@@ -48,7 +48,9 @@ class DataConfig:
     cache_dir: Optional[str] = None  # default: $VISREP_CACHE or ~/.cache/visrep
     in_memory: Optional[bool] = None  # None = auto (below memory_limit_gb); false: stream the cache from disk (mmap)
     memory_limit_gb: float = 4.0  # decoded size up to which auto keeps a folder dataset in memory
-    batch_size: int = 256
+    # None: about a twentieth of the training split, as a power of two within 16-256 (visrep.data.batching;
+    # printed, and saved in the run's config.yaml)
+    batch_size: Optional[int] = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -76,7 +78,8 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    # None: enough for 400 optimizer steps, within 10-40 epochs (visrep.training.defaults; printed and saved)
+    epochs: Optional[int] = None
     optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw | muon (conv filters by Muon, the rest by sgd)
     lr: float = 0.05  # peak learning rate
     momentum: float = 0.9  # sgd momentum / adamw beta1
@@ -360,10 +363,10 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 # error line before anything runs or any run directory exists, whatever the command.
 _DEVICES = ("auto", "cpu", "cuda", "mps")  # as visrep.hardware.distributed.DEVICES (a sibling layer)
 _VALUE_RULES = (
-    ("data.batch_size", lambda v: v >= 1, "≥ 1"),
+    ("data.batch_size", lambda v: v is None or v >= 1, "≥ 1"),  # unset: derived from the data
     ("data.image_size", lambda v: v is None or v >= 1, "≥ 1 (pixels)"),
     ("data.memory_limit_gb", lambda v: v > 0, "> 0"),
-    ("train.epochs", lambda v: v >= 1, "≥ 1"),
+    ("train.epochs", lambda v: v is None or v >= 1, "≥ 1"),  # unset: derived from the data
     ("train.lr", lambda v: v > 0, "> 0"),
     ("train.muon_lr", lambda v: v > 0, "> 0"),
     ("train.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),

@@ -76,6 +76,7 @@ def estimate_config(path: Path, reference: Throughput) -> dict:
 
     cfg = load_config(path, schema=ClassifierConfig)
     images, note = _train_images(cfg.data)
+    _fill_schedule(cfg, images)
     if cfg.data.image_size is None:
         return {"config": path.name, "model": cfg.model.name, "images": 0, "epochs": cfg.train.epochs,
                 "seconds": 0.0, "note": "data.image_size chosen from the data at run time"}
@@ -94,6 +95,19 @@ def estimate_config(path: Path, reference: Throughput) -> dict:
         seconds += epochs * images * (flops / ref_flops) / reference.images_per_s
     return {"config": path.name, "model": cfg.model.name, "images": images, "epochs": cfg.train.epochs,
             "seconds": seconds, "note": note}
+
+
+def _fill_schedule(cfg, images: int) -> None:
+    """An unset batch size or epoch count as training will derive it from ``images`` training images."""
+    from visrep.data.batching import default_batch_size, keeps_last_batch
+    from visrep.training.defaults import default_epochs
+
+    if cfg.data.batch_size is None:
+        cfg.data.batch_size = default_batch_size(images)[0]
+    if cfg.train.epochs is None:
+        batch = cfg.data.batch_size
+        steps = -(-images // batch) if keeps_last_batch(images, batch) else images // batch
+        cfg.train.epochs = default_epochs(max(1, steps))[0]
 
 
 def _train_images(data_cfg) -> tuple[int, str]:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from visrep.data.batching import keeps_last_batch
+from visrep.data.dataset import BatchLoader
 from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
 from visrep.hardware.distributed import all_reduce_sum, broadcast_from_main
@@ -29,6 +31,7 @@ from visrep.storage import save_weights
 from visrep.training.checkpointer import Checkpointer
 from visrep.training.context import RunContext
 from visrep.training.curves import write_curve_artefacts
+from visrep.training.defaults import fill_epochs
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
 from visrep.training.lookahead import Lookahead
@@ -113,6 +116,8 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     ctx = RunContext.prepare(cfg, progress, data)
     _match_image_size(cfg.data, ctx.data)
     _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
+    if cfg.train.epochs is None:  # before the run directory: its config.yaml records the number chosen
+        fill_epochs(cfg.train, len(_train_loader(ctx)), say=print if ctx.is_main else (lambda line: None))
     model = build_classifier(cfg, ctx.data)  # before the run directory exists: a bad model name leaves nothing behind
     if len(ctx.data.splits["val"]) == 0:
         _check_no_val_config(cfg)
@@ -137,9 +142,18 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     return run.path
 
 
+def _train_loader(ctx: RunContext) -> BatchLoader:
+    """This process's training batches: shuffled, augmented, the short last batch kept unless it is a sliver."""
+    cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
+    shard = len(data.splits["train"]) // dist.world_size
+    return data.loader("train", cfg.data.batch_size, train=True, augment=cfg.data.augment, seed=cfg.run.seed,
+                       rank=dist.rank, world_size=dist.world_size,
+                       drop_last=not keeps_last_batch(shard, cfg.data.batch_size), channels_last=cfg.train.channels_last)
+
+
 def _check_train_config(train_cfg) -> None:
     check_precision(train_cfg.precision, "train.precision")
-    if train_cfg.epochs < 1:
+    if train_cfg.epochs is not None and train_cfg.epochs < 1:
         raise UserError(f"train.epochs must be ≥ 1 (got {train_cfg.epochs})")
     check_optim_config(train_cfg)
     if not 0 <= train_cfg.ema_decay < 1:
@@ -183,10 +197,7 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
     _init_model_from_data(model, data, cfg.run.seed, ctx.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_loader = data.loader("train", cfg.data.batch_size, train=True, augment=cfg.data.augment, seed=cfg.run.seed,
-                               rank=dist.rank, world_size=dist.world_size,
-                               drop_last=len(data.splits["train"]) >= 2 * cfg.data.batch_size,
-                               channels_last=cfg.train.channels_last)
+    train_loader = _train_loader(ctx)
     val_loader = data.loader("val", max(cfg.data.batch_size, 512), channels_last=cfg.train.channels_last) \
         if len(data.splits["val"]) else None
     total_steps = cfg.train.epochs * len(train_loader)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from visrep.data.batching import fill_batch_size
 from visrep.data.inspect import carved_lines
 from visrep.data.manifest import write_manifest
 from visrep.data.sanity import data_warnings
@@ -49,6 +50,9 @@ class RunContext:
         set_deterministic(cfg.run.deterministic)
         apply_threads(cfg.train.threads)
         data = data if data is not None else prepare_data(cfg.data, progress=progress and dist.is_main)
+        # per process: under DDP each rank trains on its shard with its own batch of data.batch_size
+        fill_batch_size(cfg.data, len(data.splits["train"]) // dist.world_size,
+                        say=print if dist.is_main else (lambda line: None))
         precision = resolve_precision(cfg.train.precision, device, "train.precision", training=True)
         return cls(cfg, data, dist, device, precision, progress)
 

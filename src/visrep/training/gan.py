@@ -138,7 +138,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
 def _check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     check_policies(list(cfg.gan.diffaugment))
-    if cfg.gan.mode_seeking_weight > 0 and cfg.gan.conditioning != "none" and cfg.data.batch_size < 2:
+    if cfg.gan.mode_seeking_weight > 0 and cfg.gan.conditioning != "none" and (cfg.data.batch_size or 2) < 2:
         raise UserError("gan.mode_seeking_weight > 0 compares pairs of images: set data.batch_size ≥ 2")
     if cfg.gan.conditioning == "none" and cfg.gan.guidance_weight > 0:
         raise UserError("gan.guidance_weight > 0 needs a condition to guide towards: use gan.conditioning=class "

@@ -1,0 +1,160 @@
+"""Defaults on photo folders (issue 33): the README's first command against a small sweep, on val, 3 seeds.
+
+    python benchmarks/bench_folder_defaults.py --out benchmarks/results/folder_defaults.json
+    python benchmarks/bench_folder_defaults.py --folders flowers17 --variants defaults old-defaults
+
+Each run is `visrep train classifier FOLDER` as a new user types it (no config: the defaults), or
+with one sweep setting changed (batch size, epochs or learning rate, one at a time around the
+defaults), on the shared photo archives: flowers17 (no splits: val and test carved with seed 0) and
+clothing10 (its own train/validation/test). The figure is the best val accuracy of each run (the
+checkpoint training keeps); the test split is not read. Every finished run is kept in a cache
+(~/.cache/visrep-bench/folder_defaults/), so the benchmark resumes where it stopped: one run at a
+time, in the background, across sittings. The verdict (defaults within 2 points of the sweep's best
+mean over the seeds) is computed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_line, report_json, unpacked  # noqa: E402
+
+from visrep.config import ClassifierConfig, load_config  # noqa: E402
+from visrep.training.classifier import train_classifier  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "visrep-bench" / "folder_defaults"
+FOLDERS = ("flowers17", "clothing10")
+SEEDS = (0, 1, 2)
+MARGIN = 0.02  # the defaults must reach within 2 points of the sweep's best
+# one setting changed at a time around the defaults (epochs: the derived number halved and doubled)
+VARIANTS = {"defaults": [], "old-defaults": ["data.batch_size=256", "train.epochs=10"],
+            "batch16": ["data.batch_size=16"], "batch64": ["data.batch_size=64"],
+            "epochs-half": ["@epochs=0.5"], "epochs-double": ["@epochs=2"],
+            "lr0.02": ["train.lr=0.02"], "lr0.1": ["train.lr=0.1"]}
+
+
+def folder_root(name: str) -> Path:
+    root = unpacked(name)
+    return root
+
+
+def _epochs_override(name: str, factor: float) -> str:
+    """The derived epoch count of this folder's defaults, scaled (read from a cached defaults run)."""
+    defaults = _cached(name, "defaults", 0)
+    if defaults is None:
+        raise RuntimeError("run the defaults first: the epoch variants scale its derived epochs")
+    return f"train.epochs={max(1, round(defaults['epochs'] * factor))}"
+
+
+def overrides_for(name: str, variant: str) -> list[str]:
+    items = []
+    for item in VARIANTS[variant]:
+        items.append(_epochs_override(name, float(item.split("=")[1])) if item.startswith("@epochs") else item)
+    return items
+
+
+def _key(name: str, variant: str, seed: int) -> Path:
+    return CACHE / f"{name}-{variant}-seed{seed}.json"
+
+
+def _cached(name: str, variant: str, seed: int) -> dict | None:
+    path = _key(name, variant, seed)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_once(name: str, variant: str, seed: int) -> dict:
+    cached = _cached(name, variant, seed)
+    if cached is not None:
+        return cached
+    with tempfile.TemporaryDirectory() as tmp:
+        overrides = [f"data.source={folder_root(name)}", f"run.seed={seed}", f"run.root={tmp}", "run.name=run",
+                     "train.tensorboard=false", *overrides_for(name, variant)]
+        cfg = load_config(None, overrides, ClassifierConfig)
+        started = time.perf_counter()
+        run = train_classifier(cfg, progress=False)
+        wall = time.perf_counter() - started
+        metrics = json.loads((run / "metrics.json").read_text())
+        saved = load_config(run / "config.yaml", schema=ClassifierConfig, check=False)
+        result = {"folder": name, "variant": variant, "seed": seed, "val_acc": metrics["best_val_acc"],
+                  "best_epoch": metrics["best_epoch"], "epochs": int(saved.train.epochs),
+                  "batch_size": int(saved.data.batch_size), "lr": float(saved.train.lr),
+                  "image_size": int(saved.data.image_size), "train_seconds": metrics["train_seconds"],
+                  "wall_seconds": wall, "overrides": overrides_for(name, variant)}
+    CACHE.mkdir(parents=True, exist_ok=True)
+    _key(name, variant, seed).write_text(json.dumps(result, indent=1))
+    return result
+
+
+def summarise(results: list[dict], folders, variants) -> dict:
+    rows, verdicts = [], {}
+    for name in folders:
+        means = {}
+        for variant in variants:
+            runs = [r for r in results if r["folder"] == name and r["variant"] == variant]
+            if len(runs) < len(SEEDS):
+                continue
+            accs = [r["val_acc"] for r in runs]
+            means[variant] = statistics.mean(accs)
+            rows.append({"folder": name, "variant": variant, "batch": runs[0]["batch_size"],
+                         "epochs": runs[0]["epochs"], "lr": runs[0]["lr"], "val_mean": round(means[variant], 4),
+                         "val_std": round(statistics.stdev(accs), 4),
+                         "train_seconds": round(statistics.mean(r["train_seconds"] for r in runs), 1)})
+        sweep = {v: m for v, m in means.items() if v != "old-defaults"}
+        if "defaults" in sweep and len(sweep) > 1:
+            best = max(sweep, key=sweep.get)
+            verdicts[name] = {"defaults": round(sweep["defaults"], 4), "best": best, "best_val": round(sweep[best], 4),
+                              "gap": round(sweep[best] - sweep["defaults"], 4),
+                              "met": sweep[best] - sweep["defaults"] <= MARGIN,
+                              "old_defaults": round(means["old-defaults"], 4) if "old-defaults" in means else None}
+    return {"rows": rows, "verdicts": verdicts}
+
+
+def results_json(summary: dict, seconds: float) -> dict:
+    verdicts = summary["verdicts"]
+    met = bool(verdicts) and all(v["met"] for v in verdicts.values()) and set(verdicts) == set(FOLDERS)
+    headline = "; ".join(f"{name}: defaults {v['defaults']:.3f} val vs the sweep's best {v['best_val']:.3f} "
+                         f"({v['best']}), old defaults {v['old_defaults']}" for name, v in verdicts.items())
+    columns = [{"key": k, "label": k.replace("_", " ")} for k in
+               ("folder", "variant", "batch", "epochs", "lr", "val_mean", "val_std", "train_seconds")]
+    return {"goal": "Defaults on photo folders", "issue": 33, "order": 15,
+            "target": "the README's first command (defaults) within 2 points of the best val accuracy of a small "
+                      "sweep (batch, epochs, lr) on the same folder, over 3 seeds",
+            "met": met if verdicts else None, "headline": headline or "not run yet",
+            "host": machine_line(), "date": time.strftime("%Y-%m-%d"), "commit": None,
+            "command": "python benchmarks/bench_folder_defaults.py --out benchmarks/results/folder_defaults.json",
+            "seeds": list(SEEDS), "seconds": round(seconds, 1),
+            "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
+            "tables": [{"title": "Best val accuracy, mean ± std over seeds 0-2", "columns": columns,
+                        "rows": summary["rows"]}],
+            "verdicts": verdicts, "history": [], "notes": []}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folders", nargs="+", default=list(FOLDERS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    parser.add_argument("--out", help="write the results JSON here (from every cached run)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    for variant in args.variants:  # the defaults first: the epoch variants scale their derived epochs
+        for name in args.folders:
+            for seed in args.seeds:
+                result = run_once(name, variant, seed)
+                print(json.dumps({k: result[k] for k in ("folder", "variant", "seed", "val_acc", "epochs",
+                                                         "batch_size", "train_seconds")}), flush=True)
+    cached = [json.loads(path.read_text()) for path in sorted(CACHE.glob("*.json"))] if CACHE.is_dir() else []
+    summary = summarise(cached, FOLDERS, list(VARIANTS))
+    if args.out:
+        report_json(results_json(summary, time.perf_counter() - started), args.out)
+
+
+if __name__ == "__main__":
+    main()
