@@ -328,6 +328,16 @@ def embed_overwrite_of_a_foreign_layer_folder(tmp):
     return ["embed", str(_copy_run("classifier", tmp)), "--out", str(tmp / "mine"), "--overwrite", "--no-analysis"]
 
 
+def pretrained_file_of_another_architecture(tmp):
+    """A torchvision ResNet-18 state dict given to a MobileNet (issue 33): one line, before any run directory."""
+    import torch
+    import torchvision
+
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(), tmp / "resnet18.pth")
+    return ["train", "classifier", str(_folder(tmp)), _runs(tmp), "model.name=tv:mobilenet_v3_small",
+            f"model.pretrained_path={tmp / 'resnet18.pth'}", "data.image_size=32"]
+
+
 def config_value_nan(tmp):
     return ["train", "classifier", "--config", TINY, "train.lr=nan", _runs(tmp)]
 
@@ -434,7 +444,7 @@ CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_s
          positional_source_missing, evaluate_unfinished_run, embed_unfinished_run,
          overwrite_the_gan_run_being_scored, overwrite_a_trained_gan_run_by_scoring, overwrite_the_evaluator_being_used,
          overwrite_the_folder_holding_the_fakes, overwrite_a_gan_run_by_training_a_classifier,
-         embed_overwrite_of_a_foreign_layer_folder, config_value_nan,
+         embed_overwrite_of_a_foreign_layer_folder, pretrained_file_of_another_architecture, config_value_nan,
          config_file_value_inf, yaml_billion_laughs, config_is_dev_zero, run_name_with_a_newline,
          evaluator_is_a_gan_run, broken_generator_model_config, pickle_in_the_condition_bank,
          pickle_in_the_generator_weights]
@@ -447,6 +457,7 @@ MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt
              evaluator_is_a_gan_run: "is a 'gan' run", config_is_dev_zero: "not a regular file",
              overwrite_the_gan_run_being_scored: "reads", overwrite_the_evaluator_being_used: "reads",
              overwrite_the_folder_holding_the_fakes: "reads", run_name_with_a_newline: "control character",
+             pretrained_file_of_another_architecture: "do not fit tv:mobilenet_v3_small",
              **SAMPLE_MUST_NAME}
 
 

@@ -269,9 +269,18 @@ def test_weight_file_problems_are_user_errors(tmp_path):
     (tmp_path / "corrupt.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(UserError, match="cannot read weights"):
         create_model("fastcnn", NUM_CLASSES, 3, 16, pretrained_path=tmp_path / "corrupt.safetensors")
-    torch.save(create_model("fastcnn", 3, 3, 16, width=0.25).state_dict(), tmp_path / "three_classes.pt")
+    torch.save(create_model("fastcnn", 3, 3, 16, width=0.5).state_dict(), tmp_path / "wider.pt")
     with pytest.raises(UserError, match="do not fit"):
-        create_model("fastcnn", NUM_CLASSES, 3, 16, width=0.25, pretrained_path=tmp_path / "three_classes.pt")
+        create_model("fastcnn", NUM_CLASSES, 3, 16, width=0.25, pretrained_path=tmp_path / "wider.pt")
+
+
+def test_a_file_with_another_class_count_gives_a_new_head_and_keeps_the_rest(tmp_path):
+    source = create_model("fastcnn", 3, 3, 16, width=0.25)
+    torch.save(source.state_dict(), tmp_path / "three_classes.pt")
+    model = create_model("fastcnn", NUM_CLASSES, 3, 16, width=0.25, pretrained_path=tmp_path / "three_classes.pt")
+    assert model.pretrained["new_head"] and model.pretrained["file_classes"] == 3 and model.num_classes == NUM_CLASSES
+    kept = [key for key in source.state_dict() if not key.startswith("head.")]
+    assert all(torch.equal(model.state_dict()[key], source.state_dict()[key]) for key in kept)
 
 
 @pytest.mark.parametrize("name, in_channels, options", [("fastcnn", 1, {"widths": (8, 16), "logit_scale": 0.5}),

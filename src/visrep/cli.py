@@ -491,7 +491,19 @@ def cmd_models(args) -> int:
         print("\n".join(f"  {name}" for name in torchvision))
     else:
         print("                 (visrep models --all lists them)")
+    print("\n".join(PRETRAINED_FILES))
     return 0
+
+
+# What `visrep models` says of model.pretrained_path: which files each family takes (visrep.models.pretrained).
+PRETRAINED_FILES = (
+    "",
+    "pretrained files (model.pretrained_path; local, never downloaded; fine-tuned head first, then all):",
+    "  tv:<arch>      a torchvision state dict of that architecture (.pth/.pt/.safetensors); timm's ResNets share",
+    "                 torchvision's keys, so tv:resnet18..152 take those too. ImageNet statistics, 224 px by default",
+    "  any model      a visrep run's best/last.safetensors of the same architecture and options (its .json and",
+    "                 normalization.json beside it): that run's statistics and image size",
+)
 
 
 COMMANDS = {("data", "inspect"): cmd_data_inspect, ("demo", None): cmd_demo,

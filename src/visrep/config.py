@@ -73,7 +73,11 @@ class Config:
 class ModelConfig:
     name: str = "fastcnn"  # see `visrep models`; tv:<arch> for any torchvision classifier
     options: Dict[str, Any] = field(default_factory=dict)  # builder kwargs, e.g. {widths: [32, 64, 64]}
-    pretrained_path: Optional[str] = None  # a local .safetensors/.pt state dict; never downloaded
+    # a local torchvision/timm state dict or a visrep run's weights (`visrep models` lists what each
+    # architecture takes); never downloaded. Fine-tuned at the weights' own resolution unless
+    # data.image_size is set (torchvision/timm: 224 px; a visrep run: its image size)
+    pretrained_path: Optional[str] = None
+    pretrained_normalization: str = "auto"  # auto: the statistics the weights were trained with | data: the split's
 
 
 @dataclass
@@ -96,6 +100,10 @@ class TrainConfig:
     lookahead_decay: float = 0.95  # per step; the slow weights move by 1 − decay^every · (step/total)^3
     label_smoothing: float = 0.1
     ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
+    # with model.pretrained_path: epochs training the new head alone (backbone frozen) before the whole
+    # network; None: a fifth of the epochs (≥ 1) when fine-tuning, 0 otherwise
+    head_epochs: Optional[int] = None
+    backbone_lr_scale: float = 0.1  # with model.pretrained_path: lr of the pretrained (non-head) parameters, × lr
     # auto: bf16 autocast where the CPU runs bf16 natively (AMX / AVX512_BF16) or CUDA supports it,
     # fp32 otherwise; fp16 with a loss scaler on a CUDA GPU without bf16 (`visrep doctor` shows the pick) | fp32 | bf16 | fp16
     precision: str = "auto"
@@ -373,6 +381,9 @@ _VALUE_RULES = (
     ("train.muon_momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
     ("train.weight_decay", lambda v: v >= 0, "≥ 0"),
     ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("train.head_epochs", lambda v: v is None or v >= 0, "≥ 0"),
+    ("train.backbone_lr_scale", lambda v: v > 0, "> 0"),
+    ("model.pretrained_normalization", lambda v: v in ("auto", "data"), "auto or data"),
     ("train.warmup_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
     ("train.bias_lr_scale", lambda v: v > 0, "> 0"),
     ("train.keep_checkpoints", lambda v: v >= 1, "≥ 1"),

@@ -58,6 +58,10 @@ class FeatureClassifier(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features
 
+    def own_layout(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """A state dict in this model's key layout (families that also read another layout override it)."""
+        return dict(state_dict)
+
     @property
     def embedding_dim(self) -> int:
         """Width D of the "penultimate" feature (N, D) that ``head`` maps to logits."""

@@ -94,9 +94,13 @@ def create_model(name: str, *args: Any, **kwargs: Any) -> nn.Module:
     builder, _ = _resolve(name)
     arguments = _bind(name, builder, args, kwargs)
     model = builder(*args, **kwargs)
-    if pretrained_path is not None:
-        load_weights(model, pretrained_path)
     model.config = {"name": name, **arguments}
+    if pretrained_path is not None and hasattr(model, "own_layout"):  # a classifier: fine-tuned from the file
+        from visrep.models.pretrained import load_pretrained  # noqa: PLC0415  (it imports this module)
+
+        model.pretrained = load_pretrained(model, pretrained_path)
+    elif pretrained_path is not None:
+        load_weights(model, pretrained_path)
     return model
 
 

@@ -121,12 +121,14 @@ class TorchvisionClassifier(FeatureClassifier):
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """Load this model's own layout, or a plain torchvision state dict (``fc.weight``, ``features.0...``)."""
-        # Swin's plain layout also has "head.*" keys, so only an all-backbone/head key set counts as ours.
-        if not all(key.startswith(("backbone.", "head.")) for key in state_dict):
-            state_dict = self._from_torchvision_layout(state_dict)
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return super().load_state_dict(self.own_layout(state_dict), strict=strict, assign=assign)
 
-    def _from_torchvision_layout(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    def own_layout(self, state_dict: Mapping[str, Any]) -> dict[str, Any]:
+        """This model's layout (``backbone.*``, ``head.*``) from itself or from a plain torchvision (or
+        timm ResNet) state dict. Swin's plain layout also has "head.*" keys, so only an all-backbone/head
+        key set counts as ours."""
+        if all(key.startswith(("backbone.", "head.")) for key in state_dict):
+            return dict(state_dict)
         head_prefix = self._head_path + "."
         return {(f"head.{key[len(head_prefix):]}" if key.startswith(head_prefix) else f"backbone.{key}"): value
                 for key, value in state_dict.items()}

@@ -10,6 +10,8 @@ files, logs or shows progress, and nothing lives in module-level state.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,16 +24,19 @@ from omegaconf import OmegaConf
 from visrep.data.batching import keeps_last_batch
 from visrep.data.dataset import BatchLoader
 from visrep.data.prepare import PreparedData
+from visrep.data.transforms import Normalization
 from visrep.errors import UserError
 from visrep.hardware.distributed import all_reduce_sum, broadcast_from_main
 from visrep.hardware.precision import check_precision
 from visrep.inference.predict import predict_logits
 from visrep.models import create_model
+from visrep.models.pretrained import PretrainedFile, describe_file
 from visrep.storage import save_weights
 from visrep.training.checkpointer import Checkpointer
 from visrep.training.context import RunContext
 from visrep.training.curves import write_curve_artefacts
 from visrep.training.defaults import fill_epochs
+from visrep.training.finetune import fill_head_epochs, scale_backbone_lr, set_phase
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
 from visrep.training.lookahead import Lookahead
@@ -113,15 +118,25 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
         _check_low_res(cfg.data)  # before minutes of decoding, when the size is known already
     if resume is not None and (Path(resume) / "metrics.json").is_file():  # written only when training ends
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
+    pretrained = _pretrained_size(cfg) if cfg.model.pretrained_path else None  # a resumed run reads it again too
     ctx = RunContext.prepare(cfg, progress, data)
+    if pretrained is not None and cfg.model.pretrained_normalization == "auto":
+        ctx.data = _with_weights_normalization(ctx.data, pretrained)
     _match_image_size(cfg.data, ctx.data)
     _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
+    say = print if ctx.is_main else (lambda line: None)
     if cfg.train.epochs is None:  # before the run directory: its config.yaml records the number chosen
-        fill_epochs(cfg.train, len(_train_loader(ctx)), say=print if ctx.is_main else (lambda line: None))
+        fill_epochs(cfg.train, len(_train_loader(ctx)), say=say)
+    fill_head_epochs(cfg.train, bool(cfg.model.pretrained_path), say=say)
     model = build_classifier(cfg, ctx.data)  # before the run directory exists: a bad model name leaves nothing behind
     if len(ctx.data.splits["val"]) == 0:
         _check_no_val_config(cfg)
     run = ctx.open_run(stage, resume)
+    if getattr(model, "pretrained", None) is not None and ctx.is_main:
+        run.write_json("pretrained.json", model.pretrained)
+        run.logger.info("pretrained: %d tensors from %s%s", model.pretrained["tensors_loaded"], model.pretrained["file"],
+                        f"; a new head ({model.num_classes} classes, the file's "
+                        f"{model.pretrained['file_classes']})" if model.pretrained["new_head"] else "")
     loop = build_loop(ctx, model, stage)
     ctx.seed_rank_streams()
     if resume:
@@ -174,6 +189,28 @@ def _check_no_val_config(cfg) -> None:
                         "(or data.val_fraction > 0)")
 
 
+def _pretrained_size(cfg) -> PretrainedFile:
+    """What the pretrained file expects; an unset data.image_size becomes the weights' own resolution."""
+    info = describe_file(cfg.model.pretrained_path)
+    if cfg.data.image_size is None:
+        cfg.data.image_size = info.image_size
+        print(f"data.image_size not given: {info.image_size} px (the resolution the pretrained weights were "
+              f"trained at; set data.image_size to choose)")
+    return info
+
+
+def _with_weights_normalization(data: PreparedData, info: PretrainedFile) -> PreparedData:
+    """The data normalised with the statistics the weights were trained with (saved as the run's
+    normalization.json): a copy, since data handed in by the pipeline also serves other stages."""
+    normalization = Normalization(*info.normalization_for(data.image_shape[0]))
+    splits = {name: copy.copy(split) for name, split in data.splits.items()}
+    for split in splits.values():
+        split.normalization = normalization
+    print(f"normalisation: the pretrained weights' own ({'ImageNet' if info.kind == 'imagenet' else 'their run'}'s "
+          f"mean and std), not the training split's (model.pretrained_normalization=data to choose that)")
+    return dataclasses.replace(data, normalization=normalization, splits=splits)
+
+
 def _match_image_size(data_cfg, data: PreparedData) -> None:
     """Data handed in must be the config's: its size fills an unset data.image_size (saved in config.yaml)."""
     channels, size, _ = data.image_shape
@@ -202,12 +239,14 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
         if len(data.splits["val"]) else None
     total_steps = cfg.train.epochs * len(train_loader)
     optimizer = build_optimizer(model, cfg.train)
+    if cfg.model.pretrained_path:
+        scale_backbone_lr(optimizer, model, cfg.train.backbone_lr_scale)
     schedule = build_schedule(optimizer, cfg.train, total_steps)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     lookahead = Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay, total_steps) \
         if cfg.train.lookahead_every > 0 else None
     # a model that freezes parameters mid-run (start_epoch) leaves them without gradients in later epochs
-    wrapped = ctx.ddp(model, find_unused_parameters=hasattr(model, "start_epoch"))
+    wrapped = ctx.ddp(model, find_unused_parameters=hasattr(model, "start_epoch") or bool(cfg.train.head_epochs))
     guard = NonFiniteGuard(stage, cfg.train.skip_bad_batches, ctx.run.logger, dist)
     check_batch_fits(model, next(iter(data.loader("train", 8)))[0].to(ctx.device), cfg.data.batch_size, ctx.device,
                      stage)
@@ -233,6 +272,7 @@ def _init_model_from_data(model: torch.nn.Module, data: PreparedData, seed: int,
 # ---- the loop's steps -----------------------------------------------------------------------
 def train_epoch(loop: ClassifierLoop, epoch: int) -> dict:
     loop.wrapped.train()
+    set_phase(loop.model, epoch, loop.cfg.train.head_epochs or 0)  # fine-tuning: the new head alone first
     epoch_hook = getattr(loop.model, "start_epoch", None)  # per-epoch model schedule (airbench's stem bias)
     if epoch_hook is not None:
         epoch_hook(epoch)
