@@ -1,7 +1,9 @@
 """Figures written straight to PNG files (confusion matrices, reliability diagrams, training curves, image grids).
 
 Matplotlib is switched to the non-interactive Agg backend before pyplot is
-imported, so these functions work on headless machines and never open windows.
+imported, so these functions work on headless machines and never open windows. pyplot is
+imported on first use (:func:`_pyplot`), not with this module: it costs ~0.5 s, which every
+command would pay, and the image grids need only PIL.
 Every function creates its own figure, saves it, closes it (to free memory in
 long runs) and returns the written path.
 """
@@ -12,23 +14,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 # Above this many classes the per-cell numbers become unreadable, so they are left out.
 MAX_ANNOTATED_CLASSES = 20
 
 
-def _save(figure: plt.Figure, path: str | Path) -> Path:
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (chosen before pyplot's first import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(figure)
+    _pyplot().close(figure)
     return path
 
 
@@ -49,7 +56,7 @@ def plot_confusion_matrix(
     matrix = np.asarray(cm, dtype=np.float64)
     num_classes = matrix.shape[0]
     side = min(4.0 + 0.4 * num_classes, 20.0)
-    figure, axes = plt.subplots(figsize=(side, side))
+    figure, axes = _pyplot().subplots(figsize=(side, side))
     image = axes.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0 if normalised else None)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_xticks(range(num_classes), labels=list(class_names), rotation=45, ha="right")
@@ -62,7 +69,7 @@ def plot_confusion_matrix(
     return _save(figure, path)
 
 
-def _annotate_cells(axes: plt.Axes, matrix: np.ndarray, normalised: bool) -> None:
+def _annotate_cells(axes, matrix: np.ndarray, normalised: bool) -> None:
     # White text on dark cells, black on light ones, so every number stays legible.
     threshold = matrix.max() / 2.0 if matrix.size else 0.0
     for row, column in np.ndindex(matrix.shape):
@@ -87,7 +94,7 @@ def plot_reliability_diagram(bins: dict[str, Sequence[float]], path: str | Path,
     left, width = edges[:-1][filled], np.diff(edges)[filled]
     ece = float((count * np.abs(accuracy - confidence)).sum() / max(count.sum(), 1.0))
 
-    figure, axes = plt.subplots(figsize=(5, 5))
+    figure, axes = _pyplot().subplots(figsize=(5, 5))
     axes.bar(left, accuracy[filled], width=width, align="edge", edgecolor="black", label="accuracy")
     axes.bar(
         left,
@@ -122,7 +129,9 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path, be
     entries = sorted(history, key=lambda entry: entry["epoch"])
     epochs = [entry["epoch"] for entry in entries]
     splits = ("train", "val") if all(entry["val_acc"] is not None for entry in entries) else ("train",)
-    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    from matplotlib.ticker import MaxNLocator
+
+    figure, (loss_axes, accuracy_axes) = _pyplot().subplots(1, 2, figsize=(10, 4))
     for axes, metric in ((loss_axes, "loss"), (accuracy_axes, "acc")):
         for split in splits:
             axes.plot(epochs, [entry[f"{split}_{metric}"] for entry in entries], marker=".", label=split)

@@ -217,15 +217,16 @@ def _route_library_warnings(file_handler: logging.Handler) -> None:
 
 
 def environment_info() -> dict:
+    from importlib.metadata import version
+
     import numpy
     import torch
-    import torchvision
 
     return {
         "visrep": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
+        "torchvision": version("torchvision"),  # read, not imported: the import alone costs ~1.6 s
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "cpu": _cpu_name(),

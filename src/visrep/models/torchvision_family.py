@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-import torchvision
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -27,6 +26,8 @@ _UNSUPPORTED = frozenset({"squeezenet1_0", "squeezenet1_1"})
 
 
 def torchvision_archs() -> list[str]:
+    import torchvision  # here, not at the top: importing torchvision costs ~1.6 s, paid only by tv: users
+
     archs = torchvision.models.list_models(module=torchvision.models)  # classification models only
     return [arch for arch in archs if arch not in _UNSUPPORTED]
 
@@ -137,6 +138,8 @@ class TorchvisionClassifier(FeatureClassifier):
 def _build_torchvision_net(arch: str, num_classes: int, arch_kwargs: dict[str, Any]) -> nn.Module:
     if "weights" in arch_kwargs or "progress" in arch_kwargs:
         raise UserError(f"tv:{arch} is always built without downloads; load local weights with pretrained_path=")
+    import torchvision
+
     options = {**_TORCHVISION_DEFAULTS.get(arch, {}), **arch_kwargs}
     try:
         return torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **options)
