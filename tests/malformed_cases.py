@@ -14,6 +14,7 @@ import numpy as np
 from conftest import make_folder, write_image
 from malformed_builds import copy_run as _copy_run
 from malformed_cases_pipeline import PIPELINE_CASES
+from malformed_cases_hygiene import HYGIENE_CASES, HYGIENE_MUST_NAME
 from malformed_cases_sample import SAMPLE_CASES, SAMPLE_MUST_NAME
 
 REPO = Path(__file__).resolve().parents[1]
@@ -450,6 +451,7 @@ CASES = [missing_path, empty_folder, class_without_images, class_too_small_for_s
          pickle_in_the_generator_weights]
 
 CASES += PIPELINE_CASES + SAMPLE_CASES  # issue 37: the pipeline's folders, and `visrep sample`
+CASES += HYGIENE_CASES  # issue 33: copies across splits, unreadable EXIF, a policy typo
 
 # Cases whose one line must name the file at fault (a corrupt image is useless to report without it).
 MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt_image_among_images_to_score: "fake/2.png",
@@ -458,7 +460,7 @@ MUST_NAME = {embed_image_corrupted_after_training: "images/cat/003.png", corrupt
              overwrite_the_gan_run_being_scored: "reads", overwrite_the_evaluator_being_used: "reads",
              overwrite_the_folder_holding_the_fakes: "reads", run_name_with_a_newline: "control character",
              pretrained_file_of_another_architecture: "do not fit tv:mobilenet_v3_small",
-             **SAMPLE_MUST_NAME}
+             **SAMPLE_MUST_NAME, **HYGIENE_MUST_NAME}
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -188,6 +188,7 @@ def test_models_says_which_sizes_each_suits(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "fastcnn          8-64 px" in out and "tv:<arch>" in out and "tv:resnet18" not in out
+    assert "pretrained files (model.pretrained_path" in out and "a visrep run's best/last.safetensors" in out
     assert main(["models", "--all"]) == 0
     assert "  tv:resnet18" in capsys.readouterr().out
 

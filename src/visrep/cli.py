@@ -500,7 +500,7 @@ PRETRAINED_FILES = (
     "",
     "pretrained files (model.pretrained_path; local, never downloaded; fine-tuned head first, then all):",
     "  tv:<arch>      a torchvision state dict of that architecture (.pth/.pt/.safetensors); timm's ResNets share",
-    "                 torchvision's keys, so tv:resnet18..152 take those too. ImageNet statistics, 224 px by default",
+    "                 torchvision's keys, so the tv: ResNets take those too. ImageNet statistics, 224 px by default",
     "  any model      a visrep run's best/last.safetensors of the same architecture and options (its .json and",
     "                 normalization.json beside it): that run's statistics and image size",
 )

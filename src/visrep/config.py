@@ -42,9 +42,13 @@ class DataConfig:
     val_fraction: float = 0.1  # of each class; carved from train when the source has no val split
     test_fraction: float = 0.2  # of each class; carved from train when the source has no test split (recorded)
     seed: int = 0  # split seed (independent of the training seed)
-    # corrupt / non-image files in class folders: skip and list (False) or fail (True);
-    # hidden, stray and duplicate entries are always only listed
+    # corrupt / non-image files in class folders: skip and list (False) or fail (True); so too an unreadable
+    # EXIF block (False: decoded unrotated and listed); hidden, stray and twice-linked entries are only listed
     strict: bool = False
+    # files with identical decoded pixels in two splits: drop_heldout removes the val/test copies (val/test keeps
+    # no image equal to a train image; between val and test, test loses it) | refuse (an error naming both
+    # files) | keep (listed only). Copies within one split are always only listed (visrep.data.duplicates)
+    duplicates: str = "drop_heldout"
     cache_dir: Optional[str] = None  # default: $VISREP_CACHE or ~/.cache/visrep
     in_memory: Optional[bool] = None  # None = auto (below memory_limit_gb); false: stream the cache from disk (mmap)
     memory_limit_gb: float = 4.0  # decoded size up to which auto keeps a folder dataset in memory
@@ -160,6 +164,12 @@ class AnalysisOptions:
     map_points: int = 3000  # test points in the PCA / t-SNE / UMAP maps (t-SNE ≤ 5000 keeps it to seconds)
     retrieval_queries: int = 10  # rows of the retrieval grid (test images, classes in turn)
     retrieval_k: int = 8  # neighbours shown per query (from the train split)
+    # near-duplicate images between val/test and train (and inside train), at the deepest analysed layer:
+    # cosine ≥ duplicate_min_similarity and ln(1 − cosine) at least duplicate_z robust SDs below that of two
+    # train photos of the class (visrep.embeddings.near_duplicates explains and measures the rule)
+    near_duplicates: bool = True
+    duplicate_min_similarity: float = 0.98  # absolute floor on the cosine similarity
+    duplicate_z: float = 4.0  # robust standard deviations (1.4826·MAD of ln distance) below the class median
     seed: int = 0  # subsampling, k-means and t-SNE
 
 
@@ -370,10 +380,12 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
 # (section.key, test, what it must be): checked when a config is loaded, so that a bad value is one
 # error line before anything runs or any run directory exists, whatever the command.
 _DEVICES = ("auto", "cpu", "cuda", "mps")  # as visrep.hardware.distributed.DEVICES (a sibling layer)
+DUPLICATE_POLICIES = ("drop_heldout", "refuse", "keep")  # data.duplicates; here, below the data layer that reads it
 _VALUE_RULES = (
     ("data.batch_size", lambda v: v is None or v >= 1, "≥ 1"),  # unset: derived from the data
     ("data.image_size", lambda v: v is None or v >= 1, "≥ 1 (pixels)"),
     ("data.memory_limit_gb", lambda v: v > 0, "> 0"),
+    ("data.duplicates", lambda v: v in DUPLICATE_POLICIES, "one of " + ", ".join(DUPLICATE_POLICIES)),
     ("train.epochs", lambda v: v is None or v >= 1, "≥ 1"),  # unset: derived from the data
     ("train.lr", lambda v: v > 0, "> 0"),
     ("train.muon_lr", lambda v: v > 0, "> 0"),

@@ -6,7 +6,16 @@ renamed or edited file changes the key, so a stale cache is never read (old entr
 for ``visrep data clean-cache``-style pruning by hand: they are plain folders).
 
 Layout: ``<cache_dir>/decoded/<key>/images.npy`` (N_ok, C, H, W) uint8 and ``meta.json``
-(which files decoded, why the others failed, their original sizes and modes).
+(which files decoded, why the others failed, their original sizes and modes, and what the data
+hygiene checks need so that they cost no second decode: each image's pixel hash, EXIF
+orientation, unreadable EXIF blocks and frame count).
+
+Pixel hashes are taken where the images are decoded (``visrep.data.images``). A large JPEG is
+decoded at reduced size, and a hash of reduced pixels is provisional: before the entry is written,
+every group of files sharing a reduced hash is decoded once more at full size and re-hashed, so a
+stored hash shared by two files always means identical full-size pixels. Only such groups (real
+copies, nearly always) pay for a full decode. Not matched: a JPEG decoded at reduced size and a
+lossless copy of its decoded pixels in another format (their hashes are taken at different sizes).
 """
 
 from __future__ import annotations
@@ -16,18 +25,20 @@ import json
 import os
 import shutil
 import tempfile
-from collections import Counter
-from dataclasses import dataclass
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from visrep.data.images import ImageDecodeError, decode_to_array
+from visrep.data.images import ImageDecodeError, decode_image, full_size_pixel_hash
 from visrep.errors import UserError
 
-DECODER_VERSION = 1
+# In the key, so an entry decoded by older code is never read: 1 = full decode, as stored; 2 = EXIF orientation
+# applied, JPEG draft reduction, first frame of animations, pixel hashes kept (issue 33).
+DECODER_VERSION = 2
 PARALLEL_THRESHOLD = 2000  # files; below this a process pool costs more than it saves
 
 
@@ -40,6 +51,11 @@ class DecodedImages:
     original_modes: dict[str, int]
     path: Path
     hit: bool
+    # per decoded image (rows of ``images``): see visrep.data.images.Decoded
+    pixel_hashes: list[str] = field(default_factory=list)
+    orientations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    exif_problems: list[dict] = field(default_factory=list)  # {"id": relpath, "reason": ...}
 
 
 def default_cache_dir() -> Path:
@@ -78,22 +94,22 @@ def decode_folder(root: Path, files: list[str], size: int, channels: int, resize
     if (entry / "meta.json").is_file() and (entry / "images.npy").is_file():
         return _load_entry(entry, hit=True)  # a read-only cache still serves what it holds
     check_cache_writable(entry.parent.parent)  # before minutes of decoding, not after
-    results = _decode_all(root, files, size, channels, resize, workers, progress)
+    results = _confirm_reduced_copies(_decode_all(root, files, size, channels, resize, workers, progress), progress)
     _write_entry(entry, files, results, size, channels)
     return _load_entry(entry, hit=False)
 
 
-def _decode_one(job: tuple[str, str, int, int, str]):
-    path, relpath, size, channels, resize = job
+def _decode_one(job: tuple[str, int, int, str]):
+    """(path, the Decoded image or None, why it failed or None)."""
+    path, size, channels, resize = job
     try:
-        array, original_size, mode = decode_to_array(path, size, channels, resize)
-        return relpath, array, original_size, mode, None
+        return path, decode_image(path, size, channels, resize), None
     except ImageDecodeError as err:
-        return relpath, None, None, None, str(err)
+        return path, None, str(err)
 
 
 def _decode_all(root, files, size, channels, resize, workers, progress):
-    jobs = [(str(root / rel), rel, size, channels, resize) for rel in files]
+    jobs = [(str(root / rel), size, channels, resize) for rel in files]
     bar = dict(total=len(jobs), desc="decoding images", unit="img", disable=not progress or len(jobs) < 500,
                leave=False, mininterval=0.5)
     if workers > 1 and len(jobs) >= PARALLEL_THRESHOLD:
@@ -102,17 +118,40 @@ def _decode_all(root, files, size, channels, resize, workers, progress):
     return [_decode_one(job) for job in tqdm(jobs, **bar)]
 
 
+def _confirm_reduced_copies(results: list, progress: bool) -> list:
+    """Re-hash at full size every file whose reduced-size hash another file shares (see the module docstring)."""
+    rows = defaultdict(list)
+    for index, (_, decoded, _) in enumerate(results):
+        if decoded is not None and decoded.reduced > 1:
+            rows[decoded.pixel_hash].append(index)
+    shared = [index for group in rows.values() if len(group) > 1 for index in group]
+    for index in tqdm(shared, desc="confirming copies at full size", unit="img", leave=False,
+                      disable=not progress or len(shared) < 50):
+        path, decoded, _ = results[index]
+        try:
+            results[index] = path, replace(decoded, pixel_hash=full_size_pixel_hash(path)), None
+        except ImageDecodeError:  # changed on disk since: its provisional hash stays (matched by nothing)
+            pass
+    return results
+
+
 def _write_entry(entry: Path, files: list[str], results: list, size: int, channels: int) -> None:
-    ok = [i for i, result in enumerate(results) if result[4] is None]
+    ok = [i for i, result in enumerate(results) if result[2] is None]
+    decoded = [results[i][1] for i in ok]
     images = np.empty((len(ok), channels, size, size), dtype=np.uint8)
-    for row, index in enumerate(ok):
-        images[row] = results[index][1]
+    for row, image in enumerate(decoded):
+        images[row] = image.array
     meta = {
         "decoder_version": DECODER_VERSION,
         "ok_indices": ok,
-        "failures": [{"id": r[0], "reason": r[4]} for r in results if r[4] is not None],
-        "original_sizes": [list(results[i][2]) for i in ok],
-        "original_modes": dict(Counter(results[i][3] for i in ok)),
+        "failures": [{"id": files[i], "reason": r[2]} for i, r in enumerate(results) if r[2] is not None],
+        "original_sizes": [list(image.size) for image in decoded],
+        "original_modes": dict(Counter(image.mode for image in decoded)),
+        "pixel_hashes": [image.pixel_hash for image in decoded],
+        "orientations": [image.orientation for image in decoded],
+        "frames": [image.frames for image in decoded],
+        "exif_problems": [{"id": files[i], "reason": image.exif_problem}
+                          for i, image in zip(ok, decoded) if image.exif_problem],
     }
     entry.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=entry.parent))
@@ -129,4 +168,6 @@ def _load_entry(entry: Path, hit: bool) -> DecodedImages:
     images = np.load(entry / "images.npy", mmap_mode="r")
     sizes = np.asarray(meta["original_sizes"], dtype=np.int64).reshape(-1, 2)
     return DecodedImages(images, np.asarray(meta["ok_indices"], dtype=np.int64), meta["failures"],
-                         sizes, meta["original_modes"], entry, hit)
+                         sizes, meta["original_modes"], entry, hit, meta["pixel_hashes"],
+                         np.asarray(meta["orientations"], dtype=np.int64), np.asarray(meta["frames"], dtype=np.int64),
+                         meta["exif_problems"])

@@ -1,10 +1,12 @@
 """A human-readable summary of a prepared data source: counts, image sizes, carved splits, nested
-folders, skipped files."""
+folders, copies (identical pixels), EXIF orientation, animated files, skipped files, and the
+warnings about them."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from visrep.data import duplicates, findings
 from visrep.data.prepare import PreparedData
 
 
@@ -28,6 +30,9 @@ def summarize(data: PreparedData) -> dict:
         "original_modes": data.source.original_modes,
         "carved": data.manifest.get("carved", {}),
         "nested_folders": nested,
+        # what the hygiene checks found, as recorded in the manifest (each {} / [] when there is nothing)
+        **{key: data.manifest.get(key, {} if key in ("duplicates", "orientation") else [])
+           for key in ("duplicates", "orientation", "exif_unreadable", "animated")},
         "skipped": data.manifest["skipped"],
         "normalization": data.normalization.to_dict(),
         "manifest_hash": data.manifest["hash"],
@@ -48,6 +53,10 @@ def format_summary(summary: dict, max_skipped: int = 20) -> str:
     lines.append("train mean/std: " + " ".join(f"{m:.4f}/{s:.4f}" for m, s in zip(norm["mean"], norm["std"])))
     lines.extend(carved_lines(summary.get("carved", {})))
     lines.extend(_nested_lines(summary.get("nested_folders", [])))
+    lines.extend(duplicates.summary_lines(summary.get("duplicates", {})))
+    lines.extend(findings.summary_lines(summary))
+    lines.extend(f"warning: {line}" for line in duplicates.duplicate_warnings(summary.get("duplicates", {})))
+    lines.extend(f"warning: {line}" for line in findings.orientation_warnings(summary))
     skipped = summary["skipped"]
     lines.append(f"skipped files: {len(skipped)}")
     lines.extend(f"  {entry['id']}: {entry['reason']}" for entry in skipped[:max_skipped])

@@ -8,6 +8,11 @@ if the folder was moved.
 A split the source did not come with (a folder with train/ and val/ but no test/, or a torchvision
 set's val) is carved from train; ``carved`` says which and with what fraction. It is present only
 when something was carved, and like every key outside classes and items it is not hashed.
+
+Keys about the files themselves, each present only when it has something to say (``extra``):
+``duplicates`` (files with identical pixels: ``visrep.data.duplicates``; copies removed from a
+held-out split are not among the items, so the hash changes with them), ``orientation``,
+``exif_unreadable`` and ``animated`` (``visrep.data.findings``).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ MANIFEST_FORMAT = "visrep-manifest/1"
 
 
 def build_manifest(source: dict, class_names: list[str], ids: list[str], labels, splits, skipped: list[dict],
-                   seed: int, fractions: dict) -> dict:
+                   seed: int, fractions: dict, extra: dict | None = None) -> dict:
     items = [{"id": i, "label": int(l), "split": str(s)} for i, l, s in zip(ids, labels, splits)]
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -39,6 +44,7 @@ def build_manifest(source: dict, class_names: list[str], ids: list[str], labels,
     carved = carved_splits(source, items, fractions)
     if carved:
         manifest["carved"] = carved
+    manifest.update(extra or {})
     return manifest
 
 

@@ -1,4 +1,5 @@
-"""From a data config to ready splits: source → split assignment → manifest → normalisation → datasets."""
+"""From a data config to ready splits: source → split assignment (copies kept together) → copies across
+given splits handled (data.duplicates) → manifest → normalisation → datasets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from visrep.data.dataset import BatchLoader, ImageSplit
+from visrep.data.duplicates import announcement, group_ids, resolve_duplicates
+from visrep.data.findings import decode_record
 from visrep.data.manifest import build_manifest
 from visrep.data.sources import SourceData, load_source
 from visrep.data.splits import SPLITS, carve_split, stratified_split
@@ -41,10 +44,17 @@ class PreparedData:
 
 def prepare_data(data_cfg, progress: bool = True) -> PreparedData:
     source = load_source(data_cfg, progress=progress)
-    splits = assign_splits(source, data_cfg)
+    groups = group_ids(source.pixel_hashes)  # folders only: the built-in sets are taken as published
+    splits = assign_splits(source, data_cfg, groups)
+    keep, duplicates = resolve_duplicates(groups, splits, source.ids, source.labels, source.class_names,
+                                          data_cfg.duplicates)
+    for line in announcement(duplicates):
+        print(line)  # stdout, like the other lines about the data; stderr is kept for the one `error:` line
+    splits = np.where(keep, splits, "removed")  # in no split: never batched, and absent from the manifest
     fractions = {"val": data_cfg.val_fraction, "test": data_cfg.test_fraction}
-    manifest = build_manifest(source.description, source.class_names, source.ids, source.labels, splits,
-                              source.skipped, data_cfg.seed, fractions)
+    about_files = {**({"duplicates": duplicates} if duplicates else {}), **_decode_record(source, keep)}
+    manifest = build_manifest(source.description, source.class_names, *_kept(source, splits, keep),
+                              source.skipped, data_cfg.seed, fractions, extra=about_files)
     train_rows = np.flatnonzero(splits == "train")
     normalization = compute_normalization(_rows(source.images, train_rows))
     keep_in_memory = _keep_in_memory(source.images, data_cfg)
@@ -53,18 +63,36 @@ def prepare_data(data_cfg, progress: bool = True) -> PreparedData:
     return PreparedData(manifest, datasets, normalization, source)
 
 
-def assign_splits(source: SourceData, data_cfg) -> np.ndarray:
-    """Given splits are respected; a missing val (or test) split is carved, stratified, from train."""
+def assign_splits(source: SourceData, data_cfg, groups: np.ndarray | None = None) -> np.ndarray:
+    """Given splits are respected; a missing val (or test) split is carved, stratified, from train. Items with
+    equal ``groups`` ids (identical pixels) are carved together."""
     if source.given_splits is None:
         return stratified_split(source.labels, source.class_names, data_cfg.val_fraction, data_cfg.test_fraction,
-                                data_cfg.seed)
+                                data_cfg.seed, groups)
     splits = np.asarray(source.given_splits, dtype=object)
     if not (splits == "val").any() and data_cfg.val_fraction > 0:
-        splits = carve_split(splits, source.labels, source.class_names, "val", data_cfg.val_fraction, data_cfg.seed)
+        splits = carve_split(splits, source.labels, source.class_names, "val", data_cfg.val_fraction, data_cfg.seed,
+                             groups)
     if not (splits == "test").any() and data_cfg.test_fraction > 0:
         splits = carve_split(splits, source.labels, source.class_names, "test", data_cfg.test_fraction,
-                             data_cfg.seed + 1)
+                             data_cfg.seed + 1, groups)
     return splits
+
+
+def _kept(source: SourceData, splits: np.ndarray, keep: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """(ids, labels, splits) of the items kept, in the source's order."""
+    rows = np.flatnonzero(keep)
+    return [source.ids[i] for i in rows], source.labels[rows], splits[rows]
+
+
+def _decode_record(source: SourceData, keep: np.ndarray) -> dict:
+    """The manifest's record of rotated, animated and EXIF-damaged files among the kept items."""
+    rows = np.flatnonzero(keep)
+
+    def subset(values):
+        return None if values is None else np.asarray(values)[rows]
+    return decode_record([source.ids[i] for i in rows], source.labels[rows], source.class_names,
+                         subset(source.orientations), subset(source.frames), source.exif_problems)
 
 
 def _keep_in_memory(images: np.ndarray, data_cfg) -> bool:

@@ -1,10 +1,15 @@
 """Data that will train, but not meaningfully: said once, before training, in the run's log.
 
 Nothing here is an error (a user may want a quick smoke run on a tiny folder), but each case
-changes what the numbers mean, so it must not pass silently.
+changes what the numbers mean, so it must not pass silently: small splits, one class, a batch
+larger than the data, and what the files hide (copies kept across splits or filed under two
+classes, an EXIF orientation only one class has; ``visrep.data.duplicates``, ``visrep.data.findings``).
 """
 
 from __future__ import annotations
+
+from visrep.data.duplicates import duplicate_warnings
+from visrep.data.findings import orientation_warnings
 
 MIN_EVAL_IMAGES_PER_CLASS = 5  # below this a class's val/test accuracy moves in steps of 20 % or more
 
@@ -30,7 +35,8 @@ def data_warnings(manifest: dict, batch_size: int) -> list[str]:
             shown = ", ".join(f"{name} ({per_class.get(name, 0)})" for name in few[:5])
             warnings.append(f"{split} has fewer than {MIN_EVAL_IMAGES_PER_CLASS} images of {shown}"
                             f"{' and more' if len(few) > 5 else ''}: per-class {split} figures are very noisy")
-    return warnings
+    # what the files themselves hide: copies kept across splits or under two labels, one class's EXIF orientation
+    return warnings + duplicate_warnings(manifest.get("duplicates", {})) + orientation_warnings(manifest)
 
 
 def _smaller_batch(train: int) -> int:

@@ -40,6 +40,11 @@ class SourceData:
     original_sizes: np.ndarray | None = None  # (N, 2) width, height before resizing
     original_modes: dict = field(default_factory=dict)
     cache_hit: bool | None = None  # folders only: whether decoding was skipped
+    # folders only, per item, as decoding found them (visrep.data.images.Decoded): what the hygiene checks read
+    pixel_hashes: list[str] | None = None
+    orientations: np.ndarray | None = None  # EXIF orientation 1-8, 0 when none
+    frames: np.ndarray | None = None  # 1 for a still image
+    exif_problems: list[dict] = field(default_factory=list)  # {"id", "reason"}: decoded unrotated
 
 
 MIN_GUESSED_SIZE, MAX_GUESSED_SIZE = 16, 64  # pixels: what fastcnn/airbench/resnet18_cifar train well at on a CPU
@@ -134,17 +139,20 @@ def _load_folder(data_cfg, progress: bool) -> SourceData:
     decoded = decode_folder(scan.root, scan.files, data_cfg.image_size, channels, data_cfg.resize,
                             Path(data_cfg.cache_dir).expanduser() if data_cfg.cache_dir else None, progress=progress)
     unusable = scan.skipped + decoded.failures
-    # strict is about images that cannot be used; hidden, stray and duplicate entries and loops are only listed
-    if unusable and data_cfg.strict:
-        raise UserError(f"{len(unusable)} unusable file(s) in {scan.root} (data.strict=true), first: "
-                        f"{unusable[0]['id']}: {unusable[0]['reason']}")
+    # strict is about images that cannot be used as the user sees them (an unreadable EXIF block leaves their
+    # orientation unknown); hidden, stray and duplicate entries and loops are only listed
+    doubtful = unusable + decoded.exif_problems
+    if doubtful and data_cfg.strict:
+        raise UserError(f"{len(doubtful)} unusable file(s) in {scan.root} (data.strict=true), first: "
+                        f"{doubtful[0]['id']}: {doubtful[0]['reason']}")
     keep = decoded.ok_indices
     labels = np.asarray(scan.labels, dtype=np.int64)[keep]
     _check_every_class_survived(labels, scan.class_names, scan.root)
     given = np.asarray(scan.given_splits, dtype=object)[keep] if scan.given_splits is not None else None
     return SourceData("folder", _folder_description(scan, given), decoded.images, labels,
                       [scan.files[i] for i in keep], scan.class_names, given, unusable + scan.ignored,
-                      decoded.original_sizes, decoded.original_modes, decoded.hit)
+                      decoded.original_sizes, decoded.original_modes, decoded.hit, decoded.pixel_hashes,
+                      decoded.orientations, decoded.frames, decoded.exif_problems)
 
 
 def _folder_description(scan: FolderScan, given: np.ndarray | None) -> dict:
