@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, report_json, unpacked  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
+from visrep.data.cache import DECODER_VERSION  # noqa: E402
 from visrep.training.classifier import train_classifier  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "visrep-bench" / "folder_defaults"
@@ -65,8 +66,12 @@ def _key(name: str, variant: str, seed: int) -> Path:
 
 
 def _cached(name: str, variant: str, seed: int) -> dict | None:
+    """A finished run of this folder, variant and seed, decoded as the current code decodes (else None)."""
     path = _key(name, variant, seed)
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("decoder_version") == DECODER_VERSION else None
 
 
 def run_once(name: str, variant: str, seed: int) -> dict:
@@ -86,10 +91,19 @@ def run_once(name: str, variant: str, seed: int) -> dict:
                   "best_epoch": metrics["best_epoch"], "epochs": int(saved.train.epochs),
                   "batch_size": int(saved.data.batch_size), "lr": float(saved.train.lr),
                   "image_size": int(saved.data.image_size), "train_seconds": metrics["train_seconds"],
-                  "wall_seconds": wall, "overrides": overrides_for(name, variant)}
+                  "wall_seconds": wall, "overrides": overrides_for(name, variant),
+                  "decoder_version": DECODER_VERSION, "commit": _commit()}
     CACHE.mkdir(parents=True, exist_ok=True)
     _key(name, variant, seed).write_text(json.dumps(result, indent=1))
     return result
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def summarise(results: list[dict], folders, variants) -> dict:
@@ -151,6 +165,7 @@ def main() -> None:
                 print(json.dumps({k: result[k] for k in ("folder", "variant", "seed", "val_acc", "epochs",
                                                          "batch_size", "train_seconds")}), flush=True)
     cached = [json.loads(path.read_text()) for path in sorted(CACHE.glob("*.json"))] if CACHE.is_dir() else []
+    cached = [result for result in cached if result.get("decoder_version") == DECODER_VERSION]
     summary = summarise(cached, FOLDERS, list(VARIANTS))
     if args.out:
         report_json(results_json(summary, time.perf_counter() - started), args.out)
