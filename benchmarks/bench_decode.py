@@ -48,6 +48,7 @@ from common import SHARED_DATA, report_json  # noqa: E402
 
 from visrep.data import images  # noqa: E402
 from visrep.data.images import decode_image, resize_square, to_channels  # noqa: E402
+from visrep.runs import cpu_name  # noqa: E402
 
 TARGET_PIXELS = 12_000_000  # about a 12 MP phone photo
 
@@ -130,16 +131,6 @@ def _megapixels(path: Path) -> float:
     return width * height / 1e6
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=int, default=40)
@@ -166,7 +157,7 @@ def main() -> None:
         "met": None, "headline": f"{new_rate:.1f} vs {old_rate:.1f} images/s at {args.size} px: {speedup:.1f}x with "
                                  f"JPEG draft reduction; outputs differ by {statistics.mean(differences):.2f} grey "
                                  f"levels on average",
-        "host": f"{cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), load average "
+        "host": f"{cpu_name()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s), load average "
                 f"{load_before:.1f} before",
         "date": time.strftime("%Y-%m-%d"), "commit": None, "seeds": None,
         "tables": [{"columns": [{"key": "path", "label": "decode path"}, {"key": "rate", "label": "images/s (median)"},
@@ -189,7 +180,7 @@ def main() -> None:
         "draft_gap": {"photos": "the archive's own JPEGs, short side median "
                                 f"{statistics.median(original_sides):g} px, against a full decode at the same output",
                       **gaps, "used": images.DRAFT_GAP},
-        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": cpu_name(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "python": platform.python_version(), "pillow": PIL.__version__,
     }, args.out)
