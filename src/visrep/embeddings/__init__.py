@@ -5,6 +5,8 @@
 * statistics for the generators: per-class mean/covariance and k-means centres — ``stats``;
 * analysis (which layer transfers best?): kNN, linear probe, silhouette, dimensionality, 2-D maps,
   retrieval grid, one table — ``evaluate`` / ``report``;
+* near-duplicate images between splits and inside train, at the deepest analysed layer —
+  ``near_duplicates`` (the rule) / ``near_duplicate_outputs`` (JSON, figure, text);
 * the API used by later stages — :mod:`visrep.embeddings.api` (re-exported here).
 """
 

@@ -1,4 +1,4 @@
-"""Figures for one layer: a 2-D map coloured by class, and a retrieval grid.
+"""Figures for one layer: a 2-D map coloured by class, a retrieval grid, and near-duplicate pairs.
 
 Written straight to PNG (Agg backend, never opens a window).
 """
@@ -23,6 +23,7 @@ TSNE_PCA_DIMS = 50
 QUERY_FRAME, WRONG_FRAME = (40, 90, 220), (220, 30, 30)  # RGB frames: the query, a neighbour of another class
 # Grid cells are enlarged (nearest neighbour) to at least this many pixels, so 8 px digits stay visible.
 MIN_CELL_PIXELS = 32
+PAIR_CELL_PIXELS = 64  # near-duplicate pairs are judged by eye: larger cells than the retrieval grid
 
 
 def map_coordinates(x: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
@@ -108,6 +109,17 @@ def save_retrieval_grid(query_images: torch.Tensor, neighbour_images: torch.Tens
                            frames=[colour for row in frames for colour in row])
 
 
-def _enlarge(images: torch.Tensor) -> torch.Tensor:
-    factor = max(1, -(-MIN_CELL_PIXELS // images.shape[-1]))
+def save_pair_grid(left: torch.Tensor, right: torch.Tensor, row_labels: list[str], column_labels: list[str],
+                   path: Path, differ: list[bool] | None = None) -> Path:
+    """One row per pair, ``left[i]`` beside ``right[i]`` (both (P, C, H, W) uint8), labelled in the margin;
+    ``differ[i]`` frames a pair in red (e.g. the two images carry different classes)."""
+    images = _enlarge(torch.stack([left, right], dim=1).flatten(0, 1), PAIR_CELL_PIXELS)
+    frames = None
+    if differ is not None and any(differ):
+        frames = [WRONG_FRAME if flag else None for flag in differ for _ in range(2)]
+    return save_image_grid(images, path, nrow=2, row_labels=row_labels, column_labels=column_labels, frames=frames)
+
+
+def _enlarge(images: torch.Tensor, cell: int = MIN_CELL_PIXELS) -> torch.Tensor:
+    factor = max(1, -(-cell // images.shape[-1]))
     return images.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)

@@ -3,6 +3,7 @@
 Rows follow the model's layer order (input → output); accuracies are shown in percent. The
 classifier's own accuracy (its head, same weights, same images) is the reference line: a probe
 on "penultimate" should come close to it, earlier layers show how much a linear read-out loses.
+Below the table: the near-duplicate images found at the deepest analysed layer, or that none were.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from visrep.embeddings.near_duplicate_outputs import markdown_lines
 from visrep.embeddings.store import SPLIT_NAMES, layer_folder, read_json, stored_layers, write_json
 from visrep.runs import atomic_write_text
 
@@ -50,7 +52,13 @@ def format_table(table: dict) -> str:
                  _percent(result["probe"].get("val")), _percent(result["probe"].get("test")),
                  _number(result["silhouette"], 3), str(result["pca_dims_95"]), _number(result["participation_ratio"], 1)]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines + [""] + _notes(table))
+    return "\n".join(lines + [""] + _notes(table) + _near_duplicates(results))
+
+
+def _near_duplicates(results: list[dict]) -> list[str]:
+    """The deepest layer searched for near-duplicates (rows are in model order), or nothing."""
+    searched = [result for result in results if result.get("near_duplicates")]
+    return markdown_lines(searched[-1]["near_duplicates"], searched[-1]["layer"]) if searched else []
 
 
 def _notes(table: dict) -> list[str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from visrep.embeddings.near_duplicate_outputs import FIGURE_PAIRS, PAIR_HEADER, cosine_text, headline, pair_rows
 from visrep.evaluation.generative_report import lookup, table_rows
 from visrep.pipeline.report_render import Image, Section, Table
 from visrep.pipeline.state import stage_seconds
@@ -132,7 +133,36 @@ def embeddings_section(folder: Path) -> Section:
         section.add(Image(map_file, f"2-D map of the {best['layer']} embeddings of test images, coloured by class",
                           f"The layer with the best validation probe ({best['layer']}), its test images projected "
                           f"to 2-D: well-separated colour clusters mean the classes are easy to tell apart there."))
-    return section
+    return section.add(*_near_duplicate_blocks(folder, table["layers"]))
+
+
+def _near_duplicate_blocks(folder: Path, layers: list[dict]) -> list:
+    """The near-duplicates found at the deepest searched layer: a sentence, the pairs, their thumbnails."""
+    searched = [layer for layer in layers if layer.get("near_duplicates")]
+    if not searched:
+        return []
+    name, summary = searched[-1]["layer"], searched[-1]["near_duplicates"]
+    blocks = [headline(summary, name) + " A near-duplicate is the same photo saved twice (re-encoded, resized or "
+              "slightly cropped): each val and test image is compared with its nearest training image in the "
+              "classifier's embedding. A copy in val or test makes its scores optimistic, since the network has seen "
+              "that photo; a copy inside train only counts the photo twice. Rule: " + summary["rule"] + "."]
+    pairs = summary["cross_split"]["pairs"][:FIGURE_PAIRS]  # the rows the figure shows
+    if pairs:
+        more = summary["cross_split"]["count"] - len(pairs)
+        blocks.append(Table(PAIR_HEADER, pair_rows(pairs), "Val/test images and their nearest training image, most "
+                            "similar first; threshold: the lowest cosine that counts for that class"
+                            + (f"; {more} more in {name}/{summary['file']}." if more > 0 else ".")))
+    figure = folder / name / (summary.get("figure") or "")
+    if summary.get("figure") and figure.is_file():
+        blocks.append(Image(figure, "pairs of near-duplicate images: a validation or test image beside its nearest "
+                                    "training image", "The closest pairs: the val/test image (left) beside its "
+                                    "nearest training image (right), with the cosine similarity and both file ids; a "
+                                    "red frame means the two carry different classes."))
+    inside = summary["within_train"]["pairs"]
+    if inside:
+        blocks.append("Inside train, most similar first: " + "; ".join(
+            f"{pair['id']} ~ {pair['train_id']} ({cosine_text(pair['similarity'])})" for pair in inside) + ".")
+    return blocks
 
 
 def evaluator_section(folder: Path) -> Section:
