@@ -35,6 +35,8 @@ def time_once(clone: Path) -> dict:
                             cwd=clone, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     closing = next((line for line in reversed(result.stdout.splitlines()) if " in " in line and "passed" in line), "")
+    if result.returncode != 0:  # the suite must pass to count: show why it did not
+        print(result.stdout[-4000:], result.stderr[-2000:], file=sys.stderr)
     counts = {name: int(number) for number, name in re.findall(r"(\d+) (passed|failed|skipped|deselected)", closing)}
     return {"seconds": round(seconds, 1), "exit_code": result.returncode, "closing": closing.strip("= "), **counts}
 
