@@ -31,7 +31,8 @@ BUDGET_SECONDS = 240.0
 def time_once(clone: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(clone / "src")}  # the clone's code, not the editable install's
     started = time.perf_counter()
-    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    # pyproject already gives -q: a second -q would drop the closing counts line
+    result = subprocess.run([str(REPO / ".venv" / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider"],
                             cwd=clone, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     closing = next((line for line in reversed(result.stdout.splitlines()) if " in " in line and "passed" in line), "")
