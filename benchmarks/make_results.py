@@ -271,11 +271,10 @@ def render_compact(doc: dict, json_name: str) -> list[str]:
     issue = f" (issue {doc['issue']})" if doc.get("issue") else ""
     return [f"## {doc['goal']}", "",
             f"- **Target**{issue}: {doc.get('target') or '—'}: {met_text(doc)}",
-            f"- **Figure**: {doc.get('headline') or '—'}",
+            f"- **Figure**: {doc.get('headline') or '—'} (tables, setup, decisions, notes: "
+            f"[results/{details_name(json_name)}](results/{details_name(json_name)}))",
             f"- **Machine**: {doc.get('host') or '—'}; **date** {doc.get('date') or '—'}; "
-            f"**seeds** {seeds_text(doc.get('seeds'))}",
-            f"- **Details** (tables, setup, decisions, notes): [results/{details_name(json_name)}]"
-            f"(results/{details_name(json_name)})", "", *code_block(entry_commands(doc.get("command"))), ""]
+            f"**seeds** {seeds_text(doc.get('seeds'))}", "", *code_block(entry_commands(doc.get("command"))), ""]
 
 
 def entry_commands(value) -> list[str]:
