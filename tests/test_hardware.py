@@ -206,3 +206,17 @@ def test_a_bad_device_in_a_config_is_refused_when_it_is_read():
 
     with pytest.raises(UserError, match="train.device"):
         load_config(None, ["train.device=gpu"], GanConfig)
+
+
+def test_a_config_doctor_cannot_estimate_says_why_in_words():
+    """Not 'not estimated (UserError)': what the config is and what the estimate lacks (issue 33)."""
+    from pathlib import Path
+
+    from visrep.doctor import Throughput, _estimate_line
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    rate = Throughput("bf16", 500.0, 3)
+    assert "a gan recipe (600 steps)" in _estimate_line(configs / "gan_digits.yaml", rate)
+    assert "at most 15 min (train.max_minutes)" in _estimate_line(configs / "gan_mnist.yaml", rate)
+    assert "not estimated: a pipeline" in _estimate_line(configs / "pipeline_digits.yaml", rate)
+    assert "Error)" not in _estimate_line(configs / "guide_digits.yaml", rate)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from visrep.errors import UserError
+
 from visrep.hardware.cpu import read_cpu_info
 from visrep.hardware.precision import resolve_precision
 from visrep.hardware.threads import configure_process
@@ -148,16 +150,42 @@ def report(config_dir: Path | None, seconds_per_precision: float = 2.5) -> str:
     return "\n".join(lines)
 
 
+GENERATOR_SECTIONS = ("gan", "diffusion", "guide")  # step-trained recipes: no per-image cost model here yet
+
+
 def _estimate_line(path: Path, reference: Throughput) -> str:
+    why = _not_estimated(path)
+    if why is not None:
+        return f"  {path.name:28s} not estimated: {why}"
     try:
         estimate = estimate_config(path, reference)
-    except Exception as err:  # a config this estimate cannot read (another schema): say so, keep going
-        return f"  {path.name:28s} not estimated ({type(err).__name__})"
+    except UserError as err:  # a config this estimate cannot read: say why in its words, keep going
+        return f"  {path.name:28s} not estimated: {err}"
     if not estimate["images"]:
         return f"  {path.name:28s} {estimate['model']:12s} not estimated: {estimate['note']}"
     return (f"  {path.name:28s} {estimate['model']:12s} {estimate['images']:6d} images x {estimate['epochs']:2d} epochs"
             f"  ~{_duration(estimate['seconds'])}" + ("" if estimate["note"] in ("counted", "embedded")
                                                       else f"  ({estimate['note']})"))
+
+
+def _not_estimated(path: Path) -> str | None:
+    """Why a shipped config gets no classifier estimate (a generator recipe, a pipeline), in words; None if it does."""
+    from visrep.config import read_yaml_mapping
+
+    try:
+        sections = read_yaml_mapping(path)
+    except UserError as err:
+        return str(err)
+    if "classifier" in sections or "stages" in sections:  # a pipeline names each stage's recipe
+        return "a pipeline: the estimate has no cost model for its generator stages yet; its classifier and evaluator " \
+               "recipes are estimated on their own lines"
+    stage = next((name for name in GENERATOR_SECTIONS if name in sections), None)
+    if stage is not None:
+        train = sections.get("train") or {}
+        steps, cap = train.get("steps"), train.get("max_minutes")
+        budget = f"{steps} steps" + (f", at most {cap} min (train.max_minutes)" if cap else "")
+        return f"a {stage} recipe ({budget}): the estimate has no cost model for generators yet"
+    return None
 
 
 def _duration(seconds: float) -> str:
