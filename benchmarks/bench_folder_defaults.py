@@ -7,9 +7,9 @@ Each run is `visrep train classifier FOLDER` as a new user types it (no config: 
 with one sweep setting changed (batch size, epochs or learning rate, one at a time around the
 defaults), on the shared photo archives: flowers17 (no splits: val and test carved with seed 0) and
 clothing10 (its own train/validation/test). The figure is the best val accuracy of each run (the
-checkpoint training keeps); the test split is not read. Every finished run is kept in a cache
-(~/.cache/visrep-bench/folder_defaults/), so the benchmark resumes where it stopped: one run at a
-time, in the background, across sittings. The verdict (defaults within 2 points of the sweep's best
+checkpoint training keeps); the test split is not read. Every finished run is appended to
+benchmarks/results/folder_defaults_runs.jsonl (committed), so the benchmark resumes where it stopped,
+on any machine: one run at a time, in the background, across sittings. The verdict (defaults within 2 points of the sweep's best
 mean over the seeds) is computed here.
 """
 
@@ -30,7 +30,9 @@ from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.data.cache import DECODER_VERSION  # noqa: E402
 from visrep.training.classifier import train_classifier  # noqa: E402
 
-CACHE = Path.home() / ".cache" / "visrep-bench" / "folder_defaults"
+# every finished run, one JSON line each, committed with the results: the benchmark resumes on any machine
+RUNS = Path(__file__).resolve().parent / "results" / "folder_defaults_runs.jsonl"
+OLD_CACHE = Path.home() / ".cache" / "visrep-bench" / "folder_defaults"  # where this session's first runs went
 FOLDERS = ("flowers17", "clothing10")
 SEEDS = (0, 1, 2)
 MARGIN = 0.02  # the defaults must reach within 2 points of the sweep's best
@@ -61,17 +63,24 @@ def overrides_for(name: str, variant: str) -> list[str]:
     return items
 
 
-def _key(name: str, variant: str, seed: int) -> Path:
-    return CACHE / f"{name}-{variant}-seed{seed}.json"
+def finished_runs() -> list[dict]:
+    """Every run recorded so far (RUNS, plus the per-run files an earlier version kept in OLD_CACHE)."""
+    runs = [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.is_file() else []
+    if OLD_CACHE.is_dir():
+        runs += [json.loads(path.read_text()) for path in sorted(OLD_CACHE.glob("*.json"))]
+    return runs
 
 
 def _cached(name: str, variant: str, seed: int) -> dict | None:
     """A finished run of this folder, variant and seed, decoded as the current code decodes (else None)."""
-    path = _key(name, variant, seed)
-    if not path.is_file():
-        return None
-    result = json.loads(path.read_text())
-    return result if result.get("decoder_version") == DECODER_VERSION else None
+    return next((run for run in finished_runs() if (run["folder"], run["variant"], run["seed"]) == (name, variant, seed)
+                 and run.get("decoder_version") == DECODER_VERSION), None)
+
+
+def _record(result: dict) -> None:
+    RUNS.parent.mkdir(parents=True, exist_ok=True)
+    with RUNS.open("a") as stream:
+        stream.write(json.dumps(result) + "\n")
 
 
 def run_once(name: str, variant: str, seed: int) -> dict:
@@ -93,8 +102,7 @@ def run_once(name: str, variant: str, seed: int) -> dict:
                   "image_size": int(saved.data.image_size), "train_seconds": metrics["train_seconds"],
                   "wall_seconds": wall, "overrides": overrides_for(name, variant),
                   "decoder_version": DECODER_VERSION, "commit": _commit()}
-    CACHE.mkdir(parents=True, exist_ok=True)
-    _key(name, variant, seed).write_text(json.dumps(result, indent=1))
+    _record(result)
     return result
 
 
@@ -164,8 +172,7 @@ def main() -> None:
                 result = run_once(name, variant, seed)
                 print(json.dumps({k: result[k] for k in ("folder", "variant", "seed", "val_acc", "epochs",
                                                          "batch_size", "train_seconds")}), flush=True)
-    cached = [json.loads(path.read_text()) for path in sorted(CACHE.glob("*.json"))] if CACHE.is_dir() else []
-    cached = [result for result in cached if result.get("decoder_version") == DECODER_VERSION]
+    cached = [result for result in finished_runs() if result.get("decoder_version") == DECODER_VERSION]
     summary = summarise(cached, FOLDERS, list(VARIANTS))
     if args.out:
         report_json(results_json(summary, time.perf_counter() - started), args.out)
