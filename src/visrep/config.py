@@ -470,18 +470,19 @@ def check_finite(cfg, prefix: str = "") -> None:
     """Refuse NaN and ±inf anywhere in a config: no key means them (a NaN guidance scale silently wrote
     black images), and every range rule compares false against NaN."""
     container = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-    for key, value in _leaves(container, prefix):
+    for key, value in leaves(container, prefix):
         if isinstance(value, float) and not math.isfinite(value):
             raise UserError(f"{key} must be a finite number (got {value})")
 
 
-def _leaves(value, key: str):
+def leaves(value, key: str = ""):
+    """(dotted key, value) of every leaf of a plain config (dicts and lists walked)."""
     if isinstance(value, dict):
         for name, item in value.items():
-            yield from _leaves(item, f"{key}.{name}" if key else str(name))
+            yield from leaves(item, f"{key}.{name}" if key else str(name))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _leaves(item, f"{key}[{index}]")
+            yield from leaves(item, f"{key}[{index}]")
     else:
         yield key, value
 

@@ -101,15 +101,12 @@ def estimate_config(path: Path, reference: Throughput) -> dict:
 
 def _fill_schedule(cfg, images: int) -> None:
     """An unset batch size or epoch count as training will derive it from ``images`` training images."""
-    from visrep.data.batching import default_batch_size, keeps_last_batch
-    from visrep.training.defaults import default_epochs
+    from visrep.data.batching import fill_batch_size, steps_per_epoch
+    from visrep.training.defaults import fill_epochs
 
-    if cfg.data.batch_size is None:
-        cfg.data.batch_size = default_batch_size(images)[0]
-    if cfg.train.epochs is None:
-        batch = cfg.data.batch_size
-        steps = -(-images // batch) if keeps_last_batch(images, batch) else images // batch
-        cfg.train.epochs = default_epochs(max(1, steps))[0]
+    quiet = lambda line: None  # noqa: E731  (the estimate line says what matters)
+    fill_batch_size(cfg.data, images, say=quiet)
+    fill_epochs(cfg.train, steps_per_epoch(images, cfg.data.batch_size), say=quiet)
 
 
 def _train_images(data_cfg) -> tuple[int, str]:

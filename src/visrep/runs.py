@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from visrep import __version__
-from visrep.config import to_yaml
+from visrep.config import leaves, to_yaml
 from visrep.errors import UserError
 from visrep.hardware.distributed import broadcast_from_main, current_info
 from visrep.storage import atomic_write
@@ -164,22 +164,11 @@ def paths_named(cfg) -> list[Path]:
     plain = OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
     plain.pop("run", None)
     found = []
-    for value in _string_leaves(plain):
+    for value in (item for _, item in leaves(plain) if isinstance(item, str)):
         for text in {value, value.rsplit(":", 1)[0]}:  # "runs/x:test" names runs/x
             if text and len(text) < 4096 and _exists(text):
                 found.append(Path(text).expanduser())
     return found
-
-
-def _string_leaves(value):
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from _string_leaves(item)
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _string_leaves(item)
-    elif isinstance(value, str):
-        yield value
 
 
 def _exists(text: str) -> bool:

@@ -98,10 +98,18 @@ def load_state(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise UserError(f"cannot load training state {path}: {_state_error(err)}") from None
+        raise UserError(f"cannot load training state {path}: {pickle_error(err)}") from None
 
 
-def _state_error(err: Exception) -> str:
+def read_torch_file(path: Path, what: str = "weight file"):
+    """``torch.load(weights_only=True)`` onto the CPU, any failure one UserError line naming ``path``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # EOFError for an empty file, UnpicklingError, RuntimeError: all the file's fault
+        raise UserError(f"could not read {what} {path}: {pickle_error(err)}") from None
+
+
+def pickle_error(err: Exception) -> str:
     """Why a state file was refused, in our words. torch's own message for a pickle that holds code
     advises re-loading with weights_only=False, which would run that code: never repeat it."""
     text = str(err)

@@ -34,6 +34,13 @@ def keeps_last_batch(train_images: int, batch_size: int) -> bool:
     return remainder == 0 or remainder >= max(2, batch_size // 4)
 
 
+def steps_per_epoch(train_images: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch at ``batch_size``, the short last batch kept or dropped as training does."""
+    if keeps_last_batch(train_images, batch_size):
+        return max(1, -(-train_images // batch_size))
+    return max(1, train_images // batch_size)
+
+
 def fill_batch_size(data_cfg, train_images: int, say=print) -> None:
     """Fill an unset data.batch_size from the training split (saved so in the run's config.yaml) and say so.
 

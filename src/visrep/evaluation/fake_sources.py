@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from visrep.data.images import ImageDecodeError, decode_to_array, is_image_name, resize_square, to_channels
 from visrep.errors import UserError
+from visrep.generate.outputs import GRID_FILE, PARTIAL_DIR, SAMPLES_FILE
 from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY, read_generator_manifest
 
 CONDITIONS_FILE = "conditions.json"
@@ -85,10 +86,10 @@ def load_image_set(spec: str | Path, target: TargetFormat, progress: bool = True
 def _unfinished_sample_folder(path: Path) -> bool:
     """`visrep sample`'s output before it finished: its .partial/ chunks, or samples.npz (and grid.png) without
     the generator.json written after them. Read as an image folder it would score grid.png alone."""
-    if (path / ".partial").is_dir():
+    if (path / PARTIAL_DIR).is_dir():
         return True
     names = {entry.name for entry in path.iterdir() if not entry.name.startswith(".")}
-    return "samples.npz" in names and names <= {"samples.npz", "grid.png"}
+    return SAMPLES_FILE in names and names <= {SAMPLES_FILE, GRID_FILE}
 
 
 def _load_generator_run(run_dir: Path, target: TargetFormat, progress: bool) -> ImageSet:

@@ -22,7 +22,6 @@ own z (:mod:`visrep.diffusion.sampler`), so it follows the same rule.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from visrep.errors import UserError
 from visrep.generate.conditions import embed_images
 from visrep.generate.generator_run import GeneratorRun
 from visrep.hardware.distributed import sharded_results
+from visrep.inference.independence import file_sha256
 
 DRAW_BLOCK = 500  # images per random draw and per generator call: changing it changes every seed's images
 LATENT_STREAM, CONDITION_STREAM = 0, 1  # the independent random streams of one block
@@ -278,7 +278,7 @@ def plan_like(run: GeneratorRun, image_path: str | Path, n: int, seed: int = 0) 
     _need_embedding_mode(run, "--like")
     given = read_given_image(image_path, run.image_shape, "--like")
     plan = plan_variations(run, given, n, seed, f"{counted(n, 'variation')} of {image_path}")
-    plan.asked = {"what": "like", "image": str(Path(image_path).resolve()), "sha256": _file_sha256(image_path)}
+    plan.asked = {"what": "like", "image": str(Path(image_path).resolve()), "sha256": file_sha256(image_path)}
     return plan
 
 
@@ -298,7 +298,7 @@ def plan_interpolation(run: GeneratorRun, first: str | Path, second: str | Path,
     given = torch.stack([read_given_image(path, run.image_shape, "--interpolate") for path in (first, second)])
     plan = plan_interpolation_between(run, given, n, seed, f"{counted(n, 'step')} from {first} to {second}")
     plan.asked = {"what": "interpolate", "images": [str(Path(path).resolve()) for path in (first, second)],
-                  "sha256": [_file_sha256(path) for path in (first, second)]}
+                  "sha256": [file_sha256(path) for path in (first, second)]}
     return plan
 
 
@@ -320,17 +320,8 @@ def sample_class(run: GeneratorRun, spec: str | int, n: int, seed: int = 0) -> S
     return sample_set(run, plan_class(run, spec, n, seed))
 
 
-def sample_like(run: GeneratorRun, image_path: str | Path, n: int, seed: int = 0) -> SampleSet:
-    return sample_set(run, plan_like(run, image_path, n, seed))
-
-
 def variations_of(run: GeneratorRun, given: Tensor, n: int, seed: int = 0, description: str | None = None) -> SampleSet:
     return sample_set(run, plan_variations(run, given, n, seed, description))
-
-
-def sample_interpolation(run: GeneratorRun, first: str | Path, second: str | Path, n: int,
-                         seed: int = 0) -> SampleSet:
-    return sample_set(run, plan_interpolation(run, first, second, n, seed))
 
 
 def interpolation_between(run: GeneratorRun, given: Tensor, n: int, seed: int = 0,
@@ -378,11 +369,6 @@ def read_given_image(path: str | Path, image_shape: tuple[int, int, int], flag: 
         raise UserError(f"image {path} is {width}x{height} px: too small for this {size} px "
                         f"generator (the short side must be ≥ {(size + 1) // 2} px)")
     return torch.from_numpy(array.copy())  # decoded arrays are read-only views of the PIL image
-
-
-def _file_sha256(path: str | Path) -> str:
-    """Of a given image's bytes: a resumed request must condition on the same picture, not just the same name."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _need_embedding_mode(run: GeneratorRun, flag: str) -> None:

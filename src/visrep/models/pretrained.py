@@ -79,13 +79,14 @@ def load_pretrained(model: nn.Module, path: str | Path) -> dict:
     own = model.state_dict()
     head = {key for key in own if key.startswith("head.")}
     new_head = any(key not in state or state[key].shape != own[key].shape for key in head)
+    file_classes = int(state["head.weight"].shape[0]) if "head.weight" in state else None  # rows of its head
     if new_head:
         state = {key: value for key, value in state.items() if key not in head}
     adapted = _adapt_first_conv(state, own)
     _check_fits(model, state, own, head if new_head else set(), path)
     model.load_state_dict({**own, **state})
     return {"file": str(path), "tensors_loaded": len(state), "new_head": new_head,
-            "file_classes": _file_classes(read_state_dict(path), model) if new_head else model.num_classes,
+            "file_classes": file_classes,
             "first_conv_summed_to_grey": adapted}
 
 
@@ -113,12 +114,6 @@ def _check_fits(model: nn.Module, state: dict, own: dict, new: set[str], path) -
              f"{tuple(own[shapes[0]].shape)} here)" if shapes else ""]
     raise UserError(f"the weights in {path} do not fit {name}: {', '.join(p for p in parts if p)}; another "
                     f"architecture's file? (`visrep models` says which files each architecture takes)")
-
-
-def _file_classes(state: dict, model: nn.Module) -> int | None:
-    """Classes of the file's own head (its final layer's rows), for the record."""
-    weights = [tensor for key, tensor in model.own_layout(state).items() if key == "head.weight"]
-    return int(weights[0].shape[0]) if weights else None
 
 
 def head_parameters(model: nn.Module) -> set[int]:

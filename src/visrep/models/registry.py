@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from torch import nn
 
 from visrep.errors import UserError
-from visrep.storage import read_safetensors
+from visrep.storage import read_safetensors, read_torch_file
 
 ModelBuilder = Callable[..., nn.Module]
 
@@ -156,16 +154,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     suffix = path.suffix.lower()
     if suffix not in (".safetensors", ".pt", ".pth"):
         raise UserError(f"unsupported weight file type {suffix!r} for {path}; use .safetensors, .pt or .pth")
-    try:
-        state_dict = _read_file(path, suffix)
-    except (OSError, RuntimeError, ValueError, pickle.UnpicklingError, SafetensorError) as error:
-        raise UserError(f"could not read weight file {path}: {error}") from error
+    state_dict = read_safetensors(path)[0] if suffix == ".safetensors" else read_torch_file(path)
     if not (isinstance(state_dict, Mapping) and all(torch.is_tensor(value) for value in state_dict.values())):
         raise UserError(f"{path} is not a state dict (a mapping of parameter names to tensors)")
     return dict(state_dict)
 
-
-def _read_file(path: Path, suffix: str) -> Any:
-    if suffix == ".safetensors":
-        return read_safetensors(path)[0]
-    return torch.load(path, map_location="cpu", weights_only=True)

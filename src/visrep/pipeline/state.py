@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from visrep.evaluation.scoring_cache import CACHE_DIR
+from visrep.inference.independence import file_sha256
 from visrep.runs import atomic_write_text
 
 MARKER = "pipeline-stage.json"
@@ -95,16 +96,8 @@ def output_hashes(folder: Path) -> dict[str, str]:
         top = name.split("/")[0]
         if (path.is_file() and not path.is_symlink() and name != MARKER and top not in NOT_OUTPUTS
                 and not top.startswith(NOT_OUTPUT_PREFIXES)):
-            hashes[name] = _sha256(path)
+            hashes[name] = file_sha256(path)
     return hashes
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()  # hashlib.file_digest needs Python 3.11; the project supports 3.10
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def outputs_digest(marker: dict | None) -> str | None:
@@ -128,7 +121,7 @@ def damaged_output(folder: Path, marker: dict) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{folder.name}/{name} is missing since the stage finished (deleted?)"
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             return f"{folder.name}/{name} changed since the stage finished (damaged?)"
     return None
 

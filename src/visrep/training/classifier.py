@@ -26,7 +26,7 @@ from visrep.data.dataset import BatchLoader
 from visrep.data.prepare import PreparedData
 from visrep.data.transforms import Normalization
 from visrep.errors import UserError
-from visrep.hardware.distributed import all_reduce_sum, broadcast_from_main
+from visrep.hardware.distributed import all_reduce_sum, broadcast_from_main, launched_info
 from visrep.hardware.precision import check_precision
 from visrep.inference.predict import predict_logits
 from visrep.models import create_model
@@ -118,13 +118,13 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
         _check_low_res(cfg.data)  # before minutes of decoding, when the size is known already
     if resume is not None and (Path(resume) / "metrics.json").is_file():  # written only when training ends
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
-    pretrained = _pretrained_size(cfg) if cfg.model.pretrained_path else None  # a resumed run reads it again too
+    say = print if launched_info().is_main else (lambda line: None)  # under torchrun, rank 0 says it once
+    pretrained = _pretrained_size(cfg, say) if cfg.model.pretrained_path else None  # a resumed run reads it too
     ctx = RunContext.prepare(cfg, progress, data)
     if pretrained is not None and cfg.model.pretrained_normalization == "auto":
-        ctx.data = _with_weights_normalization(ctx.data, pretrained)
+        ctx.data = _with_weights_normalization(ctx.data, pretrained, say)
     _match_image_size(cfg.data, ctx.data)
     _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
-    say = print if ctx.is_main else (lambda line: None)
     if cfg.train.epochs is None:  # before the run directory: its config.yaml records the number chosen
         fill_epochs(cfg.train, len(_train_loader(ctx)), say=say)
     fill_head_epochs(cfg.train, bool(cfg.model.pretrained_path), say=say)
@@ -189,25 +189,25 @@ def _check_no_val_config(cfg) -> None:
                         "(or data.val_fraction > 0)")
 
 
-def _pretrained_size(cfg) -> PretrainedFile:
+def _pretrained_size(cfg, say=print) -> PretrainedFile:
     """What the pretrained file expects; an unset data.image_size becomes the weights' own resolution."""
     info = describe_file(cfg.model.pretrained_path)
     if cfg.data.image_size is None:
         cfg.data.image_size = info.image_size
-        print(f"data.image_size not given: {info.image_size} px (the resolution the pretrained weights were "
-              f"trained at; set data.image_size to choose)")
+        say(f"data.image_size not given: {info.image_size} px (the resolution the pretrained weights were "
+            f"trained at; set data.image_size to choose)")
     return info
 
 
-def _with_weights_normalization(data: PreparedData, info: PretrainedFile) -> PreparedData:
+def _with_weights_normalization(data: PreparedData, info: PretrainedFile, say=print) -> PreparedData:
     """The data normalised with the statistics the weights were trained with (saved as the run's
     normalization.json): a copy, since data handed in by the pipeline also serves other stages."""
     normalization = Normalization(*info.normalization_for(data.image_shape[0]))
     splits = {name: copy.copy(split) for name, split in data.splits.items()}
     for split in splits.values():
         split.normalization = normalization
-    print(f"normalisation: the pretrained weights' own ({'ImageNet' if info.kind == 'imagenet' else 'their run'}'s "
-          f"mean and std), not the training split's (model.pretrained_normalization=data to choose that)")
+    say(f"normalisation: the pretrained weights' own ({'ImageNet' if info.kind == 'imagenet' else 'their run'}'s "
+        f"mean and std), not the training split's (model.pretrained_normalization=data to choose that)")
     return dataclasses.replace(data, normalization=normalization, splits=splits)
 
 
