@@ -61,13 +61,12 @@ def test_then_the_whole_network_trains_with_the_backbone_at_a_lower_rate(tmp_pat
 
 
 def test_the_optimizer_gives_the_backbone_a_tenth_of_the_head_rate(imagenet_file):
-    from visrep.training.finetune import scale_backbone_lr
+    from visrep.training.finetune import backbone_parameters
     from visrep.training.optim import build_optimizer
 
     model = create_model("tv:resnet18", 3, 3, 32, pretrained_path=str(imagenet_file))
     cfg = load_config(None, ["train.lr=0.05"], ClassifierConfig)
-    optimizer = build_optimizer(model, cfg.train)
-    scale_backbone_lr(optimizer, model, 0.1)
+    optimizer = build_optimizer(model, cfg.train, backbone_parameters(model), 0.1)
     head = {id(p) for p in model.head.parameters()}
     rates = {("head" if id(p) in head else "backbone", round(group["lr"], 6)) for group in optimizer.param_groups
              for p in group["params"] if p.ndim > 1}  # the weight matrices and filters

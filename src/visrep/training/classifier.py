@@ -36,7 +36,7 @@ from visrep.training.checkpointer import Checkpointer
 from visrep.training.context import RunContext
 from visrep.training.curves import write_curve_artefacts
 from visrep.training.defaults import fill_epochs
-from visrep.training.finetune import fill_head_epochs, scale_backbone_lr, set_phase
+from visrep.training.finetune import backbone_parameters, fill_head_epochs, set_phase
 from visrep.training.ema import EMA
 from visrep.training.guards import NonFiniteGuard, check_batch_fits
 from visrep.training.lookahead import Lookahead
@@ -238,9 +238,8 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
     val_loader = data.loader("val", max(cfg.data.batch_size, 512), channels_last=cfg.train.channels_last) \
         if len(data.splits["val"]) else None
     total_steps = cfg.train.epochs * len(train_loader)
-    optimizer = build_optimizer(model, cfg.train)
-    if cfg.model.pretrained_path:
-        scale_backbone_lr(optimizer, model, cfg.train.backbone_lr_scale)
+    slow = backbone_parameters(model) if cfg.model.pretrained_path else None  # fine-tuning: the backbone slower
+    optimizer = build_optimizer(model, cfg.train, slow, cfg.train.backbone_lr_scale)
     schedule = build_schedule(optimizer, cfg.train, total_steps)
     ema = EMA(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     lookahead = Lookahead(model, cfg.train.lookahead_every, cfg.train.lookahead_decay, total_steps) \

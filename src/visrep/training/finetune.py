@@ -25,20 +25,11 @@ def fill_head_epochs(train_cfg, pretrained: bool, say=print) -> None:
             f"network with the backbone at {train_cfg.backbone_lr_scale:g}x the rate; set train.head_epochs to choose)")
 
 
-def scale_backbone_lr(optimizer: torch.optim.Optimizer, model: torch.nn.Module, scale: float) -> None:
-    """Split every parameter group into its head part (as it was) and its backbone part (lr × ``scale``).
-    Call before the schedule is built: it multiplies each group's own initial rate."""
+def backbone_parameters(model: torch.nn.Module) -> set[int]:
+    """ids of every parameter but the head's: what trains at ``train.backbone_lr_scale`` (build_optimizer's
+    ``slow``)."""
     head = head_parameters(model)
-    groups = []
-    for group in optimizer.param_groups:
-        options = {key: value for key, value in group.items() if key != "params"}
-        groups.append({**options, "params": [p for p in group["params"] if id(p) in head]})
-        groups.append({**options, "params": [p for p in group["params"] if id(p) not in head],
-                       "lr": options["lr"] * scale})
-    optimizer.param_groups.clear()
-    for group in groups:
-        if group["params"]:
-            optimizer.add_param_group(group)
+    return {id(parameter) for parameter in model.parameters() if id(parameter) not in head}
 
 
 def set_phase(model: torch.nn.Module, epoch: int, head_epochs: int) -> None:

@@ -29,7 +29,8 @@ def check_optim_config(train_cfg) -> None:
                         f"(got {train_cfg.muon_lr}, {train_cfg.muon_momentum})")
 
 
-def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, train_cfg, slow: set[int] | None = None,
+                    slow_scale: float = 1.0) -> torch.optim.Optimizer:
     """Three groups: weights (decayed), other biases, normalisation-layer parameters (lr × ``bias_lr_scale``:
     airbench raises it 64x, a BN shift needs large steps to matter).
 
@@ -38,7 +39,10 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
 
     ``muon`` adds a fourth group, last: the conv filter banks (≥ 3-D weights) move by Muon's orthogonalised
     update at ``muon_lr`` / ``muon_momentum`` without decay (their norm is held fixed); linear weights
-    (the head), biases and norms keep the SGD groups, as in airbench94_muon."""
+    (the head), biases and norms keep the SGD groups, as in airbench94_muon.
+
+    ``slow``: ids of parameters that train at ``slow_scale`` × their group's rate (a pretrained backbone
+    under a new head, :mod:`visrep.training.finetune`); each group is split in two."""
     check_optim_config(train_cfg)
     norm_ids = {id(p) for module in model.modules() if isinstance(module, NORM_LAYERS) for p in module.parameters()}
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -56,11 +60,25 @@ def build_optimizer(model: torch.nn.Module, train_cfg) -> torch.optim.Optimizer:
     if train_cfg.optimizer == "muon":
         groups.append({"params": filters, "muon": True, "lr": train_cfg.muon_lr, "momentum": train_cfg.muon_momentum,
                        "weight_decay": 0.0})
+    if slow:
+        groups = _split_slow(groups, slow, slow_scale, train_cfg.lr)
+    if train_cfg.optimizer == "muon":
         return Muon(groups, lr=train_cfg.lr, momentum=train_cfg.momentum)
     if train_cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=train_cfg.lr, momentum=train_cfg.momentum,
                                nesterov=train_cfg.momentum > 0)  # torch refuses Nesterov without momentum
     return torch.optim.AdamW(groups, lr=train_cfg.lr, betas=(train_cfg.momentum, 0.999))
+
+
+def _split_slow(groups: list[dict], slow: set[int], scale: float, lr: float) -> list[dict]:
+    """Each group as its fast part (as it was) and its slow part (lr × ``scale``); empty parts dropped."""
+    split = []
+    for group in groups:
+        options = {key: value for key, value in group.items() if key != "params"}
+        split.append({**options, "params": [p for p in group["params"] if id(p) not in slow]})
+        split.append({**options, "params": [p for p in group["params"] if id(p) in slow],
+                      "lr": options.get("lr", lr) * scale})
+    return [group for group in split if group["params"]]
 
 
 def build_schedule(optimizer: torch.optim.Optimizer, train_cfg, total_steps: int):
