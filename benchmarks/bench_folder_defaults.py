@@ -36,10 +36,10 @@ RUNS = Path(__file__).resolve().parent / "results" / "folder_defaults_runs.jsonl
 FOLDERS = ("flowers17", "clothing10")
 SEEDS = (0, 1, 2)
 MARGIN = 0.02  # the defaults must reach within 2 points of the sweep's best
-# one setting changed at a time around the defaults (epochs: the derived number halved and doubled; a batch
-# variant keeps the derived-epochs rule, so it trains about as many steps as the defaults)
+# one setting changed at a time around the defaults: the derived batch and epochs halved and doubled (a batch
+# variant keeps the derived-epochs rule, so it trains about as many steps as the defaults), two learning rates
 VARIANTS = {"defaults": [], "old-defaults": ["data.batch_size=256", "train.epochs=10"],
-            "batch16": ["data.batch_size=16"], "batch64": ["data.batch_size=64"],
+            "batch-half": ["@batch_size=0.5"], "batch-double": ["@batch_size=2"],
             "epochs-half": ["@epochs=0.5"], "epochs-double": ["@epochs=2"],
             "lr0.02": ["train.lr=0.02"], "lr0.1": ["train.lr=0.1"]}
 
@@ -49,19 +49,20 @@ def folder_root(name: str) -> Path:
     return root
 
 
-def _epochs_override(name: str, factor: float) -> str:
-    """The derived epoch count of this folder's defaults, scaled (read from a cached defaults run)."""
+SCALED = {"epochs": "train.epochs", "batch_size": "data.batch_size"}  # "@key=factor": the defaults' derived value × factor
+
+
+def _scaled_override(name: str, item: str) -> str:
+    """`@key=factor` → the derived value of this folder's defaults run, scaled (read from the recorded run)."""
+    key, factor = item[1:].split("=")
     defaults = _cached(name, "defaults", 0)
     if defaults is None:
-        raise RuntimeError("run the defaults first: the epoch variants scale its derived epochs")
-    return f"train.epochs={max(1, round(defaults['epochs'] * factor))}"
+        raise RuntimeError("run the defaults first: the batch and epoch variants scale its derived values")
+    return f"{SCALED[key]}={max(1, round(defaults[key] * float(factor)))}"
 
 
 def overrides_for(name: str, variant: str) -> list[str]:
-    items = []
-    for item in VARIANTS[variant]:
-        items.append(_epochs_override(name, float(item.split("=")[1])) if item.startswith("@epochs") else item)
-    return items
+    return [_scaled_override(name, item) if item.startswith("@") else item for item in VARIANTS[variant]]
 
 
 def finished_runs() -> list[dict]:

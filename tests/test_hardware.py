@@ -134,14 +134,26 @@ def test_a_run_records_what_was_picked(tiny_trained_run):
     assert record["channels_last"] is True
 
 
-def test_doctor_reports_flags_picks_speed_and_estimates(capsys):
+def test_doctor_reports_flags_picks_speed_and_estimates(capsys, tmp_path):
+    import shutil
+    from pathlib import Path
+
     from visrep.cli import main
 
-    assert main(["doctor", "--seconds", "0.2"]) == 0
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    names = {"tiny.yaml", "gan_tiny.yaml", "diffusion_tiny.yaml", "guide_tiny.yaml", "evaluator_tiny.yaml",
+             "pipeline_tiny.yaml"}  # the tiny recipes: timing every shipped generator takes about a minute
+    for name in names:
+        shutil.copy(configs / name, tmp_path / name)
+    assert main(["doctor", "--seconds", "0.2", "--configs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"auto picks {resolve_precision('auto').precision}" in out
     assert "fp32" in out and "bf16" in out and "img/s" in out
-    assert "digits.yaml" in out and "mnist.yaml" in out  # every shipped config gets a line
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ") and ".yaml" in line}
+    assert set(lines) == names  # every config gets a line
+    assert not any("not estimated" in line for line in lines.values()), lines
+    assert "(timed)" in lines["gan_tiny.yaml"] and "steps x" in lines["diffusion_tiny.yaml"]
+    assert "gan" in lines["pipeline_tiny.yaml"] and "~" in lines["pipeline_tiny.yaml"]
 
 
 def test_estimates_scale_with_measured_speed_and_resizing():
@@ -208,15 +220,42 @@ def test_a_bad_device_in_a_config_is_refused_when_it_is_read():
         load_config(None, ["train.device=gpu"], GanConfig)
 
 
-def test_a_config_doctor_cannot_estimate_says_why_in_words():
-    """Not 'not estimated (UserError)': what the config is and what the estimate lacks (issue 33)."""
+def test_generator_estimates_are_timed_steps_times_steps_capped_and_plus_sampling(monkeypatch):
+    """A generator's time: its timed step × train.steps, capped at train.max_minutes; a diffusion model adds
+    the U-Net forwards of its final samples and grids, two per guided step (issue 33)."""
+    from visrep.config import DiffusionConfig, GanConfig, load_config
+    from visrep.doctor import generator_cost
+
+    monkeypatch.setattr(generator_cost, "_median_seconds", lambda step: 0.5)  # every timed call: 0.5 s
+    gan = load_config(None, ["data.source=digits", "data.image_size=16", "data.channels=1", "data.batch_size=8",
+                             "gan.g_width=8", "gan.d_width=8", "train.steps=100"], GanConfig)
+    estimate = generator_cost.estimate_generator("gan", gan)
+    assert estimate["train_seconds"] == pytest.approx(50.0) and not estimate["capped"]
+    assert "conditioning run is not here" in estimate["note"]  # the default classifier stands in, said so
+    gan.train.max_minutes = 0.5
+    assert generator_cost.estimate_generator("gan", gan)["train_seconds"] == pytest.approx(30.0)
+    diffusion = load_config(None, ["data.source=digits", "data.image_size=16", "data.channels=1",
+                                   "data.batch_size=10", "diffusion.width=8", "train.steps=100",
+                                   "train.sample_every=1000", "diffusion.final_samples=20",
+                                   "diffusion.sample_steps=5", "diffusion.guidance_interval=[0.25,0.75]"],
+                            DiffusionConfig)
+    estimate = generator_cost.estimate_generator("diffusion", diffusion)
+    # (20 final + 80 for the one closing grid) images × 5 steps × 1.5 forwards × 0.05 s per image
+    assert estimate["sampling_seconds"] == pytest.approx(100 * 5 * 1.5 * 0.05)
+    assert estimate["seconds"] == pytest.approx(50.0 + estimate["sampling_seconds"])
+
+
+def test_a_config_doctor_cannot_estimate_says_why_in_words(tmp_path):
+    """Not 'not estimated (UserError)': what is wrong, in words (issue 33)."""
     from pathlib import Path
 
-    from visrep.doctor import Throughput, _estimate_line
+    from visrep.doctor import Throughput, estimate_line
 
-    configs = Path(__file__).resolve().parents[1] / "configs"
     rate = Throughput("bf16", 500.0, 3)
-    assert "a gan recipe (600 steps)" in _estimate_line(configs / "gan_digits.yaml", rate)
-    assert "at most 15 min (train.max_minutes)" in _estimate_line(configs / "gan_mnist.yaml", rate)
-    assert "not estimated: a pipeline" in _estimate_line(configs / "pipeline_digits.yaml", rate)
-    assert "Error)" not in _estimate_line(configs / "guide_digits.yaml", rate)
+    (tmp_path / "gan_bad.yaml").write_text("gan:\n  g_width: [1, 2]\n")
+    line = estimate_line(tmp_path / "gan_bad.yaml", rate)
+    assert "not estimated: " in line and "g_width" in line and "Error)" not in line
+    (tmp_path / "folder.yaml").write_text("data:\n  source: ~/no-such-folder\n  image_size: 32\n")
+    assert "not estimated: data not found here" in estimate_line(tmp_path / "folder.yaml", rate)
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    assert "(timed)" in estimate_line(configs / "gan_tiny.yaml", rate)
