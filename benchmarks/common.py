@@ -15,7 +15,7 @@ DATA_CACHE = Path.home() / ".cache" / "visrep-data"
 def unpacked(name: str) -> Path:
     """Return ~/.cache/visrep-data/<name>, unpacking ../shared/data/<name>.tar.gz once if needed."""
     target = DATA_CACHE / name
-    if not (target / "train").is_dir():
+    if not target.is_dir() or not any(child.is_dir() for child in target.iterdir()):  # flowers17 has no train/
         archive = SHARED_DATA / f"{name}.tar.gz"
         if not archive.is_file():
             raise SystemExit(f"missing {archive}: the benchmarks need the shared real-data archives")

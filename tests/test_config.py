@@ -74,8 +74,29 @@ def test_shipped_evaluators_differ_from_the_shipped_classifiers_in_family_and_se
     from visrep.config import SHIPPED_CONFIGS, ClassifierConfig, load_config
     from visrep.inference.independence import check_architecture_differs
 
-    for name in ("digits", "mnist", "cifar10"):
+    for name in ("digits", "mnist", "cifar10", "folder"):
         evaluator = load_config(SHIPPED_CONFIGS / f"evaluator_{name}.yaml", schema=ClassifierConfig)
         classifier = load_config(SHIPPED_CONFIGS / f"{name}.yaml", schema=ClassifierConfig)
         check_architecture_differs(evaluator, classifier)  # raises UserError when they share either
         assert evaluator.model.name.startswith("resnet") and not classifier.model.name.startswith("resnet")
+
+
+def test_every_shipped_config_loads_under_its_schema():
+    """A recipe that no longer validates (a renamed key, a bad value) fails here, not in a user's first run."""
+    from pathlib import Path
+
+    from visrep.config import ClassifierConfig, DiffusionConfig, GanConfig, GuideConfig, load_config
+    from visrep.doctor.report import config_kind
+    from visrep.pipeline.config import load_pipeline, stage_config
+
+    schemas = {"classifier": ClassifierConfig, "gan": GanConfig, "diffusion": DiffusionConfig, "guide": GuideConfig}
+    shipped = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+    assert any(path.name == "pipeline_folder.yaml" for path in shipped)
+    for path in shipped:
+        kind = config_kind(path)
+        if kind == "pipeline":
+            pipeline = load_pipeline(path)
+            for stage in pipeline.stages:
+                stage_config(pipeline, stage)
+        else:
+            load_config(path, schema=schemas[kind])

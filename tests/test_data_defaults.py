@@ -24,9 +24,9 @@ def test_a_short_last_batch_is_kept_unless_it_is_a_sliver():
 
 
 def test_epochs_give_enough_steps_within_bounds():
-    assert default_epochs(22)[0] == 19 and 19 * 22 >= MIN_STEPS  # a 700-photo folder at batch 32
+    assert default_epochs(22)[0] == 37 and 37 * 22 >= MIN_STEPS > 36 * 22  # a 700-photo folder at batch 32
     assert default_epochs(211)[0] == 10  # MNIST at 256: the old ten epochs
-    assert default_epochs(1)[0] == 40  # a handful of images: capped
+    assert default_epochs(1)[0] == 60  # a handful of images: capped
 
 
 def test_every_image_is_seen_over_a_few_epochs_when_a_sliver_is_dropped(data_cfg, tiny_folder):

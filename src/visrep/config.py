@@ -86,7 +86,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    # None: enough for 400 optimizer steps, within 10-40 epochs (visrep.training.defaults; printed and saved)
+    # None: enough for 800 optimizer steps, within 10-60 epochs (visrep.training.defaults; printed and saved)
     epochs: Optional[int] = None
     optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw | muon (conv filters by Muon, the rest by sgd)
     lr: float = 0.05  # peak learning rate

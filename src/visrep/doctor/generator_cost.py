@@ -38,9 +38,7 @@ def estimate_generator(stage: str, cfg, classifier_cfg=None) -> dict:
         return {"stage": stage, "seconds": 0.0, "note": "data.image_size chosen from the data at run time"}
     classes, class_note = class_count(cfg.data)
     encoder, encoder_note = _encoder(cfg, stage, classifier_cfg, classes)
-    torch.manual_seed(0)
-    step = {"gan": _gan_step, "diffusion": _diffusion_step, "guide": _guide_step}[stage](cfg, encoder, classes)
-    step_seconds = _median_seconds(step)
+    step_seconds = _median_seconds(training_step(stage, cfg, encoder, classes))
     train = cfg.train
     train_seconds = train.steps * step_seconds
     capped = train.max_minutes is not None and train_seconds > 60 * train.max_minutes
@@ -51,6 +49,17 @@ def estimate_generator(stage: str, cfg, classifier_cfg=None) -> dict:
     return {"stage": stage, "steps": int(train.steps), "step_seconds": step_seconds, "capped": capped,
             "train_seconds": train_seconds, "sampling_seconds": sampling, "seconds": train_seconds + sampling,
             "note": "; ".join(notes)}
+
+
+def training_step(stage: str, cfg, encoder: FrozenEncoder, classes: int):
+    """A function that runs one training step of the recipe on random tensors (also what benchmarks time)."""
+    torch.manual_seed(0)
+    return {"gan": _gan_step, "diffusion": _diffusion_step, "guide": _guide_step}[stage](cfg, encoder, classes)
+
+
+def conditioning_encoder(cfg, stage: str, classifier_cfg, classes: int) -> FrozenEncoder:
+    """The frozen classifier the recipe's step runs through (random weights: only its cost matters)."""
+    return _encoder(cfg, stage, classifier_cfg, classes)[0]
 
 
 def _median_seconds(step) -> float:
