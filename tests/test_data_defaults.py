@@ -3,6 +3,7 @@ for the optimizer steps a from-scratch run needs, and no image left out of every
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import make_folder
@@ -66,3 +67,35 @@ def test_the_first_command_on_a_folder_derives_batch_and_epochs_says_so_and_save
     assert f"data.batch_size not given: {saved['data']['batch_size']}" in out
     assert f"train.epochs not given: {saved['train']['epochs']}" in out
     assert saved["data"]["batch_size"] == 16 and saved["train"]["epochs"] == 3  # 25 images: 2 steps per epoch
+
+
+def test_lr_find_sweeps_rates_geometrically_suggests_the_steepest_fall_and_trains_nothing(tmp_path, capsys):
+    """`--lr-find`: a range test on the run's own model and batches; one suggestion line; a curve, no weights."""
+    import json
+
+    folder = make_folder(tmp_path / "photos", per_class=12)
+    assert main(["train", "classifier", str(folder), "--lr-find", "--name", "probe", f"run.root={tmp_path}/runs",
+                 "train.threads=1", "model.options.widths=[8,16,16]", "data.image_size=12"]) == 0
+    captured = capsys.readouterr()
+    out = captured.out + captured.err
+    run = tmp_path / "runs" / "probe"
+    test = json.loads((run / "lr_find.json").read_text())
+    lrs = test["lrs"]
+    assert all(later > earlier for earlier, later in zip(lrs, lrs[1:])) and lrs[0] == pytest.approx(1e-4)
+    assert min(lrs) <= test["suggestion"] <= test["lowest"]  # the steepest fall comes before the lowest point
+    assert f"suggested train.lr={test['suggestion']:.3g}" in out
+    assert (run / "lr_find.png").stat().st_size > 5_000
+    assert not list(run.glob("*.safetensors")) and not (run / "metrics.json").exists()  # nothing trained for keeps
+    assert main(["train", "classifier", "--resume", str(run), "--lr-find"]) == 2  # one line, not a traceback
+    assert "does not go with --resume" in capsys.readouterr().err
+
+
+def test_the_steepest_fall_is_found_on_a_known_curve():
+    import numpy as np
+
+    from visrep.training.lr_find import steepest
+
+    lrs = list(np.geomspace(1e-4, 10, 60))
+    smoothed = [2.0 - np.tanh(3 * (np.log10(lr) + 1.0)) for lr in lrs]  # falls fastest at lr 0.1
+    smoothed[-5:] = [5.0] * 5  # and diverges at the end
+    assert steepest(lrs, smoothed) == pytest.approx(0.1, rel=0.25)

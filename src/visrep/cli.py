@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser("train", help="train a stage").add_subparsers(dest="action", required=True)
     classifier = train.add_parser("classifier", help="train the CNN classifier")
     classifier.add_argument("--resume", metavar="RUN", help="continue the run in this directory from its last checkpoint")
+    classifier.add_argument("--lr-find", action="store_true",
+                            help="train nothing: a learning-rate range test (~100 steps) that suggests train.lr")
     _add_source(classifier)
     _add_common(classifier)
     evaluator = train.add_parser("evaluator", help="train the independent evaluator network (real data only)")
@@ -234,9 +236,16 @@ def cmd_train_classifier(args) -> int:
     from visrep.training.classifier import train_classifier
 
     if args.resume:
+        if args.lr_find:
+            raise UserError("--lr-find tests learning rates from a fresh model: it does not go with --resume")
         _check_resume_flags(args)
         cfg = load_run_config(Path(args.resume), ClassifierConfig)
         train_classifier(cfg, resume=Path(args.resume))
+        return 0
+    if args.lr_find:
+        from visrep.training.lr_find import find_lr
+
+        find_lr(load_cli_config(args, ClassifierConfig))
         return 0
     train_classifier(load_cli_config(args, ClassifierConfig))
     return 0

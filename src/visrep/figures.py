@@ -147,6 +147,25 @@ def plot_training_curves(history: Sequence[dict[str, Any]], path: str | Path, be
     return _save(figure, path)
 
 
+def plot_lr_range(lrs: Sequence[float], losses: Sequence[float], smoothed: Sequence[float], lowest: float,
+                  suggestion: float, path: str | Path) -> Path:
+    """Training loss against learning rate (log axis) from a range test: raw, smoothed, and two markers
+    (the smoothed loss's lowest point and the suggested rate, where it falls fastest)."""
+    figure, axes = _pyplot().subplots(figsize=(6, 4))
+    axes.plot(lrs, losses, color="lightgray", label="loss per step")
+    axes.plot(lrs, smoothed, label="smoothed")
+    axes.axvline(lowest, color="gray", linestyle=":", label=f"lowest at {lowest:.3g}")
+    axes.axvline(suggestion, color="tab:green", linestyle="--", label=f"suggested train.lr {suggestion:.3g}")
+    axes.set_xscale("log")
+    axes.set_xlabel("learning rate (peak of the one-cycle schedule)")
+    axes.set_ylabel("training loss")
+    top = max(smoothed[: max(1, len(smoothed) // 5)])  # the divergent tail would flatten the interesting part
+    axes.set_ylim(min(smoothed) * 0.9, top * 1.5)
+    axes.legend()
+    axes.grid(alpha=0.3)
+    return _save(figure, path)
+
+
 def _as_uint8_nchw(images: Any) -> np.ndarray:
     """Torch tensor or numpy array (N, C, H, W) uint8 with C in {1, 3} -> numpy array."""
     if hasattr(images, "detach"):  # torch.Tensor, without importing torch here

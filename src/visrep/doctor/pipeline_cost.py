@@ -20,11 +20,12 @@ LIGHT_STAGE_SECONDS = {"embeddings": 5.0, "generative": 10.0, "report": 10.0}  #
 FORWARD_SHARE = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 
 
-def estimate_pipeline(path: Path, reference: Throughput) -> dict:
-    """{"stages": {stage: seconds}, "seconds", "notes"} of a pipeline config; UserError if it cannot be read."""
+def estimate_pipeline(path: Path, reference: Throughput, overrides: list[str] | None = None) -> dict:
+    """{"stages": {stage: seconds}, "seconds", "notes"} of a pipeline config (with ``section.key=value``
+    overrides, as `visrep pipeline` takes them); UserError if it cannot be read."""
     from visrep.pipeline.config import load_pipeline, stage_config
 
-    pipeline = load_pipeline(path)
+    pipeline = load_pipeline(path, overrides)
     configs = {stage: stage_config(pipeline, stage) for stage in pipeline.stages if stage != "report"}
     stages, notes = {}, []
     for stage in pipeline.stages:

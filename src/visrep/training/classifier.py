@@ -126,7 +126,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     _match_image_size(cfg.data, ctx.data)
     _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
     if cfg.train.epochs is None:  # before the run directory: its config.yaml records the number chosen
-        fill_epochs(cfg.train, len(_train_loader(ctx)), say=say)
+        fill_epochs(cfg.train, len(training_batches(ctx)), say=say)
     fill_head_epochs(cfg.train, bool(cfg.model.pretrained_path), say=say)
     model = build_classifier(cfg, ctx.data)  # before the run directory exists: a bad model name leaves nothing behind
     if len(ctx.data.splits["val"]) == 0:
@@ -157,7 +157,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     return run.path
 
 
-def _train_loader(ctx: RunContext) -> BatchLoader:
+def training_batches(ctx: RunContext) -> BatchLoader:
     """This process's training batches: shuffled, augmented, the short last batch kept unless it is a sliver."""
     cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
     shard = len(data.splits["train"]) // dist.world_size
@@ -234,7 +234,7 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
     _init_model_from_data(model, data, cfg.run.seed, ctx.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    train_loader = _train_loader(ctx)
+    train_loader = training_batches(ctx)
     val_loader = data.loader("val", max(cfg.data.batch_size, 512), channels_last=cfg.train.channels_last) \
         if len(data.splits["val"]) else None
     total_steps = cfg.train.epochs * len(train_loader)
