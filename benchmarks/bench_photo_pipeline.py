@@ -110,7 +110,10 @@ def results_json(folder: str, wall: float, outcome: dict, estimate: dict, checks
                         "columns": [{"key": k, "label": k.replace("_", " ")} for k in
                                     ("generator", "gan_test", "evaluator_real_test", "share", "n")],
                         "rows": score_rows}],
-            "figures": [str(path.relative_to(REPO / "benchmarks")) for path in shots],
+            "images": [{"path": str(path.relative_to(REPO / "benchmarks")), "alt": f"report section {section}",
+                        "caption": f"The {folder} photo pipeline's report, section '{section}', as headless Chromium "
+                                   "shows it (python benchmarks/screenshot_report.py)"}
+                       for path, section in zip(shots, SECTIONS)],
             "estimate_notes": estimate["notes"], "history": [], "notes": []}
 
 

@@ -274,7 +274,14 @@ def render_compact(doc: dict, json_name: str) -> list[str]:
             f"- **Figure**: {doc.get('headline') or '—'} (tables, setup, decisions, notes: "
             f"[results/{details_name(json_name)}](results/{details_name(json_name)}))",
             f"- **Machine**: {doc.get('host') or '—'}; **date** {doc.get('date') or '—'}; "
-            f"**seeds** {seeds_text(doc.get('seeds'))}", "", *code_block(entry_commands(doc.get("command"))), ""]
+            f"**seeds** {seeds_text(doc.get('seeds'))}", *command_lines(entry_commands(doc.get("command")))]
+
+
+def command_lines(listed: list[str]) -> list[str]:
+    """One command as a bullet of its own (the page stays short), several as a block."""
+    if len(listed) == 1:
+        return [f"- **Command**: `{listed[0]}`", ""]
+    return ["", *code_block(listed), ""]
 
 
 def entry_commands(value) -> list[str]:
