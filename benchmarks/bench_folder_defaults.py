@@ -191,7 +191,7 @@ def results_json(summary: dict, seconds: float) -> dict:
             "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
             "tables": [{"title": "Best val accuracy, mean ± std over seeds 0-2", "columns": columns,
                         "rows": summary["rows"]}],
-            "verdicts": verdicts, "history": [], "notes": _rule_notes(summary["rows"])}
+            "verdicts": verdicts, "history": ["notes/2026-12-07-photo-folders.md"], "notes": _rule_notes(summary["rows"])}
 
 
 def _rule_notes(rows: list[dict]) -> list[str]:

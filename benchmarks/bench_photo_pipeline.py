@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, report_json, unpacked  # noqa: E402
+from common import commit, machine_line, report_json, unpacked  # noqa: E402
 from screenshot_report import capture  # noqa: E402
 
 from visrep.doctor.classifier_cost import measure_throughput  # noqa: E402
@@ -101,7 +101,7 @@ def results_json(folder: str, wall: float, outcome: dict, estimate: dict, checks
             "met": met, "headline": headline, "verdicts": checks,
             "host": machine_line(), "date": time.strftime("%Y-%m-%d"),
             "command": "python benchmarks/bench_photo_pipeline.py --out benchmarks/results/photo_pipeline.json",
-            "seeds": "the recipes' (classifier 0, evaluator 1, generators 0)",
+            "commit": commit(), "seeds": ["classifier 0", "evaluator 1", "generators 0 (the recipes')"],
             "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
             "tables": [{"title": "Time per stage: measured vs visrep doctor",
                         "columns": [{"key": k, "label": k.replace("_", " ")} for k in
@@ -114,7 +114,7 @@ def results_json(folder: str, wall: float, outcome: dict, estimate: dict, checks
                         "caption": f"The {folder} photo pipeline's report, section '{section}', as headless Chromium "
                                    "shows it (python benchmarks/screenshot_report.py)"}
                        for path, section in zip(shots, SECTIONS)],
-            "estimate_notes": estimate["notes"], "history": [], "notes": []}
+            "estimate_notes": estimate["notes"], "history": ["notes/2026-12-07-photo-folders.md"], "notes": []}
 
 
 def main() -> None:

@@ -122,7 +122,7 @@ def results_json(summary: dict, seconds: float) -> dict:
                      + (f" The pretrained CIFAR-10 classifier reached {pretrained:.4f} val." if pretrained else ""),
             "tables": [{"title": f"Best val accuracy at {SIZE} px, mean ± std over seeds 0-2", "columns": columns,
                         "rows": summary["rows"]}],
-            "gains": gains, "history": [], "notes": []}
+            "gains": gains, "history": ["notes/2026-12-07-photo-folders.md"], "notes": []}
 
 
 def main() -> None:

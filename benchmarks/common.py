@@ -41,11 +41,22 @@ def machine_line() -> str:
 
     import torch
 
+    from visrep.hardware.cpu import read_cpu_info
     from visrep.runs import environment_info
 
-    info = environment_info()
-    return (f"{info['cpu']}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), Python {platform.python_version()}")
+    info, cpu = environment_info(), read_cpu_info()
+    flags = ", ".join(cpu.flags) or "no flags of interest"
+    return (f"{info['cpu']} ({flags}{'' if 'amx_bf16' in cpu.flags else ', no AMX'}), {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}")
+
+
+def commit() -> str | None:
+    """The repository's short HEAD commit (what was measured), or None outside a git checkout."""
+    import subprocess
+
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def report_json(results: dict, out: str | None) -> None:

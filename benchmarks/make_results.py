@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shlex
 import sys
 from decimal import Decimal
 from pathlib import Path

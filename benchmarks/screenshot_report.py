@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-MAX_WIDTH, MAX_HEIGHT, QUALITY = 900, 1400, 70
+MAX_WIDTH, MAX_HEIGHT, QUALITY = 700, 1000, 60
 
 
 def capture(report: Path, sections: list[str], out: str) -> list[Path]:
