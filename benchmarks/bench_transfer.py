@@ -25,9 +25,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, report_json, unpacked  # noqa: E402
+from common import commit, machine_line, report_json, unpacked  # noqa: E402
+
+from bench_folder_defaults import derived_epochs, train_images  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
+from visrep.data.batching import default_batch_size  # noqa: E402
 from visrep.training.classifier import train_classifier  # noqa: E402
 
 RUNS = Path(__file__).resolve().parent / "results" / "transfer_runs.jsonl"
@@ -55,8 +58,21 @@ def finished_runs() -> list[dict]:
     return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.is_file() else []
 
 
+def expected_schedule(folder: str) -> tuple[int, int]:
+    """(batch, epochs) the current rules derive for the folder: a recorded run under other rules is not reused."""
+    images = train_images(folder)
+    batch = default_batch_size(images)[0]
+    return batch, derived_epochs(images, batch)
+
+
+def recorded(folder: str, arm: str, seed: int) -> dict | None:
+    wanted = expected_schedule(folder)
+    return next((r for r in finished_runs() if (r["folder"], r["arm"], r["seed"]) == (folder, arm, seed)
+                 and (r["batch_size"], r["epochs"]) == wanted), None)
+
+
 def run_once(folder: str, arm: str, seed: int) -> dict:
-    done = next((r for r in finished_runs() if (r["folder"], r["arm"], r["seed"]) == (folder, arm, seed)), None)
+    done = recorded(folder, arm, seed)
     if done is not None:
         return done
     extra = [f"model.pretrained_path={pretrained_file()}"] if arm == "transfer" else []
@@ -72,7 +88,7 @@ def run_once(folder: str, arm: str, seed: int) -> dict:
                   "best_epoch": metrics["best_epoch"], "epochs": int(saved.train.epochs),
                   "batch_size": int(saved.data.batch_size), "train_seconds": metrics["train_seconds"],
                   "wall_seconds": time.perf_counter() - started, "overrides": overrides[1:2] + extra,
-                  "pretrained_val_acc": _pretrained_val() if arm == "transfer" else None}
+                  "pretrained_val_acc": _pretrained_val() if arm == "transfer" else None, "commit": commit()}
     RUNS.parent.mkdir(parents=True, exist_ok=True)
     with RUNS.open("a") as stream:
         stream.write(json.dumps(result) + "\n")
@@ -139,7 +155,9 @@ def main() -> None:
                 result = run_once(folder, arm, seed)
                 print(json.dumps({k: result[k] for k in ("folder", "arm", "seed", "val_acc", "epochs")}), flush=True)
     if args.out:
-        report_json(results_json(summarise(finished_runs()), time.perf_counter() - started), args.out)
+        current = [run for folder in FOLDERS for seed in SEEDS for arm in ARMS
+                   if (run := recorded(folder, arm, seed)) is not None]
+        report_json(results_json(summarise(current), time.perf_counter() - started), args.out)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 
 Opens the report as a reader would (Debian's chromium through playwright, 1200 px wide), fails on a
 console error, a page error or an image that did not decode, and writes one JPEG per named section
-(<out>-<section>.jpg, scaled to at most MAX_WIDTH px wide and MAX_HEIGHT px tall) for RESULTS.md.
+(<out>-<section>.jpg, scaled down to fit MAX_WIDTH × MAX_HEIGHT px) for RESULTS.md.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _save_small(png: bytes, path: Path) -> Path:
     from PIL import Image
 
     image = Image.open(io.BytesIO(png)).convert("RGB")
-    image.thumbnail((MAX_WIDTH, MAX_HEIGHT))  # keeps the aspect ratio; a long section is cut by the height cap
+    image.thumbnail((MAX_WIDTH, MAX_HEIGHT))  # keeps the aspect ratio: a long section comes out narrower
     path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path, quality=QUALITY)
     return path

@@ -82,12 +82,14 @@ def test_lr_find_sweeps_rates_geometrically_suggests_the_steepest_fall_and_train
     test = json.loads((run / "lr_find.json").read_text())
     lrs = test["lrs"]
     assert all(later > earlier for earlier, later in zip(lrs, lrs[1:])) and lrs[0] == pytest.approx(1e-4)
-    assert min(lrs) <= test["suggestion"] <= test["lowest"]  # the steepest fall comes before the lowest point
+    assert test["suggestion"] in lrs and len(test["losses"]) == len(lrs) == len(test["smoothed"])
     assert f"suggested train.lr={test['suggestion']:.3g}" in out
     assert (run / "lr_find.png").stat().st_size > 5_000
     assert not list(run.glob("*.safetensors")) and not (run / "metrics.json").exists()  # nothing trained for keeps
     assert main(["train", "classifier", "--resume", str(run), "--lr-find"]) == 2  # one line, not a traceback
     assert "does not go with --resume" in capsys.readouterr().err
+    assert main(["train", "classifier", str(folder), "--lr-find", "train.optimizer=muon"]) == 2
+    assert "train.muon_lr" in capsys.readouterr().err
 
 
 def test_the_steepest_fall_is_found_on_a_known_curve():

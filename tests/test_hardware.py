@@ -240,8 +240,9 @@ def test_generator_estimates_are_timed_steps_times_steps_capped_and_plus_samplin
                                    "diffusion.sample_steps=5", "diffusion.guidance_interval=[0.25,0.75]"],
                             DiffusionConfig)
     estimate = generator_cost.estimate_generator("diffusion", diffusion)
-    # (20 final + 80 for the one closing grid) images × 5 steps × 1.5 forwards × 0.05 s per image
-    assert estimate["sampling_seconds"] == pytest.approx(100 * 5 * 1.5 * 0.05)
+    # (20 final images × 5 sampler steps + one closing grid of 10 classes × 8 at the loop's 20 steps)
+    # × 1.5 forwards (guided over half the trajectory) × 0.05 s per image
+    assert estimate["sampling_seconds"] == pytest.approx((20 * 5 + 80 * 20) * 1.5 * 0.05)
     assert estimate["seconds"] == pytest.approx(50.0 + estimate["sampling_seconds"])
 
 
@@ -257,5 +258,13 @@ def test_a_config_doctor_cannot_estimate_says_why_in_words(tmp_path):
     assert "not estimated: " in line and "g_width" in line and "Error)" not in line
     (tmp_path / "folder.yaml").write_text("data:\n  source: ~/no-such-folder\n  image_size: 32\n")
     assert "not estimated: data not found here" in estimate_line(tmp_path / "folder.yaml", rate)
+    # what the GAN's own loop refuses is refused here in its words, not as a traceback from a timed step
+    (tmp_path / "gan_unguidable.yaml").write_text("data:\n  image_size: 16\n  batch_size: 8\n"
+                                                 "gan:\n  conditioning: none\n  guidance_weight: 0.5\n")
+    assert "not estimated: gan.guidance_weight > 0 needs a condition" in estimate_line(
+        tmp_path / "gan_unguidable.yaml", rate)
+    (tmp_path / "diffusion_unbatched.yaml").write_text("data:\n  source: ~/no-such-folder\n  image_size: 16\n"
+                                                      "diffusion:\n  width: 8\n")
+    assert "data.batch_size is derived from the data" in estimate_line(tmp_path / "diffusion_unbatched.yaml", rate)
     configs = Path(__file__).resolve().parents[1] / "configs"
     assert "(timed)" in estimate_line(configs / "gan_tiny.yaml", rate)

@@ -28,7 +28,6 @@ from visrep.models import create_model
 from visrep.doctor.classifier_cost import class_count
 
 TIMED_STEPS = 3  # after one warm-up step (kernel selection); the median is the cost per step
-GRID_IMAGES = 80  # a progress grid: 8 columns × up to 10 rows
 
 
 def estimate_generator(stage: str, cfg, classifier_cfg=None) -> dict:
@@ -36,6 +35,9 @@ def estimate_generator(stage: str, cfg, classifier_cfg=None) -> dict:
     gan | diffusion | guide config; ``classifier_cfg`` the conditioning classifier's config, if known."""
     if cfg.data.image_size is None:
         return {"stage": stage, "seconds": 0.0, "note": "data.image_size chosen from the data at run time"}
+    check_recipe(stage, cfg)
+    if cfg.data.batch_size is None and not _fill_batch(cfg.data):
+        return {"stage": stage, "seconds": 0.0, "note": "data.batch_size is derived from the data, which is not here"}
     classes, class_note = class_count(cfg.data)
     encoder, encoder_note = _encoder(cfg, stage, classifier_cfg, classes)
     step_seconds = _median_seconds(training_step(stage, cfg, encoder, classes))
@@ -43,12 +45,39 @@ def estimate_generator(stage: str, cfg, classifier_cfg=None) -> dict:
     train_seconds = train.steps * step_seconds
     capped = train.max_minutes is not None and train_seconds > 60 * train.max_minutes
     train_seconds = min(train_seconds, 60 * train.max_minutes) if train.max_minutes is not None else train_seconds
-    sampling = _diffusion_sampling_seconds(cfg, encoder, classes, train_seconds / step_seconds) \
+    sampling = diffusion_sampling_seconds(cfg, encoder, classes, train_seconds / step_seconds) \
         if stage == "diffusion" else 0.0
     notes = [note for note in (encoder_note, class_note if class_note not in ("counted", "standard") else None) if note]
     return {"stage": stage, "steps": int(train.steps), "step_seconds": step_seconds, "capped": capped,
             "train_seconds": train_seconds, "sampling_seconds": sampling, "seconds": train_seconds + sampling,
             "note": "; ".join(notes)}
+
+
+def check_recipe(stage: str, cfg) -> None:
+    """The checks the stage's own loop makes before training (a UserError names what is wrong)."""
+    from visrep.hardware.precision import check_precision
+
+    check_precision(cfg.train.precision, "train.precision")
+    if stage == "gan":
+        from visrep.training.gan import check_config
+    elif stage == "diffusion":
+        from visrep.training.diffusion import check_config
+    else:
+        return
+    check_config(cfg)
+
+
+def _fill_batch(data_cfg) -> bool:
+    """An unset batch size as training derives it from the training split; False when the data is not here."""
+    from visrep.data.batching import fill_batch_size
+
+    from visrep.doctor.classifier_cost import train_images
+
+    images, _ = train_images(data_cfg)
+    if not images:
+        return False
+    fill_batch_size(data_cfg, images, say=lambda line: None)
+    return True
 
 
 def training_step(stage: str, cfg, encoder: FrozenEncoder, classes: int):
@@ -184,8 +213,11 @@ def _diffusion_step(cfg, encoder: FrozenEncoder, classes: int):
     return step
 
 
-def _diffusion_sampling_seconds(cfg, encoder: FrozenEncoder, classes: int, steps_run: float) -> float:
-    """The U-Net forwards of the final samples and the progress grids (two per step inside the guidance interval)."""
+def diffusion_sampling_seconds(cfg, encoder: FrozenEncoder, classes: int, steps_run: float) -> float:
+    """The U-Net forwards of the final samples (the recipe's sampler steps) and of the progress grids (the
+    loop's GRID_STEPS), two per step inside the guidance interval."""
+    from visrep.training.diffusion import GRID_COLUMNS, GRID_STEPS
+
     options = cfg.diffusion
     trained, condition = _denoiser(cfg, encoder, classes)
     model, precision = trained.model.eval(), _precision(cfg)
@@ -199,8 +231,9 @@ def _diffusion_sampling_seconds(cfg, encoder: FrozenEncoder, classes: int, steps
     low, high = options.guidance_interval
     guided = (high - low) if options.conditioning != "none" and options.guidance != 1 else 0.0
     grids = int(steps_run // cfg.train.sample_every) + 1
-    images = options.final_samples + grids * GRID_IMAGES
-    return images * options.sample_steps * (1 + guided) * per_image
+    rows = min(10, classes) if options.conditioning == "class" else GRID_COLUMNS  # as fixed_grid_inputs draws them
+    forwards = options.final_samples * options.sample_steps + grids * rows * GRID_COLUMNS * GRID_STEPS
+    return forwards * (1 + guided) * per_image
 
 
 def _guide_step(cfg, encoder: FrozenEncoder, classes: int):

@@ -62,11 +62,19 @@ def _embedding_seconds(classifier_cfg, reference: Throughput) -> float:
     """One forward of every image (train, val and test) through the classifier."""
     from omegaconf import OmegaConf
 
-    images, _ = train_images(classifier_cfg.data)
     data = classifier_cfg.data
+    images = _all_images(data)
     if not images or data.image_size is None:
         return 0.0
-    everything = images / max(1e-9, (1 - data.val_fraction) * (1 - data.test_fraction))
     options = OmegaConf.to_container(classifier_cfg.model.options, resolve=True)
     flops = forward_flops(classifier_cfg.model.name, data.channels or 3, data.image_size, **options)
-    return everything * (flops / reference_flops()) * FORWARD_SHARE / reference.images_per_s
+    return images * (flops / reference_flops()) * FORWARD_SHARE / reference.images_per_s
+
+
+def _all_images(data_cfg) -> float:
+    """Every image of the data, all splits: the files of a folder here, else the training split scaled back up."""
+    folder = Path(str(data_cfg.source)).expanduser()
+    if folder.is_dir():
+        return float(sum(1 for path in folder.rglob("*") if path.is_file()))
+    images, _ = train_images(data_cfg)
+    return images / max(1e-9, (1 - data_cfg.val_fraction) * (1 - data_cfg.test_fraction))

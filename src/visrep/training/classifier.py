@@ -113,22 +113,9 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
 
     ``stage`` names the run (``<stamp>-<stage>``) and the messages; the evaluator reuses this loop.
     ``data`` may pass data already prepared from ``cfg.data`` (the demo prepares it once)."""
-    _check_train_config(cfg.train)
-    if cfg.data.image_size is not None:
-        _check_low_res(cfg.data)  # before minutes of decoding, when the size is known already
     if resume is not None and (Path(resume) / "metrics.json").is_file():  # written only when training ends
         raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
-    say = print if launched_info().is_main else (lambda line: None)  # under torchrun, rank 0 says it once
-    pretrained = _pretrained_size(cfg, say) if cfg.model.pretrained_path else None  # a resumed run reads it too
-    ctx = RunContext.prepare(cfg, progress, data)
-    if pretrained is not None and cfg.model.pretrained_normalization == "auto":
-        ctx.data = _with_weights_normalization(ctx.data, pretrained, say)
-    _match_image_size(cfg.data, ctx.data)
-    _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
-    if cfg.train.epochs is None:  # before the run directory: its config.yaml records the number chosen
-        fill_epochs(cfg.train, len(training_batches(ctx)), say=say)
-    fill_head_epochs(cfg.train, bool(cfg.model.pretrained_path), say=say)
-    model = build_classifier(cfg, ctx.data)  # before the run directory exists: a bad model name leaves nothing behind
+    ctx, model = prepare_classifier(cfg, progress, data)
     if len(ctx.data.splits["val"]) == 0:
         _check_no_val_config(cfg)
     run = ctx.open_run(stage, resume)
@@ -155,6 +142,26 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
             break
     finish(loop)
     return run.path
+
+
+def prepare_classifier(cfg, progress: bool = True, data: PreparedData | None = None
+                       ) -> tuple[RunContext, torch.nn.Module]:
+    """Checks, data (with a pretrained file's normalisation and size), the derived schedule and the model, before
+    any run directory exists (a bad model name leaves nothing behind); what training and --lr-find share."""
+    _check_train_config(cfg.train)
+    if cfg.data.image_size is not None:
+        _check_low_res(cfg.data)  # before minutes of decoding, when the size is known already
+    say = print if launched_info().is_main else (lambda line: None)  # under torchrun, rank 0 says it once
+    pretrained = _pretrained_size(cfg, say) if cfg.model.pretrained_path else None  # a resumed run reads it too
+    ctx = RunContext.prepare(cfg, progress, data)
+    if pretrained is not None and cfg.model.pretrained_normalization == "auto":
+        ctx.data = _with_weights_normalization(ctx.data, pretrained, say)
+    _match_image_size(cfg.data, ctx.data)
+    _check_low_res(cfg.data)  # again: an unset data.image_size is known only now
+    if cfg.train.epochs is None:  # before the run directory: its config.yaml records the number chosen
+        fill_epochs(cfg.train, len(training_batches(ctx)), say=say)
+    fill_head_epochs(cfg.train, bool(cfg.model.pretrained_path), say=say)
+    return ctx, build_classifier(cfg, ctx.data)
 
 
 def training_batches(ctx: RunContext) -> BatchLoader:
@@ -231,7 +238,7 @@ def _check_low_res(data_cfg) -> None:
 def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> ClassifierLoop:
     cfg, data, dist = ctx.cfg, ctx.data, ctx.dist
     model = model.to(ctx.device)
-    _init_model_from_data(model, data, cfg.run.seed, ctx.device)
+    init_model_from_data(model, data, cfg.run.seed, ctx.device)
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
     train_loader = training_batches(ctx)
@@ -258,7 +265,7 @@ def build_loop(ctx: RunContext, model: torch.nn.Module, stage: str) -> Classifie
                           guard, checkpointer, log, scaler)
 
 
-def _init_model_from_data(model: torch.nn.Module, data: PreparedData, seed: int, device: torch.device) -> None:
+def init_model_from_data(model: torch.nn.Module, data: PreparedData, seed: int, device: torch.device) -> None:
     """Models with a data-derived initialisation (airbench's whitening stem) get a seeded random sample
     of as many training images as they ask for in ``init_images`` (:func:`init_sample`); a resumed run
     overwrites the result with its saved weights."""

@@ -11,7 +11,7 @@ import math
 
 # optimizer steps a from-scratch run gets at least. Chosen on photo folders (issue 33, 3 seeds, best val;
 # benchmarks/results/folder_defaults.json): 400 steps left flowers17 at 0.917 and clothing10 at 0.515,
-# 800 reached 0.941 and 0.548.
+# 800 reached 0.941 and 0.547.
 MIN_STEPS = 800
 MIN_EPOCHS = 10  # never fewer passes than the old default ...
 MAX_EPOCHS = 60  # ... nor so many that a tiny folder trains for its own sake (a user sets more)

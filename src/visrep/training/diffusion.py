@@ -127,7 +127,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
                  resume: Path | None = None) -> DiffusionLoop:
     """Everything before the first step; the run directory only once the config, the conditioning run
     and the networks are known to be good."""
-    _check_config(cfg)
+    check_config(cfg)
     ctx = RunContext.prepare(cfg, progress, data)
     opts = cfg.diffusion
     layers = {opts.layer} | ({opts.repa_layer} if opts.repa_weight > 0 else set())
@@ -143,7 +143,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     return build_loop(ctx, conditioning, conditions, model, projector)
 
 
-def _check_config(cfg) -> None:
+def check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     opts = cfg.diffusion
     check_sampler(opts.sampler, opts.sample_steps, ("diffusion.sampler", "diffusion.sample_steps"))

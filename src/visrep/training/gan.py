@@ -120,7 +120,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     """Everything before the first step: checks, the conditioning classifier, data and conditions,
     networks, then (only now, so that a bad config or conditioning run leaves no directory behind)
     the run directory and the loop's parts."""
-    _check_config(cfg)
+    check_config(cfg)
     ctx = RunContext.prepare(cfg, progress, data)
     gan = cfg.gan
     layers = {gan.layer} | ({gan.projected_layer} if gan.projected_head else set())
@@ -135,7 +135,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     return build_loop(ctx, conditioning, conditions, generator, critic)
 
 
-def _check_config(cfg) -> None:
+def check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     check_policies(list(cfg.gan.diffaugment))
     if cfg.gan.mode_seeking_weight > 0 and cfg.gan.conditioning != "none" and (cfg.data.batch_size or 2) < 2:

@@ -1,6 +1,7 @@
 """A learning-rate range test (Smith 2017; fastai's ``lr_find``): `visrep train classifier DATA --lr-find`.
 
-From the run's own initial model, optimizer and augmented training batches, the learning rate grows
+From the run's own initial model (built and initialised as training builds it, pretrained weights
+included), optimizer groups (a fine-tuned backbone's slower rate included) and augmented batches, the learning rate grows
 geometrically from START_LR to END_LR over at most STEPS optimizer steps (every parameter group
 keeps its ratio to train.lr, as the one-cycle schedule would). The loss is smoothed (an exponential
 average, bias-corrected) and the test stops once it exceeds DIVERGENCE × its lowest value. The
@@ -20,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visrep.errors import UserError
 from visrep.figures import plot_lr_range
-from visrep.training.classifier import build_classifier, training_batches
+from visrep.training.classifier import init_model_from_data, prepare_classifier, training_batches
 from visrep.training.context import RunContext
+from visrep.training.finetune import backbone_parameters
 from visrep.training.optim import build_optimizer
 from visrep.training.steps import classification_backward
 
@@ -43,13 +46,18 @@ class RangeTest:
 
 def find_lr(cfg, progress: bool = True, steps: int = STEPS) -> Path:
     """Run the range test for a classifier config; print the suggestion; return the run folder."""
-    ctx = RunContext.prepare(cfg, progress)
-    model = build_classifier(cfg, ctx.data).to(ctx.device)
+    if cfg.train.optimizer == "muon":
+        raise UserError("--lr-find sweeps train.lr, but with train.optimizer=muon the filters follow train.muon_lr: "
+                        "test with optimizer=sgd, or choose muon_lr by a short sweep")
+    ctx, model = prepare_classifier(cfg, progress)  # as training builds it: checks, data, pretrained weights
+    model = model.to(ctx.device)
+    init_model_from_data(model, ctx.data, cfg.run.seed, ctx.device)  # e.g. airbench's whitening stem
     if cfg.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    slow = backbone_parameters(model) if cfg.model.pretrained_path else None  # fine-tuning's slower backbone
+    optimizer = build_optimizer(model, cfg.train, slow, cfg.train.backbone_lr_scale)
     run = ctx.open_run("lr-find")
-    test = range_test(model, training_batches(ctx), build_optimizer(model, cfg.train), cfg.train.lr, ctx,
-                      steps)
+    test = range_test(model, training_batches(ctx), optimizer, cfg.train.lr, ctx, steps)
     run.write_json("lr_find.json", asdict(test))
     plot_lr_range(test.lrs, test.losses, test.smoothed, test.lowest, test.suggestion, run.file("lr_find.png"))
     run.logger.info("lr range test (%d steps%s): smoothed loss lowest at lr %.3g, falling fastest at %.3g: suggested "
@@ -83,7 +91,8 @@ def range_test(model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer,
             stopped = True
             break
     if not lrs:
-        raise RuntimeError("the range test's first step was already non-finite")
+        raise UserError(f"the range test's first step (lr {START_LR:g}) already gave a non-finite loss: check the "
+                        "data (visrep data inspect) or train in fp32 (train.precision=fp32)")
     lowest = lrs[min(range(len(smoothed)), key=smoothed.__getitem__)]
     return RangeTest(lrs, losses, smoothed, lowest, steepest(lrs, smoothed), stopped)
 
