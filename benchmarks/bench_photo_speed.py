@@ -125,7 +125,7 @@ def measure(precision: str) -> tuple[list[dict], dict]:
     return rows, {name: round(value / 1e9, 1) for name, value in peaks.items()}
 
 
-def results_json(rows: list[dict], peaks: dict, precision: str, seconds: float) -> dict:
+def results_json(rows: list[dict], peaks: dict, precision: str, seconds: float, threads: int) -> dict:
     by_label = {row["workload"]: row for row in rows}
     speedups = {stage: round(by_label[f"{stage}: photo recipe at 32 px RGB"]["images_per_s"]
                              / by_label[f"{stage}: digits recipe at 32 px RGB"]["images_per_s"], 2)
@@ -151,7 +151,8 @@ def results_json(rows: list[dict], peaks: dict, precision: str, seconds: float) 
             "command": "python benchmarks/bench_photo_speed.py --out benchmarks/results/photo_speed.json",
             "precision": precision, "matmul_peak_gflops": peaks, "speedups": speedups, "seconds": round(seconds, 1),
             "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),
-            "tables": [{"title": f"Training steps, {precision}, {torch.get_num_threads()} threads", "columns": columns,
+            "threads": threads,
+            "tables": [{"title": f"Training steps, {precision}, {threads} threads", "columns": columns,
                         "rows": rows}],
             "history": ["notes/2026-12-07-photo-folders.md"], "notes": []}
 
@@ -163,14 +164,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.rerender:
         old = json.loads(Path(args.rerender).read_text())
+        threads = old.get("threads") or int(old["tables"][0]["title"].split(", ")[-1].split()[0])
         report_json({**results_json(old["tables"][0]["rows"], old["matmul_peak_gflops"], old["precision"],
-                                    old["seconds"]), **{k: old.get(k) for k in ("host", "date", "commit")}}, args.out)
+                                    old["seconds"], threads), **{k: old.get(k) for k in ("host", "date", "commit")}},
+                    args.out)
         return
     configure_process()
     precision = resolve_precision("auto", "cpu").precision
     started = time.perf_counter()
     rows, peaks = measure(precision)
-    report_json(results_json(rows, peaks, precision, time.perf_counter() - started), args.out)
+    report_json(results_json(rows, peaks, precision, time.perf_counter() - started, torch.get_num_threads()), args.out)
 
 
 if __name__ == "__main__":
