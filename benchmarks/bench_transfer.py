@@ -88,7 +88,8 @@ def run_once(folder: str, arm: str, seed: int) -> dict:
                   "best_epoch": metrics["best_epoch"], "epochs": int(saved.train.epochs),
                   "batch_size": int(saved.data.batch_size), "train_seconds": metrics["train_seconds"],
                   "wall_seconds": time.perf_counter() - started, "overrides": overrides[1:2] + extra,
-                  "pretrained_val_acc": _pretrained_val() if arm == "transfer" else None, "commit": commit()}
+                  "pretrained_val_acc": _pretrained_val() if arm == "transfer" else None, "commit": commit(),
+                  "host": machine_line()}
     RUNS.parent.mkdir(parents=True, exist_ok=True)
     with RUNS.open("a") as stream:
         stream.write(json.dumps(result) + "\n")
@@ -98,6 +99,12 @@ def run_once(folder: str, arm: str, seed: int) -> dict:
 def _pretrained_val() -> float | None:
     path = PRETRAINED_RUN / "metrics.json"
     return json.loads(path.read_text()).get("best_val_acc") if path.is_file() else None
+
+
+def _hosts() -> str:
+    """The machines the recorded runs trained on (each run records its own)."""
+    hosts = sorted({run["host"] for run in finished_runs() if run.get("host")})
+    return "; ".join(hosts) or machine_line()
 
 
 def summarise(results: list[dict]) -> dict:
@@ -131,7 +138,7 @@ def results_json(summary: dict, seconds: float) -> dict:
                       "CIFAR-10 classifier as the pretrained file)",
             "met": bool(gains) and set(gains) == set(FOLDERS), "headline": headline or "not run yet",
             "met_note": "reported (the issue sets no margin); met = both folders measured over 3 seeds",
-            "host": machine_line(), "date": time.strftime("%Y-%m-%d"),
+            "host": _hosts(), "date": time.strftime("%Y-%m-%d"),
             "command": "python benchmarks/bench_transfer.py --out benchmarks/results/transfer.json",
             "seeds": list(SEEDS), "seconds": round(seconds, 1),
             "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " ")
