@@ -251,7 +251,8 @@ def summary_section(pipeline, generators: list[str]) -> Section:
         metrics = _read(folder("generative") / name / "metrics.json") if "generative" in has else {}
         label = GENERATOR_LABELS.get(name, name)
         for title, path, better in (("GAN-test (do the images show their class?)", ("gan_test", "accuracy"),
-                                     "higher is better; the floor (real images) is the target"),
+                                     "higher is better; the floor is the evaluator on real test images: well "
+                                     "above it, the images are easier than real ones (prototypes; check recall)"),
                                     ("KID (distance to real images)", ("kid",),
                                      "lower is better; the floor is ~0; gaps under 2 standard errors are noise")):
             value, floor = lookup(metrics.get("model"), path), lookup(metrics.get("floor"), path)
