@@ -50,6 +50,15 @@ def torchrun(tmp_path: Path, script_args: list[str], processes: int = 2, stop_at
     return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
 
+def finished(result: subprocess.CompletedProcess) -> bool:
+    """Exit 0, or the one teardown abort gloo's worker threads can still cause after the command's work is done and
+    its process group left (seen once in ~20 suite runs under load: "terminate called without an active exception",
+    SIGABRT at exit). The callers go on to check the outputs the command wrote, so a real failure still fails."""
+    if result.returncode == 0:
+        return True
+    return "terminate called without an active exception" in result.stderr and "Signal 6 (SIGABRT)" in result.stderr
+
+
 def probe_run(tmp_path: Path, stage: str, name: str, overrides: list[str], stop_at: int = 0) -> tuple[Path, set]:
     """A 2-process ``visrep train STAGE`` through the probe: (run directory, the ranks' weight digests)."""
     config, _, batch = STAGE_CONFIG[stage]
@@ -61,7 +70,7 @@ def probe_run(tmp_path: Path, stage: str, name: str, overrides: list[str], stop_
     if stop_at:
         assert result.returncode != 0 and "interrupted" in result.stderr, result.stderr[-3000:]
     else:
-        assert result.returncode == 0, result.stderr[-3000:]
+        assert finished(result), result.stderr[-3000:]
     return tmp_path / name, {path.read_text() for path in digests.glob("rank-*.json")}
 
 
@@ -124,7 +133,7 @@ def test_a_ddp_checkpoint_loads_in_one_process_and_sampling_shards_to_the_same_i
     assert main(["sample", str(gan_run), "--class", "3", "-n", "1200", "--out", str(tmp_path / "one")]) == 0
     two = torchrun(tmp_path, ["-m", "visrep", "sample", str(gan_run), "--class", "3", "-n", "1200", "--out",
                               str(tmp_path / "two")])  # 3 batches of 500: ranks 0, 1, 0
-    assert two.returncode == 0, two.stderr[-3000:]
+    assert finished(two), two.stderr[-3000:]
     one_images, two_images = (np.load(tmp_path / name / "samples.npz")["images"] for name in ("one", "two"))
     assert np.array_equal(one_images, two_images)
 
@@ -145,7 +154,7 @@ def test_resume_under_ddp_ends_where_an_uninterrupted_ddp_run_ends(tiny_trained_
                             capture_output=True, text=True, timeout=120)
     assert single.returncode == 2 and "checkpointed by 2 process(es)" in single.stderr, single.stderr[-2000:]
     resumed = torchrun(tmp_path, ["-m", "visrep", "train", "diffusion", "--resume", str(victim)])
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert finished(resumed), resumed.stderr[-3000:]
     from safetensors.torch import load_file
 
     expected, got = load_file(reference / "denoiser_ema.safetensors"), load_file(victim / "denoiser_ema.safetensors")
@@ -169,13 +178,14 @@ def test_two_process_scoring_gives_the_one_process_metrics(tiny_trained_run, tmp
     trained = torchrun(tmp_path, ["-m", "visrep", "train", "evaluator", "--config",
                                   str(REPO / "configs" / "evaluator_tiny.yaml"), f"run.root={tmp_path}",
                                   "run.name=evaluator", "train.threads=1"])
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert finished(trained), trained.stderr[-3000:]
+    assert (evaluator / "metrics.json").is_file()  # training finished (written last)
     assert json.loads((evaluator / "evaluator.json").read_text())["test_accuracy"] > 0.2
     fake = _fake_npz(tmp_path / "fake.npz")
     options = ["generative.batch_size=32", "generative.cas=false", "generative.cache=false"]  # 4+ batches per side
     scored = torchrun(tmp_path, ["-m", "visrep", "evaluate", "generated", "--evaluator", str(evaluator), "--fake",
                                  str(fake), "-n", "100", f"run.root={tmp_path}", "run.name=two", *options])
-    assert scored.returncode == 0, scored.stderr[-3000:]
+    assert finished(scored), scored.stderr[-3000:]
     from visrep.evaluation.generative import evaluate_generated
 
     cfg = load_config(None, [f"run.root={tmp_path}", "run.name=one", *options], GenerativeEvalConfig)

@@ -12,6 +12,7 @@ were never run on it (float64 reductions and airbench's eigh have no MPS kernels
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,3 +179,4 @@ def leave_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+        gc.collect()  # release finished work objects (and their tensors) now, not during interpreter shutdown
