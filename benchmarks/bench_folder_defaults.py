@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, report_json, unpacked  # noqa: E402
+from common import commit, machine_line, report_json, unpacked  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.data.batching import default_batch_size, steps_per_epoch  # noqa: E402
@@ -131,17 +131,9 @@ def run_once(name: str, variant: str, seed: int, threads: int | None = None) -> 
                   "batch_size": int(saved.data.batch_size), "lr": float(saved.train.lr),
                   "image_size": int(saved.data.image_size), "train_seconds": metrics["train_seconds"],
                   "wall_seconds": wall, "overrides": overrides_for(name, variant),
-                  "decoder_version": DECODER_VERSION, "commit": _commit()}
+                  "decoder_version": DECODER_VERSION, "commit": commit()}
     _record(result)
     return result
-
-
-def _commit() -> str | None:
-    import subprocess
-
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
-                          capture_output=True, text=True)
-    return done.stdout.strip() or None
 
 
 def summarise(results: list[dict], folders, variants) -> dict:
@@ -185,7 +177,7 @@ def results_json(summary: dict, seconds: float) -> dict:
                       "sweep (batch, epochs, lr) on the same folder, over 3 seeds",
             "met": met if verdicts else None, "headline": headline or "not run yet",
             "met_note": None if verdicts else "no verdict until the whole sweep has run on both folders",
-            "host": machine_line(), "date": time.strftime("%Y-%m-%d"), "commit": _commit(),
+            "host": machine_line(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
             "command": "python benchmarks/bench_folder_defaults.py --out benchmarks/results/folder_defaults.json",
             "seeds": list(SEEDS), "seconds": round(seconds, 1),
             "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),

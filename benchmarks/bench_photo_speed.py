@@ -164,9 +164,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rerender:
         old = json.loads(Path(args.rerender).read_text())
-        threads = old.get("threads") or int(old["tables"][0]["title"].split(", ")[-1].split()[0])
         report_json({**results_json(old["tables"][0]["rows"], old["matmul_peak_gflops"], old["precision"],
-                                    old["seconds"], threads), **{k: old.get(k) for k in ("host", "date", "commit")}},
+                                    old["seconds"], old["threads"]), **{k: old.get(k) for k in ("host", "date", "commit")}},
                     args.out)
         return
     configure_process()
