@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from visrep.cli import main as visrep_main
-from visrep.training import classifier, diffusion, gan, guide
+from visrep.training import classifier, diffusion, gan, guide, step_loop
 
 STAGES = {"classifier": classifier, "evaluator": classifier, "gan": gan, "diffusion": diffusion, "guide": guide}
 
@@ -57,14 +57,14 @@ def main(out_dir: str, stage: str, *argv: str) -> int:
     module.finish = recording_finish
     stop_at = int(os.environ.get("VISREP_PROBE_STOP_AT", 0))
     if stop_at:
-        after_step = module.after_step
+        after_step = step_loop.after_step  # the shared outer loop's (the classifier's is its own module's)
 
         def stopping_after_step(loop):
             after_step(loop)
             if loop.state.step == stop_at:
                 raise KeyboardInterrupt
 
-        module.after_step = stopping_after_step
+        step_loop.after_step = stopping_after_step
     return visrep_main(["train", stage, *argv])
 
 

@@ -210,22 +210,23 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     """Stopped two steps after a checkpoint, then resumed through the CLI: the final weights equal an
     uninterrupted run's (deterministic mode), REPA's projector included in the state."""
     from visrep.training import diffusion as stage
+    from visrep.training import step_loop
 
     # a checkpoint every 6 steps and a record every 4: the checkpoint at 6 holds half-summed interval numbers
     extra = ("diffusion.repa_weight=0.5", "diffusion.final_samples=0", "train.checkpoint_every=6")
     reference = stage.train_diffusion(diffusion_config(tmp_path, tiny_trained_run, "run.name=reference", *extra),
                                       progress=False)
-    original_after_step = stage.after_step
+    original_after_step = step_loop.after_step
 
     def stop_at_step_8(loop):
         original_after_step(loop)
         if loop.state.step == 8:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(stage, "after_step", stop_at_step_8)
+    monkeypatch.setattr(step_loop, "after_step", stop_at_step_8)
     with pytest.raises(KeyboardInterrupt):
         stage.train_diffusion(diffusion_config(tmp_path, tiny_trained_run, "run.name=victim", *extra), progress=False)
-    monkeypatch.setattr(stage, "after_step", original_after_step)
+    monkeypatch.setattr(step_loop, "after_step", original_after_step)
     victim = tmp_path / "victim"
     assert not (victim / "metrics.json").exists()
     assert main(["train", "diffusion", "--resume", str(victim)]) == 0
@@ -235,9 +236,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     assert comparable_history(victim) == comparable_history(reference)  # every logged loss, lr and count
 
 
-# 3 launches, ~30 s: make test-all. make test keeps the in-process interrupt-and-resume test above (REPA state
-# included) and the SIGKILL tests of the classifier, evaluator, the two-network loop and the pipeline's GAN stage
-@pytest.mark.slow
+@pytest.mark.slow(reason="3 launches, ~30 s; make test keeps the in-process resume (test_interrupted_run_resumes_to_"
+                         "the_same_weights, REPA state included) and the SIGKILL tests of the classifier and of the "
+                         "pipeline's GAN stage")
 def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_trained_run, tmp_path):
     """Killed with SIGKILL (no handler runs) at a random moment between checkpoints, resumed by the CLI
     in a new process: the EMA weights and every logged number equal an uninterrupted run's."""

@@ -249,21 +249,22 @@ def test_interrupted_run_resumes_to_the_same_weights(tiny_trained_run, tmp_path,
     """Stopped two steps after a checkpoint (not at one), then resumed: the final weights equal an
     uninterrupted run's (deterministic mode)."""
     from visrep.training import gan as gan_stage
+    from visrep.training import step_loop
 
     reference = gan_stage.train_gan(gan_config(tmp_path, tiny_trained_run, "run.name=reference",
                                                "gan.conditioning=embedding"), progress=False)
-    original_after_step = gan_stage.after_step
+    original_after_step = step_loop.after_step
 
     def stop_at_step_14(loop):
         original_after_step(loop)
         if loop.state.step == 14:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(gan_stage, "after_step", stop_at_step_14)
+    monkeypatch.setattr(step_loop, "after_step", stop_at_step_14)
     with pytest.raises(KeyboardInterrupt):
         gan_stage.train_gan(gan_config(tmp_path, tiny_trained_run, "run.name=victim", "gan.conditioning=embedding"),
                             progress=False)
-    monkeypatch.setattr(gan_stage, "after_step", original_after_step)
+    monkeypatch.setattr(step_loop, "after_step", original_after_step)
     victim = tmp_path / "victim"
     assert not (victim / "metrics.json").exists()
     assert main(["train", "gan", "--resume", str(victim)]) == 0

@@ -14,16 +14,17 @@ classifier-free guidance needs. The optional REPA loss (Yu et al. 2024) aligns a
 of the U-Net's middle map with the frozen classifier's map at ``diffusion.repa_layer`` for the clean
 image (negative cosine per position, the classifier map average-pooled to the U-Net's grid).
 
-The loop is written out over the shared parts (run context, checkpointer, metrics logger,
-non-finite guard, EMA). The run directory is self-contained for ``visrep sample`` and is itself a
+The outer loop is :mod:`visrep.training.step_loop`'s and the generator parts
+:mod:`visrep.training.generator_loop`'s; this file holds the U-Net, its step and its outputs. The run directory is self-contained for ``visrep sample`` and is itself a
 generator run that ``visrep evaluate generated --fake`` scores (samples.npz + generator.json).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,93 +35,91 @@ from visrep.diffusion.loss import noise_batch, weighted_mse
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
 from visrep.diffusion.schedule import alphas_cumprod, check_sampler
 from visrep.errors import UserError
-from visrep.figures import save_image_grid
 from visrep.generate.generator_run import DENOISER_WEIGHTS, GeneratorRun
-from visrep.generate.outputs import SAMPLES_FILE, write_npz
-from visrep.generate.sample import SampleSet, final_sample_set, generate
-from visrep.hardware.distributed import DistInfo, any_rank, mean_across_ranks
+from visrep.generate.outputs import SAMPLES_FILE
+from visrep.generate.sample import SampleSet, final_sample_set
+from visrep.hardware.distributed import DistInfo
 from visrep.hardware.precision import check_precision
 from visrep.inference.autocast import autocast_context
-from visrep.inference.independence import GENERATOR_MANIFEST, HASH_KEY
 from visrep.models import create_model
-from visrep.storage import save_weights
 from visrep.training.checkpointer import Checkpointer
 from visrep.training.conditioning_run import (
     Conditioning,
     TrainingConditions,
     check_same_data,
     fixed_grid_inputs,
-    declared_hashes,
     load_conditioning,
-    save_sampling_files,
     training_conditions,
 )
 from visrep.training.context import RunContext
 from visrep.training.ema import EMA
+from visrep.training.generator_loop import GRID_COLUMNS, GeneratorLoop
 from visrep.training.guards import NonFiniteGuard
 from visrep.training.loss_scale import LossScaler
-from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
+from visrep.training.metrics_log import MetricsLogger
 from visrep.training.optim import set_warmup_lr
+from visrep.training.step_loop import train_or_resume
 
-GRID_COLUMNS = 8
 GRID_STEPS = 20  # sampler steps of the progress grids (the run's own sampler and guidance)
 
 
-@dataclass
-class DiffusionState:
-    step: int = 0
-    images_seen: int = 0
-    train_seconds: float = 0.0
-    interval: dict = field(default_factory=dict)  # sums of the logged numbers since the last record
-
-
-@dataclass
-class DiffusionLoop:
-    ctx: RunContext
-    conditioning: Conditioning
-    conditions: TrainingConditions
+@dataclass(kw_only=True)
+class DiffusionLoop(GeneratorLoop):
     model: nn.Module  # the U-Net being trained
     projector: nn.Module | None  # REPA: U-Net middle map → classifier feature channels
     optimizer: torch.optim.Optimizer
-    ema: EMA
-    guard: NonFiniteGuard
-    checkpointer: Checkpointer
-    log: MetricsLogger
     alphas_cumprod: Tensor  # (T,)
-    fixed: tuple[Tensor, Tensor | None]  # (x_T flattened, condition) of the sample grids
-    trained: nn.Module | None = None  # model and projector as one module, in DistributedDataParallel under torchrun
-    scaler: LossScaler | None = None  # fp16's loss scaling (a pass-through otherwise)
-    state: DiffusionState = field(default_factory=DiffusionState)
+    trained: nn.Module  # model and projector as one module, in DistributedDataParallel under torchrun
+    scaler: LossScaler  # fp16's loss scaling (a pass-through otherwise)
 
-    @property
-    def cfg(self):
-        return self.ctx.cfg
+    stage: ClassVar[str] = "diffusion"
+
+    def start_line(self) -> str:
+        return (f"training a {self.cfg.diffusion.conditioning}-conditional diffusion model "
+                f"({_millions(self.model):.2f} M parameters) for {self.cfg.train.steps} steps on "
+                f"{self.ctx.record_compute(self.cfg.train.channels_last)}")
+
+    def train_step(self) -> None:
+        train_step(self)
+
+    def log_extra(self) -> dict:
+        return {"lr": self.optimizer.param_groups[0]["lr"]}
+
+    def log_line(self, record: dict) -> str:
+        return f"step {record['step']}: v_loss {record['v_loss']:.4f} | {record['images_per_s']:.0f} img/s"
+
+    def as_generator_run(self, shard: bool = False, for_grid: bool = False) -> GeneratorRun:
+        opts = self.cfg.diffusion
+        options = SamplingOptions(opts.sampler, GRID_STEPS if for_grid else opts.sample_steps, opts.guidance,
+                                  self.cfg.train.precision, guidance_interval=tuple(opts.guidance_interval))
+        trained_unconditional = opts.condition_dropout > 0 or opts.conditioning == "none"
+        generator = DiffusionGenerator(self.ema.model.eval(), options, trained_unconditional)
+        return GeneratorRun(self.ctx.run.path, self.cfg, generator, list(self.ctx.data.class_names),
+                            self.ctx.device, self.conditioning.encoder, self.conditions.bank,
+                            dist=self.ctx.dist if shard else DistInfo())
+
+    def classifier_uses(self) -> list[str]:
+        opts = self.cfg.diffusion
+        return [name for name, used in (("condition", opts.conditioning == "embedding"),
+                                        ("REPA alignment loss", opts.repa_weight > 0)) if used]
+
+    def manifest_extra(self) -> dict:
+        opts = self.cfg.diffusion
+        return {"sampler": opts.sampler, "steps": opts.sample_steps, "guidance": opts.guidance,
+                "guidance_interval": list(opts.guidance_interval)}
+
+    def describe(self, samples: SampleSet) -> str:
+        opts = self.cfg.diffusion
+        return (f"diffusion, {opts.conditioning}-conditional, {self.state.step} steps, {opts.sampler} "
+                f"{opts.sample_steps} steps, guidance {opts.guidance}: {samples.description}")
+
+    def finish(self) -> None:
+        finish(self)
 
 
 def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
     """Train per ``cfg`` (a DiffusionConfig), or continue the run at ``resume``; returns the run directory."""
-    if resume is not None and (Path(resume) / "metrics.json").is_file():
-        raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
-    loop = prepare_loop(cfg, progress, data, resume)
-    loop.ctx.seed_rank_streams()
-    ctx, run = loop.ctx, loop.ctx.run
-    if resume:
-        loop.state = DiffusionState(**loop.checkpointer.restore_latest()["trainer"])
-        loop.log.truncate("step", loop.state.step)
-        run.logger.info("resumed at step %d", loop.state.step)
-    run.logger.info("training a %s-conditional diffusion model (%.2f M parameters) for %d steps on %s",
-                    cfg.diffusion.conditioning, _millions(loop.model), cfg.train.steps,
-                    ctx.record_compute(cfg.train.channels_last))
-    steps = loop.log.bar(range(loop.state.step, cfg.train.steps), "diffusion", total=cfg.train.steps,
-                         initial=loop.state.step)
-    for _ in steps:
-        train_step(loop)
-        after_step(loop)
-        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), ctx.dist):
-            run.logger.info("stopped at step %d: train.max_minutes=%s reached", loop.state.step, cfg.train.max_minutes)
-            break
-    finish(loop)
-    return run.path
+    return train_or_resume(prepare_loop, cfg, resume, progress, data)
 
 
 def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
@@ -196,16 +195,18 @@ def build_loop(ctx: RunContext, conditioning: Conditioning, conditions: Training
     if projector is not None:
         parts["projector"] = projector
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist, **parts)
-    log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
-    guard = NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger, ctx.dist)
     channels, size, _ = ctx.data.image_shape
     fixed = fixed_grid_inputs(cfg.diffusion.conditioning, conditions, channels * size * size, cfg.run.seed + 1,
                               GRID_COLUMNS)
     # without condition dropout the learned null condition takes no part in any step
     unused_null = cfg.diffusion.conditioning != "none" and cfg.diffusion.condition_dropout == 0
     trained = ctx.ddp(DenoiserWithProjector(model, projector), find_unused_parameters=unused_null)
-    return DiffusionLoop(ctx, conditioning, conditions, model, projector, optimizer, ema, guard, checkpointer, log,
-                         alphas_cumprod(), fixed, trained, scaler)
+    return DiffusionLoop(ctx=ctx, guard=NonFiniteGuard("diffusion", cfg.train.skip_bad_batches, run.logger, ctx.dist),
+                         checkpointer=checkpointer,
+                         log=MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress),
+                         conditioning=conditioning, conditions=conditions, ema=ema, fixed=fixed, model=model,
+                         projector=projector, optimizer=optimizer, alphas_cumprod=alphas_cumprod(), trained=trained,
+                         scaler=scaler)
 
 
 class DenoiserWithProjector(nn.Module):
@@ -254,14 +255,9 @@ def train_step(loop: DiffusionLoop) -> None:
     loop.scaler.unscale(loop.optimizer)  # clip the true gradients
     if cfg.train.grad_clip > 0:
         record["grad_norm"] = torch.nn.utils.clip_grad_norm_(_trained_parameters(loop), cfg.train.grad_clip)
-    usable = loop.guard.batch_is_usable(loss, loop.scaler.guarded(_trained_parameters(loop)), state.step, 0)
-    loop.scaler.finish_step(loop.optimizer, usable)
-    loop.ema.decay = min(cfg.train.ema_decay, (1 + state.step) / (10 + state.step))
-    loop.ema.update(loop.model)
-    state.step += 1
-    state.images_seen += len(images) * loop.ctx.dist.world_size
-    state.train_seconds += time.perf_counter() - started
-    accumulate(state.interval, record)
+    loop.guarded_step(loop.optimizer, loss, _trained_parameters(loop), loop.scaler)
+    loop.update_ema(loop.model)
+    state.close_step(len(images) * loop.ctx.dist.world_size, started, record)
 
 
 def _condition_dropout(loop: DiffusionLoop, n: int) -> Tensor | None:
@@ -286,92 +282,22 @@ def _trained_parameters(loop: DiffusionLoop) -> list[nn.Parameter]:
     return list(loop.model.parameters()) + extra
 
 
-def after_step(loop: DiffusionLoop) -> None:
-    """Metrics, sample grid and checkpoint, each at its interval."""
-    cfg, state = loop.cfg, loop.state
-    if state.step % cfg.train.log_every == 0 or state.step == cfg.train.steps:
-        _log_interval(loop)
-    if state.step % cfg.train.sample_every == 0:
-        save_grid(loop, f"step-{state.step:06d}.png")
-    if state.step % cfg.train.checkpoint_every == 0:  # every rank: see Checkpointer
-        loop.checkpointer.save(state.step, trainer=asdict(state))
-
-
-def _log_interval(loop: DiffusionLoop) -> None:
-    state = loop.state
-    means = mean_across_ranks(interval_means(state.interval), loop.ctx.dist)  # every rank calls this together
-    if not means:
-        return
-    record = {"step": state.step, **means, "lr": loop.optimizer.param_groups[0]["lr"],
-              "images_seen": state.images_seen, "train_seconds": state.train_seconds, "images_per_s": state.images_seen / max(state.train_seconds, 1e-9)}
-    state.interval = {}
-    loop.log.log(record, state.step, f"step {state.step}: v_loss {record['v_loss']:.4f} | "
-                                     f"{record['images_per_s']:.0f} img/s")
-
-
-@torch.no_grad()
-def save_grid(loop: DiffusionLoop, name: str) -> Path | None:
-    """A grid from the EMA denoiser with the run's sampler, fixed noise and conditions (run dir and TensorBoard)."""
-    if not loop.ctx.is_main:
-        return None
-    noise, condition = loop.fixed
-    images = generate(as_generator_run(loop, steps=GRID_STEPS), noise, condition)
-    path = save_image_grid(images, loop.ctx.run.file("grids") / name, GRID_COLUMNS)
-    loop.log.image("samples", path, loop.state.step)
-    return path
-
-
-def as_generator_run(loop: DiffusionLoop, steps: int | None = None, shard: bool = False) -> GeneratorRun:
-    """The EMA denoiser as a GeneratorRun, so that the stage samples with the code `visrep sample` uses;
-    ``shard``: every rank generates its share of each request (all ranks must then ask together)."""
-    opts = loop.cfg.diffusion
-    options = SamplingOptions(opts.sampler, steps or opts.sample_steps, opts.guidance, loop.cfg.train.precision,
-                              guidance_interval=tuple(opts.guidance_interval))
-    trained_unconditional = opts.condition_dropout > 0 or opts.conditioning == "none"
-    generator = DiffusionGenerator(loop.ema.model.eval(), options, trained_unconditional)
-    return GeneratorRun(loop.ctx.run.path, loop.cfg, generator, list(loop.ctx.data.class_names), loop.ctx.device,
-                        loop.conditioning.encoder, loop.conditions.bank, dist=loop.ctx.dist if shard else DistInfo())
-
-
 # ---- the end of training -----------------------------------------------------------------------
 def finish(loop: DiffusionLoop) -> None:
-    """Weights, the self-contained sampling files, the final samples, generator.json, metrics.json (last).
-
-    Under DDP the final samples are generated by all ranks (each its share) and written by rank 0."""
-    run, state, cfg = loop.ctx.run, loop.state, loop.cfg
-    _log_interval(loop)
+    """The final samples, generated by all ranks under DDP (each its share), then rank 0's files."""
+    cfg, state = loop.cfg, loop.state
     started = time.perf_counter()
-    samples = final_sample_set(as_generator_run(loop, shard=True), loop.ctx.data.splits["train"],
+    samples = final_sample_set(loop.as_generator_run(shard=True), loop.ctx.data.splits["train"],
                                cfg.diffusion.final_samples, cfg.run.seed + 3)
     sample_seconds = time.perf_counter() - started
     if not loop.ctx.is_main:
         return
-    save_weights(loop.ema.model, run.file(DENOISER_WEIGHTS), loop.model.config)
-    save_sampling_files(run, loop.conditioning, loop.conditions.bank)
-    save_grid(loop, "final.png")
-    write_npz(run.file(SAMPLES_FILE), samples)
-    run.write_json(GENERATOR_MANIFEST, generator_manifest(loop, samples))
-    run.write_json("metrics.json", {"stage": "diffusion", "steps": state.step, "images_seen": state.images_seen,
-                                    "train_seconds": state.train_seconds, "conditioning": cfg.diffusion.conditioning,
-                                    "final_samples": len(samples.images), "sample_seconds": sample_seconds,
-                                    "sampler": cfg.diffusion.sampler, "sample_steps": cfg.diffusion.sample_steps,
-                                    "guidance": cfg.diffusion.guidance,
-                                    "guidance_interval": list(cfg.diffusion.guidance_interval),
-                                    "parameters_millions": _millions(loop.model)})
-    loop.log.close()
-    run.logger.info("%d steps, %d images, %.1f s of training; %d samples in %.1f s (%s, %d steps, guidance %s) in %s",
-                    state.step, state.images_seen, state.train_seconds, len(samples.images), sample_seconds,
-                    cfg.diffusion.sampler, cfg.diffusion.sample_steps, cfg.diffusion.guidance, SAMPLES_FILE)
-
-
-def generator_manifest(loop: DiffusionLoop, samples: SampleSet) -> dict:
-    """generator.json: every network that shaped the samples (the independence contract)."""
-    opts = loop.cfg.diffusion
-    uses = [name for name, used in (("condition", opts.conditioning == "embedding"),
-                                    ("REPA alignment loss", opts.repa_weight > 0)) if used]
-    return {HASH_KEY: declared_hashes(loop.conditioning, uses, opts.conditioning), "samples": SAMPLES_FILE,
-            "conditioning_run": str(loop.conditioning.run), "stage": "diffusion", "conditioning": opts.conditioning,
-            "classifier_used_for": uses, "sampler": opts.sampler, "steps": opts.sample_steps,
-            "guidance": opts.guidance, "guidance_interval": list(opts.guidance_interval),
-            "description": f"diffusion, {opts.conditioning}-conditional, {loop.state.step} steps, {opts.sampler} "
-                           f"{opts.sample_steps} steps, guidance {opts.guidance}: {samples.description}"}
+    opts = cfg.diffusion
+    loop.write_outputs(samples, DENOISER_WEIGHTS, loop.model.config, {
+        "sample_seconds": sample_seconds, "sampler": opts.sampler, "sample_steps": opts.sample_steps,
+        "guidance": opts.guidance, "guidance_interval": list(opts.guidance_interval),
+        "parameters_millions": _millions(loop.model)})
+    loop.ctx.run.logger.info(
+        "%d steps, %d images, %.1f s of training; %d samples in %.1f s (%s, %d steps, guidance %s) in %s",
+        state.step, state.images_seen, state.train_seconds, len(samples.images), sample_seconds, opts.sampler,
+        opts.sample_steps, opts.guidance, SAMPLES_FILE)

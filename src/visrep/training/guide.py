@@ -15,8 +15,9 @@ checkpoints, and metrics.json (last) with the accuracy by noise level.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -26,9 +27,7 @@ from torch import Tensor, nn
 from visrep.data.prepare import PreparedData
 from visrep.diffusion.loss import noise_batch
 from visrep.diffusion.schedule import TRAIN_TIMESTEPS, alphas_cumprod
-from visrep.errors import UserError
 from visrep.generate.generator_run import GUIDE_WEIGHTS
-from visrep.hardware.distributed import any_rank, mean_across_ranks
 from visrep.hardware.precision import check_precision
 from visrep.inference.autocast import autocast_context
 from visrep.models import create_model
@@ -38,59 +37,41 @@ from visrep.training.conditioning_run import check_same_data, load_conditioning
 from visrep.training.context import RunContext
 from visrep.training.guards import NonFiniteGuard
 from visrep.training.loss_scale import LossScaler
-from visrep.training.metrics_log import MetricsLogger, accumulate, interval_means, out_of_time
+from visrep.training.metrics_log import MetricsLogger
 from visrep.training.optim import set_warmup_lr
+from visrep.training.step_loop import StepLoop, train_or_resume
 
 NOISE_BANDS = 4  # validation accuracy reported per quarter of the timesteps
 
 
-@dataclass
-class GuideState:
-    step: int = 0
-    images_seen: int = 0
-    train_seconds: float = 0.0
-    interval: dict = field(default_factory=dict)
-
-
-@dataclass
-class GuideLoop:
-    ctx: RunContext
+@dataclass(kw_only=True)
+class GuideLoop(StepLoop):
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    guard: NonFiniteGuard
-    checkpointer: Checkpointer
-    log: MetricsLogger
     alphas_cumprod: Tensor
     classifier_run: Path
-    trained: nn.Module | None = None  # the model, in DistributedDataParallel under torchrun
-    scaler: LossScaler | None = None  # fp16's loss scaling (a pass-through otherwise)
-    state: GuideState = field(default_factory=GuideState)
+    trained: nn.Module  # the model, in DistributedDataParallel under torchrun
+    scaler: LossScaler  # fp16's loss scaling (a pass-through otherwise)
 
-    @property
-    def cfg(self):
-        return self.ctx.cfg
+    stage: ClassVar[str] = "guide"
+
+    def start_line(self) -> str:
+        return (f"fine-tuning a noise-aware copy of {self.classifier_run} for {self.cfg.train.steps} steps on "
+                f"{self.ctx.record_compute(False)}")
+
+    def train_step(self) -> None:
+        train_step(self)
+
+    def log_line(self, record: dict) -> str:
+        return f"step {record['step']}: loss {record['loss']:.3f} accuracy {record['accuracy']:.3f} (all noise levels)"
+
+    def finish(self) -> None:
+        finish(self)
 
 
 def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
     """Fine-tune the noise-aware copy per ``cfg`` (a GuideConfig), or resume; returns the run directory."""
-    if resume is not None and (Path(resume) / "metrics.json").is_file():
-        raise UserError(f"{resume} finished training already (it has metrics.json): nothing to resume")
-    loop = prepare_loop(cfg, progress, data, resume)
-    loop.ctx.seed_rank_streams()
-    run = loop.ctx.run
-    if resume:
-        loop.state = GuideState(**loop.checkpointer.restore_latest()["trainer"])
-        loop.log.truncate("step", loop.state.step)
-    run.logger.info("fine-tuning a noise-aware copy of %s for %d steps on %s", loop.classifier_run, cfg.train.steps,
-                    loop.ctx.record_compute(False))
-    for _ in loop.log.bar(range(loop.state.step, cfg.train.steps), "guide", total=cfg.train.steps,
-                          initial=loop.state.step):
-        train_step(loop)
-        after_step(loop)
-        if any_rank(out_of_time(loop.state.train_seconds, cfg.train.max_minutes), loop.ctx.dist):
-            break
-    finish(loop)
-    return run.path
+    return train_or_resume(prepare_loop, cfg, resume, progress, data)
 
 
 def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
@@ -107,10 +88,10 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     scaler = LossScaler(ctx.device, ctx.precision.precision)
     checkpointer = Checkpointer(run.file("checkpoints"), cfg.train.keep_checkpoints, run.logger, ctx.dist,
                                 model=model, optimizer=optimizer, scaler=scaler.checkpointed())
-    log = MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress)
-    guard = NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger, ctx.dist)
-    return GuideLoop(ctx, model, optimizer, guard, checkpointer, log, alphas_cumprod(), conditioning.run,
-                     ctx.ddp(model), scaler)
+    return GuideLoop(ctx=ctx, guard=NonFiniteGuard("guide", cfg.train.skip_bad_batches, run.logger, ctx.dist),
+                     checkpointer=checkpointer, log=MetricsLogger(run, ctx.is_main, cfg.train.tensorboard, ctx.progress),
+                     model=model, optimizer=optimizer, alphas_cumprod=alphas_cumprod(), classifier_run=conditioning.run,
+                     trained=ctx.ddp(model), scaler=scaler)
 
 
 def build_guide(classifier: nn.Module, normalization: dict, time_dim: int) -> nn.Module:
@@ -141,31 +122,9 @@ def train_step(loop: GuideLoop) -> None:
     loop.optimizer.zero_grad(set_to_none=True)
     loop.scaler.backward(loss)
     loop.scaler.unscale(loop.optimizer)
-    usable = loop.guard.batch_is_usable(loss, loop.scaler.guarded(loop.model.parameters()), state.step, 0)
-    loop.scaler.finish_step(loop.optimizer, usable)
-    state.step += 1
-    state.images_seen += len(images) * loop.ctx.dist.world_size
-    state.train_seconds += time.perf_counter() - started
-    accumulate(state.interval, {"loss": loss, "accuracy": (logits.argmax(1) == labels).float().mean()})
-
-
-def after_step(loop: GuideLoop) -> None:
-    cfg, state = loop.cfg, loop.state
-    if state.step % cfg.train.log_every == 0 or state.step == cfg.train.steps:
-        _log_interval(loop)
-    if state.step % cfg.train.checkpoint_every == 0:  # every rank: see Checkpointer
-        loop.checkpointer.save(state.step, trainer=asdict(state))
-
-
-def _log_interval(loop: GuideLoop) -> None:
-    state = loop.state
-    means = mean_across_ranks(interval_means(state.interval), loop.ctx.dist)  # every rank calls this together
-    if not means:
-        return
-    record = {"step": state.step, **means, "images_seen": state.images_seen, "train_seconds": state.train_seconds}
-    state.interval = {}
-    loop.log.log(record, state.step, f"step {state.step}: loss {record['loss']:.3f} accuracy "
-                                     f"{record['accuracy']:.3f} (all noise levels)")
+    loop.guarded_step(loop.optimizer, loss, loop.model.parameters(), loop.scaler)
+    state.close_step(len(images) * loop.ctx.dist.world_size, started,
+                     {"loss": loss, "accuracy": (logits.argmax(1) == labels).float().mean()})
 
 
 @torch.no_grad()
@@ -196,7 +155,6 @@ def accuracy_by_noise(model: nn.Module, data: PreparedData, device: torch.device
 
 
 def finish(loop: GuideLoop) -> None:
-    _log_interval(loop)
     if not loop.ctx.is_main:
         return
     run, state = loop.ctx.run, loop.state
