@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from visrep.config import load_config, to_yaml
@@ -68,6 +70,45 @@ def test_train_evaluator_takes_the_shipped_recipe_of_a_built_in_dataset(capsys):
     assert args.config == str(SHIPPED_CONFIGS / "evaluator_mnist.yaml")
     mine = _with_shipped_config(Namespace(config="mine.yaml", source="mnist", overrides=[]), "evaluator")
     assert mine.config == "mine.yaml"  # an explicit --config always wins
+
+
+def test_every_training_verb_takes_the_shipped_recipe_of_a_built_in_dataset(capsys, monkeypatch):
+    """`visrep train gan data.source=mnist` trains with configs/gan_mnist.yaml (the classifier's recipe is
+    configs/mnist.yaml); the config each verb hands to its training function is the shipped one."""
+    from omegaconf import OmegaConf
+
+    from visrep import cli
+    from visrep.config import SHIPPED_CONFIGS, ClassifierConfig, DiffusionConfig, GanConfig, GuideConfig
+
+    seen = {}
+
+    def record(cfg, resume=None):
+        seen["config"] = cfg
+        return Path("run")
+
+    for verb, function, recipe, schema in (("classifier", "train_classifier", "mnist.yaml", ClassifierConfig),
+                                           ("gan", "train_gan", "gan_mnist.yaml", GanConfig),
+                                           ("diffusion", "train_diffusion", "diffusion_mnist.yaml", DiffusionConfig),
+                                           ("guide", "train_guide", "guide_mnist.yaml", GuideConfig)):
+        monkeypatch.setattr(f"visrep.training.{verb}.{function}", record)
+        assert cli.main(["train", verb, "mnist"]) == 0
+        assert f"config: {SHIPPED_CONFIGS / recipe}" in capsys.readouterr().out
+        expected = load_config(SHIPPED_CONFIGS / recipe, ["data.source=mnist"], schema)
+        assert OmegaConf.to_container(seen["config"]) == OmegaConf.to_container(expected)
+
+
+def test_the_shipped_recipes_are_package_data():
+    """A non-editable install (a wheel) carries the recipes, so `visrep doctor` and the shipped-recipe lookup work
+    there too: SHIPPED_CONFIGS lies inside the package, and pyproject declares its YAML files as package data."""
+    import tomllib
+
+    import visrep
+    from visrep.config import SHIPPED_CONFIGS
+
+    assert SHIPPED_CONFIGS.parent == Path(visrep.__file__).resolve().parent
+    assert len(list(SHIPPED_CONFIGS.glob("*.yaml"))) >= 20
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    assert "configs/*.yaml" in project["tool"]["setuptools"]["package-data"]["visrep"]
 
 
 def test_shipped_evaluators_differ_from_the_shipped_classifiers_in_family_and_seed():

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = verbs.add_parser("doctor", help="this machine: CPU flags, what auto picks, measured speed, "
                               "estimated time of the shipped configs")
-    doctor.add_argument("--configs", metavar="DIR", help="configs to estimate (default: ./configs, else the repo's)")
+    doctor.add_argument("--configs", metavar="DIR", help="a folder of configs to estimate (default: the shipped recipes)")
     doctor.add_argument("--seconds", type=float, default=2.5, help="measuring time per precision (default: 2.5)")
     doctor.set_defaults(action=None)
 
@@ -229,26 +229,17 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train_classifier(args) -> int:
-    from pathlib import Path
-
     from visrep.config import ClassifierConfig
-    from visrep.runs import load_run_config
     from visrep.training.classifier import train_classifier
 
-    if args.resume:
-        if args.lr_find:
-            raise UserError("--lr-find tests learning rates from a fresh model: it does not go with --resume")
-        _check_resume_flags(args)
-        cfg = load_run_config(Path(args.resume), ClassifierConfig)
-        train_classifier(cfg, resume=Path(args.resume))
-        return 0
     if args.lr_find:
+        if args.resume:
+            raise UserError("--lr-find tests learning rates from a fresh model: it does not go with --resume")
         from visrep.training.lr_find import find_lr
 
-        find_lr(load_cli_config(args, ClassifierConfig))
+        find_lr(load_cli_config(_with_shipped_config(args, "classifier"), ClassifierConfig))
         return 0
-    train_classifier(load_cli_config(args, ClassifierConfig))
-    return 0
+    return _train_or_resume(args, ClassifierConfig, train_classifier, "classifier")
 
 
 def _check_resume_flags(args) -> None:
@@ -320,7 +311,8 @@ def _with_shipped_config(args, stage: str):
 
 
 def _train_or_resume(args, schema, train, label: str) -> int:
-    """A training verb with --resume: the run's own saved config when resuming, else the CLI config."""
+    """A training verb: the run's own saved config when resuming, else the CLI config (a built-in dataset's
+    shipped recipe without --config)."""
     from pathlib import Path
 
     from visrep.runs import load_run_config
@@ -329,7 +321,7 @@ def _train_or_resume(args, schema, train, label: str) -> int:
         _check_resume_flags(args)
         run_path = train(load_run_config(Path(args.resume), schema), resume=Path(args.resume))
     else:
-        run_path = train(load_cli_config(args, schema))
+        run_path = train(load_cli_config(_with_shipped_config(args, label), schema))
     if _is_main_process():
         print(f"{label} run: {run_path}")
     return 0
@@ -360,40 +352,22 @@ def cmd_sample(args) -> int:
     import time
     from pathlib import Path
 
-    from visrep.generate import sample
-    from visrep.generate.generator_run import load_generator_run
     from visrep.generate.chunked import write_plan_folder
-
+    from visrep.generate.generator_run import load_generator_run
+    from visrep.generate.request import SampleRequest, sampling_used
     from visrep.hardware.distributed import resolve_device, setup_distributed
 
-    # checked after parsing, so that each is one `error:` line (argparse's own errors print a usage block)
-    sample.check_count(args.n)
-    if args.interpolate:
-        sample.check_interpolation_steps(args.n)
-    sample.check_finite({"--guidance": args.guidance, "--guidance-interval": args.guidance_interval,
-                         "--classifier-scale": args.classifier_scale})
+    request = SampleRequest(args.n, args.seed, args.class_, args.like, args.interpolate, args.sampler, args.steps,
+                            args.guidance, args.guidance_interval, args.classifier_guidance, args.classifier_scale)
+    request.check()  # after parsing, so that each mistake is one `error:` line (argparse's own print a usage block)
     device = resolve_device(args.device, key="--device")
     dist = setup_distributed(device)
-    run = load_generator_run(Path(args.run), device, sampling={
-        "sampler": args.sampler, "steps": args.steps, "guidance": args.guidance,
-        "guidance_interval": args.guidance_interval, "guide": args.classifier_guidance,
-        "classifier_scale": args.classifier_scale})
+    run = load_generator_run(Path(args.run), device, sampling=request.sampling_overrides())
     run.dist = dist  # under torchrun: each rank its share of the blocks, gathered (the images of one process)
-    if args.class_ is not None:
-        plan = sample.plan_class(run, args.class_, args.n, args.seed)
-    elif args.like:
-        plan = sample.plan_like(run, args.like, args.n, args.seed)
-    elif args.interpolate:
-        plan = sample.plan_interpolation(run, *args.interpolate, args.n, args.seed)
-    else:
-        plan = sample.plan_unconditional(run, args.n, args.seed)
+    plan = request.plan(run)
     out = Path(args.out) if args.out else run.path / "generated" / time.strftime("%Y%m%d-%H%M%S")  # rank 0's counts
-    options = getattr(run.generator, "options", None)  # a diffusion run's sampling settings, as used
-    sampling = None if options is None else {
-        "sampler": options.sampler, "steps": options.steps, "guidance": options.guidance,
-        "guidance_interval": list(options.guidance_interval), "classifier_scale": options.classifier_scale}
     # chunk by chunk, resumable: the same command again finishes a killed one (visrep.generate.chunked)
-    write_plan_folder(out, run, plan, args.overwrite, guide=args.classifier_guidance, sampling=sampling)
+    write_plan_folder(out, run, plan, args.overwrite, guide=args.classifier_guidance, sampling=sampling_used(run))
     if dist.is_main:
         print(f"{plan.description}: {out}")
     return 0
@@ -473,8 +447,9 @@ def cmd_doctor(args) -> int:
         if not configs.is_dir():
             raise UserError(f"--configs: no such folder: {configs}")
     else:
-        configs = next((p for p in (Path("configs"), Path(__file__).resolve().parents[2] / "configs") if p.is_dir()),
-                       None)
+        from visrep.config import SHIPPED_CONFIGS
+
+        configs = SHIPPED_CONFIGS
     if args.seconds <= 0:
         raise UserError(f"--seconds must be > 0 (got {args.seconds})")
     print(report(configs, args.seconds))

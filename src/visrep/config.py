@@ -337,18 +337,19 @@ class GuideConfig(Config):
     train: GuideTrainConfig = field(default_factory=GuideTrainConfig)
 
 
-SHIPPED_CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/ (editable install)
+SHIPPED_CONFIGS = Path(__file__).resolve().parent / "configs"  # package data; the repository's configs/ links here
 
 
 def shipped_config(stage: str, source: Optional[str]) -> Optional[Path]:
-    """``configs/<stage>_<source>.yaml`` when the repository ships one for that built-in dataset, else None.
+    """``configs/<stage>_<source>.yaml`` (the classifier's: ``configs/<source>.yaml``) when visrep ships one
+    for that built-in dataset, else None.
 
     ``visrep train evaluator mnist`` without --config takes configs/evaluator_mnist.yaml: the tuned
     recipe for that dataset (see benchmarks/RESULTS.md), not the schema's generic defaults.
     """
     if not source or "/" in source or source.startswith("."):
         return None  # a folder of the user's own: no shipped recipe
-    path = SHIPPED_CONFIGS / f"{stage}_{source}.yaml"
+    path = SHIPPED_CONFIGS / (f"{source}.yaml" if stage == "classifier" else f"{stage}_{source}.yaml")
     return path if path.is_file() else None
 
 
