@@ -1,6 +1,6 @@
-"""Write benchmarks/RESULTS.md and the goals' detail pages from the JSON in benchmarks/results/ (standard library only).
+"""Write RESULTS.md, the goals' detail pages and README's results table from benchmarks/results/*.json (stdlib only).
 
-    python benchmarks/make_results.py          # rewrite RESULTS.md and benchmarks/results/<goal>.md
+    python benchmarks/make_results.py          # rewrite RESULTS.md, benchmarks/results/<goal>.md, README's table
     python benchmarks/make_results.py --check  # exit 1 if a page differs from what the JSON gives
 
 RESULTS.md is a results page: the summary table and, per goal file, its target, current figure,
@@ -12,13 +12,16 @@ A goal file (benchmarks/results/<name>.json) holds:
   goal, issue, order (sections sort by order, then file name), target, met (true | false | null: no
   numeric target), met_note, headline, host, date, commit (as stated when measured, else null),
   recorded_in_commit, source, command (a string or a list run in order), seeds, setup, corrections,
-  tables, verdict, notes, images, decisions, history.
+  tables, generated_tables, verdict, notes, images, decisions, history.
 A table is {title, command, columns: [{key, label, unit, code}], rows: [{key: cell, "_strong": bool}], notes}.
 A cell is a number (printed as written in the JSON: it is read as a Decimal, so 90.10 stays 90.10),
 a string (printed as is), null (—), {"mean", "std"} or {"value", "unit"}. A decision is a table with
 `decision` (what was adopted), `adopted` and `on` (the split it was chosen on), or the same keys
 around `tables`, a list of such tables. An image with a caption is shown, one without is linked.
 benchmarks/results/cpu_policy.json (bench_cpu_policy.py's own output) becomes the "Any CPU" section.
+README's "Results at a glance" table is written between its marker lines by glance.py.
+`generated_tables` names tables written from the repository itself rather than typed into the JSON
+(GENERATED_TABLES): they follow the goal's tables on its detail page and are shown on RESULTS.md too.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import glance
+import slow_tests
+
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-RESULTS, PAGE = BENCH / "results", BENCH / "RESULTS.md"
+RESULTS, PAGE, README = BENCH / "results", BENCH / "RESULTS.md", REPO / "README.md"
 CPU_POLICY, CPU_POLICY_ORDER = "cpu_policy.json", 55
 CPU_POLICY_LEGEND = ("Wall seconds of the whole `visrep train classifier` command (start-up, data, training, "
                      "validation), median over the runs; 'in training steps' is the trainer's own time inside "
@@ -41,6 +47,8 @@ CPU_POLICY_LEGEND = ("Wall seconds of the whole `visrep train classifier` comman
                      "ONEDNN_MAX_CPU_ISA=AVX2), which is how a CPU without native bf16 executes: bf16 is emulated "
                      "there. Variants: old defaults = bf16 and every core (before this issue); auto = the defaults "
                      "now; fp32 = precision fp32 with the thread policy; passive = auto with OMP_WAIT_POLICY=PASSIVE.")
+# tables a goal file may name in `generated_tables`: read from the code, so that they cannot drift from it
+GENERATED_TABLES = {"slow_tests": slow_tests.table}
 
 HEADER = """# Benchmark results
 
@@ -260,6 +268,15 @@ def check_paths(doc: dict, name: str) -> None:
             raise SystemExit(f"{name}: figure {image['path']} not found")
 
 
+def with_generated(doc: dict, name: str) -> dict:
+    """The goal with the tables its `generated_tables` names appended (and kept apart as `generated`)."""
+    unknown = [key for key in doc.get("generated_tables", []) if key not in GENERATED_TABLES]
+    if unknown:
+        raise SystemExit(f"{name}: generated_tables names {unknown}, not one of {sorted(GENERATED_TABLES)}")
+    made = [GENERATED_TABLES[key]() for key in doc.get("generated_tables", [])]
+    return {**doc, "tables": [*doc.get("tables", []), *made], "generated": made}
+
+
 def details_name(json_name: str) -> str:
     return json_name.removesuffix(".json") + ".md"
 
@@ -273,7 +290,8 @@ def render_compact(doc: dict, json_name: str) -> list[str]:
             f"- **Figure**: {doc.get('headline') or '—'} (tables, setup, decisions, notes: "
             f"[results/{details_name(json_name)}](results/{details_name(json_name)}))",
             f"- **Machine**: {doc.get('host') or '—'}; **date** {doc.get('date') or '—'}; "
-            f"**seeds** {seeds_text(doc.get('seeds'))}", *command_lines(entry_commands(doc.get("command")))]
+            f"**seeds** {seeds_text(doc.get('seeds'))}", *command_lines(entry_commands(doc.get("command"))),
+            *render_tables(doc.get("generated", []))]
 
 
 def command_lines(listed: list[str]) -> list[str]:
@@ -325,6 +343,7 @@ def build() -> dict[Path, str]:
             print(f"skipped {path.name}: no 'goal' (not a goal file)", file=sys.stderr)
             continue
         check_paths(doc, path.name)
+        doc = with_generated(doc, path.name)
         order = doc.get("order", 1000)
         sections.append((order, path.name, render_compact(doc, path.name)))
         pages[details] = _page(path.name, render_goal(doc, "../"))
@@ -336,6 +355,7 @@ def build() -> dict[Path, str]:
     for *_, section in sorted(sections, key=lambda s: s[:2]):
         lines += section
     pages[PAGE] = "\n".join(lines).rstrip("\n") + "\n"
+    pages[README] = glance.with_table(README.read_text())
     return pages
 
 
@@ -359,7 +379,8 @@ def main() -> None:
         path.unlink()
     for path, text in pages.items():
         path.write_text(text)
-    print(f"wrote {PAGE.relative_to(REPO)} and {len(pages) - 1} detail pages in {RESULTS.relative_to(REPO)}/")
+    print(f"wrote {PAGE.relative_to(REPO)}, {len(pages) - 2} detail pages in {RESULTS.relative_to(REPO)}/ "
+          f"and README's results at a glance")
 
 
 if __name__ == "__main__":

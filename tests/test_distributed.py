@@ -98,8 +98,9 @@ def conditioning_overrides(stage: str, classifier_run: Path) -> list[str]:
 
 
 @pytest.mark.parametrize("stage", ["classifier", "gan", "diffusion",
-                                   # ~13 s: the guide's DDP wrapping is the classifier's (ctx.ddp): make test-all
-                                   pytest.param("guide", marks=pytest.mark.slow)])
+                                   pytest.param("guide", marks=pytest.mark.slow(
+                                       reason="~13 s; the guide's DDP wrapping is the classifier's (ctx.ddp), "
+                                              "whose 2-process run make test keeps"))])
 def test_two_processes_stay_in_sync_and_follow_the_one_process_curve(stage, tiny_trained_run, tmp_path):
     extra = {"classifier": ["train.lookahead_every=2", "train.ema_decay=0.9"],  # copies built before DDP's wrap
              "gan": ["gan.guidance_weight=0.5", "gan.projected_head=true"], "diffusion": ["diffusion.repa_weight=0.5"],
@@ -138,7 +139,7 @@ def test_a_ddp_checkpoint_loads_in_one_process_and_sampling_shards_to_the_same_i
     assert np.array_equal(one_images, two_images)
 
 
-@pytest.mark.slow  # 4 launches, ~40 s: make test-all
+@pytest.mark.slow(reason="4 launches of 2 processes, ~40 s")
 def test_resume_under_ddp_ends_where_an_uninterrupted_ddp_run_ends(tiny_trained_run, tmp_path):
     """Interrupted two steps after its step-4 checkpoint and resumed with 2 processes: each rank takes back
     its own RNG state, so the weights and every logged number equal the uninterrupted run's. Resuming it

@@ -19,7 +19,7 @@ KNOWN = {frozenset({"Snowdrop/image_0090.jpg", "Snowdrop/image_0100.jpg"}),
          frozenset({"Fritillary/image_0646.jpg", "Fritillary/image_0679.jpg"})}  # the unlisted crop
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="trains a classifier on flowers17's photos, ~30 s (skipped without ../shared/data)")
 def test_flowers17_copies_are_found_in_or_across_splits(tmp_path, monkeypatch, capsys):
     archive = SHARED_DATA / "flowers17.tar.gz"
     if not archive.is_file():

@@ -42,6 +42,25 @@ def test_every_stage_leaves_its_folder_marked_done(tiny_pipeline):
     assert evaluator["conditioning"]["run"] == str(tiny_pipeline / "classifier")
 
 
+def _weights_hashes(run: Path) -> set[str]:
+    """Both hash forms of every weights file in a run folder, recomputed from the files (not read from records)."""
+    from visrep.inference.independence import weights_hashes
+
+    return {digest for weights in run.glob("*.safetensors") for digest in weights_hashes(weights).values()}
+
+
+def test_the_independent_scores_come_from_other_weights_than_the_conditioning_cnn(tiny_pipeline):
+    classifier, evaluator = _weights_hashes(tiny_pipeline / "classifier"), _weights_hashes(tiny_pipeline / "evaluator")
+    assert classifier and evaluator and not classifier & evaluator  # two networks, not one under two names
+    for generator in ("gan", "diffusion"):
+        manifest = json.loads((tiny_pipeline / generator / "generator.json").read_text())
+        declared = set(manifest["conditioning_weights_sha256"])
+        scored = json.loads((tiny_pipeline / "generative" / generator / "metrics.json").read_text())
+        assert declared & classifier and not declared & evaluator  # conditioned on the CNN, blind to the evaluator
+        assert {scored["evaluator"]["weights_sha256"], scored["evaluator"]["weights_file_sha256"]} <= evaluator
+        assert scored["independence"].startswith("verified against"), scored["independence"]
+
+
 def test_report_is_self_contained_with_every_section(tiny_pipeline):
     html = (tiny_pipeline / "report" / "report.html").read_text()
     for section in (*SECTION_IDS, "generated-gan", "generated-diffusion"):

@@ -125,8 +125,8 @@ def _without_timings(record: dict) -> dict:
     return {key: value for key, value in record.items() if "second" not in key and key != "resumed"}
 
 
-@pytest.mark.slow  # ~20 s: the evaluator trains through the classifier's loop and checkpointer, whose SIGKILL
-# test (test_classifier_training) stays in make test; this adds the evaluator's record: make test-all
+@pytest.mark.slow(reason="~20 s; the evaluator trains through the classifier's loop and checkpointer, whose SIGKILL "
+                         "test (test_classifier_training) make test keeps: this adds the evaluator's record")
 def test_sigkill_then_resume_evaluator_matches_uninterrupted_run(tmp_path):
     conditioning = train_classifier(_cfg(tmp_path, "run.name=conditioning", "train.epochs=1"), progress=False)
     common = ["train", "evaluator", "--config", str(EVALUATOR_TINY), f"run.root={tmp_path}/runs",  # 6 epochs

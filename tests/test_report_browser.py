@@ -16,18 +16,19 @@ from visrep.pipeline.report_sections import SECTION_IDS
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def _browser_or_skip():
+@pytest.fixture(scope="session")  # session, like tiny_pipeline, and requested before it: a machine without a
+def sync_playwright():              # browser skips before building the pipeline for this test
+    """Playwright's entry point, or a skip whose reason (shown by make test, -rs) says how to enable the check."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not installed (pip install -r requirements.txt)")
+        pytest.skip("browser check: the playwright package is not installed (pip install -r requirements.txt)")
     if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+        pytest.skip("browser check: no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
     return sync_playwright
 
 
-def test_report_renders_in_headless_chromium(tiny_pipeline, tmp_path):
-    sync_playwright = _browser_or_skip()
+def test_report_renders_in_headless_chromium(sync_playwright, tiny_pipeline, tmp_path):
     problems: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -277,9 +277,9 @@ def _start(cwd: Path, argv: list[str], chunk: int) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
-# 3 launches and 10,000 DDPM images, ~15 s: make test-all. make test keeps the resume and restart rules in
-# process (test_the_same_command_resumes_and_another_request_starts_again, the kill during cleanup below)
-@pytest.mark.slow
+@pytest.mark.slow(reason="3 launches and 10,000 DDPM images, ~15 s; make test keeps the resume and restart rules "
+                         "in process (test_the_same_command_resumes_and_another_request_starts_again, "
+                         "test_a_kill_while_partial_is_removed_is_finished_by_the_same_command)")
 def test_sigkill_then_the_same_command_gives_the_uninterrupted_files(generator_runs, tiny_trained_run, tmp_path,
                                                                       monkeypatch, capsys):
     """5,000 DDPM images in 10 chunks: killed once 2 are written, run again: the files of an uninterrupted run

@@ -87,8 +87,8 @@ def _toy(root: Path, name: str, *flags: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, env=env)
 
 
-@pytest.mark.slow  # ~15 s: the GAN's in-process resume test covers two networks' checkpoints in make test, and the
-# classifier's SIGKILL test the kill itself; this combines them: make test-all
+@pytest.mark.slow(reason="~15 s; make test keeps its parts: the GAN's in-process resume (two networks' "
+                         "checkpoints) and the classifier's SIGKILL test (the kill itself)")
 def test_two_network_two_optimizer_loop_killed_and_resumed_ends_with_the_same_weights(tmp_path):
     reference = _toy(tmp_path, "reference")
     assert reference.wait(timeout=300) == 0, reference.stderr.read()
