@@ -38,7 +38,7 @@ from visrep.data.transforms import Normalization  # noqa: E402
 from visrep.embeddings import embed_classifier_run  # noqa: E402
 from visrep.embeddings.extract import extract_features, resolve_layers  # noqa: E402
 from visrep.embeddings.report import format_table  # noqa: E402
-from visrep.embeddings.store import read_json  # noqa: E402
+from visrep.representations.store import read_json  # noqa: E402
 from visrep.models import create_model  # noqa: E402
 from visrep.training.classifier import build_classifier, train_classifier  # noqa: E402
 

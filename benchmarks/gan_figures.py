@@ -19,7 +19,7 @@ import torch
 
 from visrep.data.prepare import prepare_data
 from visrep.figures import save_image_grid
-from visrep.generate.conditions import embed_images
+from visrep.representations.conditions import embed_images
 from visrep.generate.generator_run import load_generator_run
 from visrep.generate.sample import generate, latents, sample_class
 

@@ -16,7 +16,7 @@ from visrep.embeddings import (Embedder, analyse_embeddings, embed_classifier_ru
                                load_embeddings, load_kmeans, nearest_neighbours)
 from visrep.embeddings.analysis import dimensionality, knn_accuracy, linear_probe, silhouette
 from visrep.embeddings.extract import extract_features
-from visrep.embeddings.pooling import pool_features
+from visrep.representations.pooling import pool_features
 from visrep.embeddings.stats import class_statistics
 from visrep.errors import UserError
 from visrep.inference.loading import load_classifier
@@ -164,6 +164,12 @@ def test_nearest_neighbours_match_brute_force():
     assert np.allclose(similarities.numpy(), np.sort(cosine, axis=1)[:, ::-1][:, :4], atol=1e-5)
     own, _ = nearest_neighbours(torch.from_numpy(bank), torch.from_numpy(bank), k=3, exclude_self=True)
     assert not (own == torch.arange(50).unsqueeze(1)).any()
+    expected = unit(bank) @ unit(bank).T
+    np.fill_diagonal(expected, -np.inf)
+    assert np.array_equal(own.numpy(), np.argsort(-expected, axis=1)[:, :3])
+    chunked, _ = nearest_neighbours(torch.from_numpy(bank), torch.from_numpy(bank), k=3, exclude_self=True,
+                                    bank_chunk=16)  # each row's own match falls in one of four chunks
+    assert torch.equal(chunked, own)
 
 
 def test_analysis_writes_table_maps_and_retrieval(embedded):

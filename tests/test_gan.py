@@ -119,7 +119,7 @@ def test_unknown_model_option_is_one_error():
 
 # ---- conditions ------------------------------------------------------------------------------
 def test_neighbourhoods_are_the_nearest_by_cosine():
-    from visrep.generate.conditions import neighbourhoods
+    from visrep.representations.conditions import neighbourhoods
 
     rng = torch.Generator().manual_seed(0)
     points = torch.nn.functional.normalize(torch.randn(200, 6, generator=rng), dim=1)
@@ -131,7 +131,7 @@ def test_neighbourhoods_are_the_nearest_by_cosine():
 
 
 def test_condition_bank_samples_unit_embeddings_near_their_class():
-    from visrep.generate.conditions import ConditionBank
+    from visrep.representations.conditions import ConditionBank
 
     rng = torch.Generator().manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(3, 8, generator=rng), dim=1) * 4

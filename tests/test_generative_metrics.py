@@ -10,7 +10,7 @@ from sklearn.metrics.pairwise import polynomial_kernel
 from visrep.evaluation.conditional_metrics import gan_test, per_class_kid
 from visrep.evaluation.distribution_metrics import fid, kid, prdc
 from visrep.evaluation.embedding_consistency import embedding_consistency, real_pair_partners
-from visrep.evaluation.memorisation import compare_distances, nearest_neighbours
+from visrep.evaluation.memorisation import compare_distances, nearest_distances
 
 
 def _features(seed, n=300, dim=16, shift=0.0, scale=1.0):
@@ -125,16 +125,23 @@ def test_per_class_kid_skips_missing_classes():
 
 
 def test_nearest_neighbours_match_sklearn_and_are_exact_for_copies():
+    import torch
+
+    from visrep.representations.neighbours import nearest_neighbours
+
     rng = np.random.default_rng(0)
     bank = rng.integers(0, 256, (500, 64)).astype(np.uint8)
     queries = np.concatenate([bank[:10], rng.integers(0, 256, (20, 64)).astype(np.uint8)])
-    import torch
-
-    distances, index = nearest_neighbours(torch.from_numpy(queries), torch.from_numpy(bank), 7, 64)
+    distances, index = nearest_distances(torch.from_numpy(queries), torch.from_numpy(bank))
     expected = pairwise_distances(queries.astype(np.float64), bank.astype(np.float64))
     assert np.array_equal(index, expected.argmin(1))
     assert np.allclose(distances, expected.min(1))
     assert np.all(distances[:10] == 0)
+    # the search merges its top-k across bank chunks: a 64-row chunk gives sklearn's 3 nearest, in order
+    top, found = nearest_neighbours(torch.from_numpy(queries[10:]), torch.from_numpy(bank), k=3, metric="euclidean",
+                                    bank_chunk=64)
+    assert np.array_equal(top.numpy(), np.argsort(expected[10:], axis=1, kind="stable")[:, :3])
+    assert np.allclose(found.numpy(), np.sort(expected[10:], axis=1)[:, :3], rtol=1e-5)
 
 
 def test_memorisation_flags_copies_not_fresh_samples():

@@ -12,10 +12,11 @@ from PIL import Image, ImageDraw
 
 from visrep.cli import main
 from visrep.config import ClassifierConfig, EmbedConfig, load_config
-from visrep.embeddings import embed_classifier_run, neighbours
+from visrep.embeddings import embed_classifier_run
+from visrep.representations import neighbours
 from visrep.embeddings.evaluate import analyse_embeddings
 from visrep.embeddings.near_duplicates import DuplicateRule, find_near_duplicates
-from visrep.embeddings.store import EmbeddingSet
+from visrep.representations.store import EmbeddingSet
 from visrep.pipeline.report_render import Image as ReportImage
 from visrep.pipeline.report_render import Table
 from visrep.pipeline.report_sections import embeddings_section
@@ -102,6 +103,7 @@ def test_small_classes_use_every_train_image_and_the_search_is_chunked(planted, 
     whole = find_near_duplicates(few, held, DuplicateRule())
     assert whole["thresholds"]["triangle"]["from"] == "all train images"
     monkeypatch.setattr(neighbours, "_BLOCK_ENTRIES", 64)  # a few query rows per similarity block
+    monkeypatch.setattr(neighbours, "_BANK_CHUNK", 16)  # and the bank in chunks, the top-k merged across them
     chunked = find_near_duplicates(few, held, DuplicateRule())
     for part in ("cross_split", "within_train"):  # the same pairs; the last float bits may differ between blockings
         assert pair_ids(chunked[part]["pairs"]) == pair_ids(whole[part]["pairs"])

@@ -403,7 +403,7 @@ def cmd_embed(args) -> int:
     from visrep.config import EmbedConfig, load_config
     from visrep.embeddings import embed_classifier_run
     from visrep.embeddings.report import format_table
-    from visrep.embeddings.store import read_json
+    from visrep.representations.store import read_json
 
     cfg = load_config(args.config, args.overrides, EmbedConfig)
     flags = {"layers": _comma_list(args.layers), "splits": _comma_list(args.splits), "pooling": args.pooling,

@@ -15,7 +15,7 @@ from visrep.embeddings.api import (Embedder, embed_images, load_class_stats, loa
 from visrep.embeddings.evaluate import analyse_embeddings
 from visrep.embeddings.stage import embed_classifier_run
 from visrep.embeddings.stats import ClassStats, KMeansCentres
-from visrep.embeddings.store import EmbeddingSet
+from visrep.representations.store import EmbeddingSet
 
 __all__ = ["ClassStats", "Embedder", "EmbeddingSet", "KMeansCentres", "analyse_embeddings", "embed_classifier_run",
            "embed_images", "load_class_stats", "load_embeddings", "load_kmeans", "nearest_neighbours"]

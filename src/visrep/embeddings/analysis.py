@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 import torch
 
-from visrep.embeddings.neighbours import as_matrix, nearest_neighbours
+from visrep.representations.neighbours import as_matrix, nearest_neighbours
 
 
 def knn_accuracy(train_x, train_y, eval_x, eval_y, k: int = 10) -> float:

@@ -22,10 +22,10 @@ from torch import Tensor
 from visrep.data.transforms import Normalization
 from visrep.embeddings.extract import forward_batch, resolve_layers
 from visrep.embeddings.inputs import as_nchw, to_model_input
-from visrep.embeddings.neighbours import nearest_neighbours  # noqa: F401  (part of this API)
-from visrep.embeddings.pooling import check_pooling
+from visrep.representations.neighbours import nearest_neighbours  # noqa: F401  (part of this API)
+from visrep.representations.pooling import check_pooling
 from visrep.embeddings.stats import ClassStats, KMeansCentres, read_class_stats, read_kmeans
-from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder, load_embedding_set, read_json,
+from visrep.representations.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder, load_embedding_set, read_json,
                                      split_file, stored_layers)
 from visrep.errors import UserError
 from visrep.hardware.precision import check_precision

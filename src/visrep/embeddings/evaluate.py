@@ -22,10 +22,10 @@ import torch
 from visrep.embeddings.analysis import dimensionality, knn_accuracy, linear_probe, silhouette, subsample
 from visrep.embeddings.near_duplicate_outputs import write_near_duplicates
 from visrep.embeddings.near_duplicates import DuplicateRule
-from visrep.embeddings.neighbours import nearest_neighbours
+from visrep.representations.neighbours import nearest_neighbours
 from visrep.embeddings.plots import map_coordinates, plot_maps, save_retrieval_grid
 from visrep.embeddings.report import write_report
-from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder, load_embedding_set,
+from visrep.representations.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder, load_embedding_set,
                                      read_json, split_file, stored_layers, write_json)
 from visrep.embeddings.threads import single_threaded_numerics
 from visrep.errors import UserError

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from visrep.embeddings.pooling import check_pooling, pool_features
+from visrep.representations.pooling import check_pooling, pool_features
 from visrep.errors import UserError
 from visrep.inference.autocast import autocast_context
 from visrep.hardware.precision import check_precision

@@ -16,7 +16,7 @@ import torch
 
 from visrep.embeddings.near_duplicates import DuplicateRule, find_near_duplicates
 from visrep.embeddings.plots import save_pair_grid
-from visrep.embeddings.store import SPLIT_NAMES, EmbeddingSet, write_json
+from visrep.representations.store import SPLIT_NAMES, EmbeddingSet, write_json
 
 JSON_FILE, FIGURE_FILE = "near_duplicates.json", "near_duplicates.png"
 FIGURE_PAIRS = 12  # rows of the thumbnail figure

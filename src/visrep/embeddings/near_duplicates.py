@@ -47,7 +47,7 @@ the stem flagged different photos, so the deepest analysed layer is searched. Th
 candidates to check by eye, which is why it comes with thumbnails.
 
 Costs: one (N_train, N_train) and one (N_val + N_test, N_train) similarity pass, chunked by
-:func:`visrep.embeddings.neighbours.nearest_neighbours` (≈ 128 MB blocks whatever N).
+:func:`visrep.representations.neighbours.nearest_neighbours` (≈ 128 MB blocks whatever N).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from visrep.embeddings.neighbours import nearest_neighbours
-from visrep.embeddings.store import EmbeddingSet
+from visrep.representations.neighbours import nearest_neighbours
+from visrep.representations.store import EmbeddingSet
 
 # float32 cosines of unit vectors carry ~1e-7·√D of rounding: a smaller distance is noise (and ln needs > 0)
 MIN_DISTANCE = 1e-6

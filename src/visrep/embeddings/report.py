@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from visrep.embeddings.near_duplicate_outputs import markdown_lines
-from visrep.embeddings.store import SPLIT_NAMES, layer_folder, read_json, stored_layers, write_json
+from visrep.representations.store import SPLIT_NAMES, layer_folder, read_json, stored_layers, write_json
 from visrep.runs import atomic_write_text
 
 COLUMNS = ("layer", "output → pooling", "D", "kNN val", "kNN test", "probe val", "probe test", "silhouette", "PCA 95%",

@@ -16,9 +16,9 @@ import torch
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.embeddings.evaluate import analyse_embeddings, check_analysis_options
 from visrep.embeddings.extract import Extraction, extract_features, resolve_layers
-from visrep.embeddings.pooling import check_pooling
+from visrep.representations.pooling import check_pooling
 from visrep.embeddings.stats import class_statistics, kmeans_centres, save_class_stats, save_kmeans
-from visrep.embeddings.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, save_embedding_set, split_file,
+from visrep.representations.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, save_embedding_set, split_file,
                                      write_json)
 from visrep.embeddings.threads import single_threaded_numerics
 from visrep.errors import UserError

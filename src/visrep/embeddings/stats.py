@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from visrep.embeddings.store import read_safetensors, write_safetensors
+from visrep.representations.store import read_safetensors, write_safetensors
 
 
 @dataclass

@@ -35,7 +35,7 @@ from visrep.evaluation.evaluator import Evaluator, extract_features, load_evalua
 from visrep.evaluation.fake_sources import ImageSet, TargetFormat, load_image_set
 from visrep.evaluation.inception import inception_network, inception_scores
 from visrep.inference.independence import check_independent
-from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_neighbours, pixel_neighbours
+from visrep.evaluation.memorisation import feature_space, memorisation_report, nearest_distances, pixel_neighbours
 from visrep.evaluation.real_sources import RealReference, load_real_reference
 from visrep.evaluation.scoring_cache import cache_key, cache_path, load_cached, save_cached
 from visrep.hardware.distributed import broadcast_from_main, current_info, resolve_device, setup_distributed
@@ -317,7 +317,7 @@ def _cached_arrays(context: Context) -> dict[str, np.ndarray]:
 
 def _nearest_training(side: Side, bank_images: torch.Tensor, bank_features: torch.Tensor) -> dict:
     """{"features": distances, "pixels": distances, "features_index", "pixels_index"} to the nearest training image."""
-    feature_distances, feature_index = nearest_neighbours(feature_space(side.features), bank_features)
+    feature_distances, feature_index = nearest_distances(feature_space(side.features), bank_features)
     pixel_distances, pixel_index = pixel_neighbours(side.images, bank_images)
     return {"features": feature_distances, "pixels": pixel_distances, "features_index": feature_index,
             "pixels_index": pixel_index}

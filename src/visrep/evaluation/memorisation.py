@@ -18,29 +18,17 @@ import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
+from visrep.representations.neighbours import nearest_neighbours
 
-def nearest_neighbours(queries: torch.Tensor, bank: torch.Tensor, query_chunk: int = 4096,
-                       bank_chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """(N, D) queries, (M, D) bank (any dtype; uint8 bank rows are converted per chunk) → (distance (N,), index (N,)).
 
-    The search uses float32 matrix products for speed; the reported distance is then recomputed
-    exactly (float64) against the neighbour found, so near-zero distances are not swamped by rounding.
-    """
-    best = torch.full((len(queries),), float("inf"))
-    best_index = torch.zeros(len(queries), dtype=torch.int64)
-    for q_start in range(0, len(queries), query_chunk):
-        q = queries[q_start:q_start + query_chunk].float()
-        q_sq = (q * q).sum(1, keepdim=True)
-        for b_start in range(0, len(bank), bank_chunk):
-            b = bank[b_start:b_start + bank_chunk].float()
-            squared = q_sq + (b * b).sum(1)[None, :] - 2.0 * q @ b.T
-            values, indices = squared.min(dim=1)
-            rows = slice(q_start, q_start + len(q))
-            better = values < best[rows]
-            best[rows] = torch.where(better, values, best[rows])
-            best_index[rows] = torch.where(better, indices + b_start, best_index[rows])
-    exact = (queries.double() - bank[best_index].double()).norm(dim=1)
-    return exact.numpy(), best_index.numpy()
+def nearest_distances(queries: torch.Tensor, bank: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) queries, (M, D) bank (any dtype; a uint8 bank is converted per chunk) → (distance (N,), index (N,)).
+
+    The neighbour comes from the one chunked search (float32 products, for speed); its distance is then
+    recomputed exactly (float64), so near-zero distances are not swamped by rounding."""
+    index = nearest_neighbours(queries, bank, k=1, metric="euclidean")[0][:, 0]
+    exact = (queries.double() - bank[index].double()).norm(dim=1)
+    return exact.numpy(), index.numpy()
 
 
 def feature_space(features: np.ndarray) -> torch.Tensor:
@@ -60,13 +48,13 @@ def pixel_neighbours(queries_uint8: torch.Tensor, bank_uint8: torch.Tensor, quer
     int8, so ‖q − b‖² = ‖q8‖² + ‖b8‖² − 2·q8·b8 with the product from an int8 matrix multiply with
     int32 sums (``torch._int_mm``: VNNI where the CPU has it, 5x the float32 product on this project's
     AVX-512 host). All in integers, so no rounding can pick a wrong neighbour. Where that kernel is
-    missing the float32 search of :func:`nearest_neighbours` is used. The bank stays uint8 and is
+    missing the float32 search of :func:`nearest_distances` is used. The bank stays uint8 and is
     converted chunk by chunk: memory O(chunk · D) beside the inputs.
     """
     queries = queries_uint8.cpu().reshape(len(queries_uint8), -1)
     bank = bank_uint8.cpu().reshape(len(bank_uint8), -1)
     if len(queries) == 0 or len(bank) == 0 or queries.shape[1] > MAX_INT8_DIM or not _int8_products_work():
-        distances, index = nearest_neighbours(queries, bank)
+        distances, index = nearest_distances(queries, bank)
         return distances / 255.0, index
     best = torch.full((len(queries),), torch.iinfo(torch.int64).max, dtype=torch.int64)
     best_index = torch.zeros(len(queries), dtype=torch.int64)

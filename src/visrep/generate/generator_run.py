@@ -29,7 +29,7 @@ from visrep.config import DiffusionConfig, GanConfig
 from visrep.data.transforms import Normalization
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
 from visrep.errors import UserError
-from visrep.generate.conditions import ConditionBank
+from visrep.representations.conditions import ConditionBank
 from visrep.hardware.distributed import DistInfo
 from visrep.inference.encoder import FrozenEncoder
 from visrep.models import create_model

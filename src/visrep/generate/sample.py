@@ -34,7 +34,7 @@ from torch import Tensor
 
 from visrep.data.images import ImageDecodeError, decode_to_array
 from visrep.errors import UserError
-from visrep.generate.conditions import embed_images
+from visrep.representations.conditions import embed_images
 from visrep.generate.generator_run import GeneratorRun
 from visrep.hardware.distributed import sharded_results
 from visrep.inference.independence import file_sha256

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
-from visrep.generate.conditions import ConditionBank, embed_images, neighbourhoods
+from visrep.representations.conditions import ConditionBank, embed_images, neighbourhoods
 from visrep.generate.generator_run import CONDITION_BANK, ENCODER_NORMALIZATION, ENCODER_WEIGHTS
 from visrep.inference.encoder import FrozenEncoder
 from visrep.inference.independence import EVALUATOR_RECORD, weights_hashes

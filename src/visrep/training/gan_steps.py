@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from visrep.generate.conditions import pooled_embedding
+from visrep.representations.conditions import pooled_embedding
 from visrep.inference.autocast import autocast_context
 from visrep.training.diffaugment import diff_augment
 

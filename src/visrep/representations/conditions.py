@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from visrep.errors import UserError
+from visrep.representations.neighbours import nearest_neighbours
 from visrep.storage import atomic_write, read_safetensors
 
 SAMPLING_METHODS = ("gaussian", "kmeans")
@@ -50,16 +51,15 @@ def pooled_embedding(features: Tensor) -> Tensor:
     return F.normalize(vectors, dim=1)
 
 
-def neighbourhoods(embeddings: Tensor, k: int, block: int = 4096) -> Tensor:
-    """(N, k) int64: each row's k nearest rows by cosine (itself included, first), computed in blocks."""
+def neighbourhoods(embeddings: Tensor, k: int) -> Tensor:
+    """(N, k) int64: each row itself (first), then its k − 1 nearest other rows by cosine."""
     if not 1 <= k <= len(embeddings):
         raise UserError(f"neighbourhood size k={k} must be in [1, {len(embeddings)}] (the training images)")
-    rows = []
-    for start in range(0, len(embeddings), block):
-        similarity = embeddings[start:start + block] @ embeddings.T  # (B, N)
-        similarity[torch.arange(similarity.shape[0]), torch.arange(start, start + similarity.shape[0])] = 2.0
-        rows.append(similarity.topk(k, dim=1).indices)
-    return torch.cat(rows)
+    own = torch.arange(len(embeddings)).unsqueeze(1)
+    if k == 1:
+        return own
+    others = nearest_neighbours(embeddings, embeddings, k - 1, exclude_self=True)[0]
+    return torch.cat([own, others], dim=1)
 
 
 @dataclass
