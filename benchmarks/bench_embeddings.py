@@ -36,7 +36,7 @@ from visrep.data.dataset import BatchLoader, ImageSplit  # noqa: E402
 from visrep.data.prepare import prepare_data  # noqa: E402
 from visrep.data.transforms import Normalization  # noqa: E402
 from visrep.embeddings import embed_classifier_run  # noqa: E402
-from visrep.embeddings.extract import extract_features, resolve_layers  # noqa: E402
+from visrep.representations.extract import extract_features, resolve_layers  # noqa: E402
 from visrep.embeddings.report import format_table  # noqa: E402
 from visrep.representations.store import read_json  # noqa: E402
 from visrep.models import create_model  # noqa: E402

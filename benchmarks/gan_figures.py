@@ -19,7 +19,7 @@ import torch
 
 from visrep.data.prepare import prepare_data
 from visrep.figures import save_image_grid
-from visrep.representations.conditions import embed_images
+from visrep.representations.embed import embed_conditions
 from visrep.generate.generator_run import load_generator_run
 from visrep.generate.sample import generate, latents, sample_class
 
@@ -36,7 +36,7 @@ def variations_grid(run_path: str, out: str, images: int, per_image: int) -> Non
     labels = test.labels.numpy()
     rows = [int(np.flatnonzero(labels == label)[0]) for label in range(min(images, len(run.class_names)))]
     given = test.uint8_batch(np.array(rows))
-    embeddings = embed_images(run.encoder(), given, run.layer)
+    embeddings = embed_conditions(run.encoder(), given, run.layer)
     tiles, frames = [], []
     for index, embedding in enumerate(embeddings):
         made = generate(run, latents(run, per_image, seed=index), embedding.expand(per_image, -1))

@@ -12,13 +12,13 @@ from safetensors import safe_open
 from visrep.cli import main
 from visrep.config import ClassifierConfig, EmbedConfig, load_config
 from visrep.data.prepare import prepare_data
-from visrep.embeddings import (Embedder, analyse_embeddings, embed_classifier_run, embed_images, load_class_stats,
-                               load_embeddings, load_kmeans, nearest_neighbours)
+from visrep.embeddings import (analyse_embeddings, embed_classifier_run, embed_images, load_bank, load_embeddings,
+                               nearest_neighbours)
 from visrep.embeddings.analysis import dimensionality, knn_accuracy, linear_probe, silhouette
-from visrep.embeddings.extract import extract_features
+from visrep.representations.extract import extract_features
 from visrep.representations.pooling import pool_features
-from visrep.embeddings.stats import class_statistics
 from visrep.errors import UserError
+from visrep.inference.encoder import FrozenEncoder
 from visrep.inference.loading import load_classifier
 from visrep.training.classifier import train_classifier
 
@@ -78,8 +78,8 @@ def test_same_inputs_give_identical_embeddings(classifier_run, tmp_path):
             assert torch.equal(first.features, second.features), (layer, split)  # bit for bit
             assert torch.equal(first.labels, second.labels) and first.ids == second.ids
             assert first.metadata == second.metadata
-        first, second = (load_kmeans(out, layer) for out in outs)
-        assert torch.equal(first.centres, second.centres)
+        first, second = (load_bank(out, layer) for out in outs)
+        assert torch.equal(first.centres, second.centres) and torch.equal(first.class_cholesky, second.class_cholesky)
 
 
 def test_extraction_is_deterministic_in_memory(classifier_run):
@@ -108,31 +108,27 @@ def test_spatial_pooling_keeps_the_map(classifier_run, tmp_path):
     emb = load_embeddings(out, "stage1", "train")
     assert emb.features.shape[1:] == (16, 4, 4) and emb.metadata["l2_normalized"] is True
     assert torch.allclose(emb.flat().norm(dim=1), torch.ones(len(emb)), atol=1e-5)
-    stats = load_class_stats(out, "stage1")
-    assert stats.means.shape == (10, 256)
+    with pytest.raises(UserError, match="no condition bank for layer stage1"):
+        load_bank(out, "stage1")  # spatial maps are not what the generators condition on: no bank beside them
 
 
 # ---------------------------------------------------------------------------------------------- statistics
 
-def test_class_statistics_match_numpy():
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(60, 5)).astype(np.float32), np.repeat(np.arange(3), 20)
-    stats = class_statistics(torch.from_numpy(x), torch.from_numpy(y), ["a", "b", "c"], "l")
-    for k in range(3):
-        assert np.allclose(stats.means[k], x[y == k].mean(0), atol=1e-6)
-        assert np.allclose(stats.covariances[k], np.cov(x[y == k].T, bias=True), atol=1e-5)
-    samples = stats.sample(torch.tensor([0, 2, 2]), torch.Generator().manual_seed(0))
-    assert samples.shape == (3, 5) and torch.isfinite(samples).all()
-    diagonal = class_statistics(torch.from_numpy(x), torch.from_numpy(y), ["a", "b", "c"], "l", covariance_max_dim=4)
-    assert diagonal.covariances is None and diagonal.sample(torch.tensor([1])).shape == (1, 5)
+def test_stored_bank_is_the_one_a_generator_fits(embedded):
+    """The stage's bank beside the penultimate embeddings is what ConditionBank.fit gives on the unit-length train
+    embeddings (the generators' conditions) with the stage's k-means settings, tensor for tensor."""
+    from visrep.representations.bank import ConditionBank
 
-
-def test_stored_stats_and_kmeans_for_generators(embedded):
-    stats, centres = load_class_stats(embedded, "penultimate"), load_kmeans(embedded, "penultimate")
+    bank = load_bank(embedded, "penultimate")
     train = load_embeddings(embedded, "penultimate", "train")
-    assert torch.allclose(stats.means[3], train.features[train.labels == 3].mean(0), atol=1e-5)
-    assert stats.covariances.shape == (10, 32, 32) and int(stats.counts.sum()) == len(train)
-    assert centres.centres.shape == (12, 32) and int(centres.sizes.sum()) == len(train)
+    unit = torch.nn.functional.normalize(train.flat(), dim=1)
+    refit = ConditionBank.fit(unit, train.labels, 10, clusters=12, seed=0)
+    for name in ConditionBank.__dataclass_fields__:
+        assert torch.equal(getattr(bank, name), getattr(refit, name)), name
+    assert torch.allclose(bank.class_means[3], unit[train.labels == 3].mean(0), atol=1e-6)
+    assert bank.centres.shape == (12, 32) and int(bank.centre_counts.sum()) == len(train)
+    draws, labels = bank.sample(5, "gaussian", generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(draws.norm(dim=1), torch.ones(5), atol=1e-5) and labels.shape == (5,)
 
 
 # ------------------------------------------------------------------------------------------------ analysis
@@ -202,21 +198,21 @@ def test_embed_images_reproduces_stored_embeddings(classifier_run, embedded):
     images = prepare_data(cfg.data, progress=False).splits["test"].uint8_batch(np.arange(len(stored)))
     fresh = embed_images(classifier_run, images, "penultimate")  # default batch size = the extraction's (512)
     assert torch.equal(fresh, stored.features)
-    both = Embedder.from_run(classifier_run).embed(images[:5].numpy(), ["stem", "penultimate"])
+    both = embed_images(FrozenEncoder.from_run(classifier_run, "best"), images[:5].numpy(), ["stem", "penultimate"])
     assert both["stem"].shape == (5, 18) and torch.allclose(both["penultimate"], stored.features[:5], atol=0.05)
 
 
 def test_embed_images_refuses_or_converts_wrong_shapes(classifier_run):
-    embedder = Embedder.from_run(classifier_run)
+    encoder = FrozenEncoder.from_run(classifier_run, "best")
     rgb = torch.randint(0, 256, (3, 3, 20, 24), dtype=torch.uint8)
     with pytest.raises(UserError, match=r"expects images of shape \(N, 1, 8, 8\).*convert=True"):
-        embedder.embed(rgb)
-    assert embedder.embed(rgb, convert=True).shape == (3, 32)
-    assert embedder.embed(rgb.permute(0, 2, 3, 1).numpy(), convert=True).shape == (3, 32)  # NHWC arrays
+        embed_images(encoder, rgb)
+    assert embed_images(encoder, rgb, convert=True).shape == (3, 32)
+    assert embed_images(encoder, rgb.permute(0, 2, 3, 1).numpy(), convert=True).shape == (3, 32)  # NHWC arrays
     with pytest.raises(UserError, match="unnormalised"):
-        embedder.embed(torch.randn(2, 1, 8, 8) * 3)
+        embed_images(encoder, torch.randn(2, 1, 8, 8) * 3)
     with pytest.raises(UserError, match="unknown layer 'nope'.*stem, stage1"):
-        embedder.embed(torch.zeros(1, 1, 8, 8), "nope")
+        embed_images(encoder, torch.zeros(1, 1, 8, 8), "nope")
 
 
 # ----------------------------------------------------------------------------------------------- bad input

@@ -52,10 +52,14 @@ def test_wrong_image_shape_is_one_clear_error(encoder):
 
 
 def test_evaluator_network_is_the_same_encoder(tiny_trained_run, encoder):
+    """The evaluator's network computes what a FrozenEncoder of the same weights in the same memory layout does
+    (the evaluator keeps the standard layout; a classifier trained channels_last is encoded in that layout)."""
     from visrep.evaluation.evaluator import load_evaluator
+    from visrep.inference.loading import load_classifier
 
     network = load_evaluator(tiny_trained_run, "best", precision="fp32").network
     images = _images(encoder)
     features, logits = network.features_and_logits(images)
-    expected_logits, expected = encoder.forward_intermediates(images, ["penultimate"])
+    same_layout = FrozenEncoder(load_classifier(tiny_trained_run, "best")[0], encoder.normalization, "fp32")
+    expected_logits, expected = same_layout.forward_intermediates(images, ["penultimate"])
     assert torch.equal(features, expected["penultimate"].float()) and torch.equal(logits, expected_logits)

@@ -123,7 +123,7 @@ def test_neighbourhoods_are_the_nearest_by_cosine():
 
     rng = torch.Generator().manual_seed(0)
     points = torch.nn.functional.normalize(torch.randn(200, 6, generator=rng), dim=1)
-    found = neighbourhoods(points, 5, block=64)
+    found = neighbourhoods(points, 5)
     brute = (points @ points.T).argsort(dim=1, descending=True)[:, :5]
     assert found.shape == (200, 5)
     assert torch.equal(found[:, 0], torch.arange(200))  # each point is its own first neighbour
@@ -131,7 +131,7 @@ def test_neighbourhoods_are_the_nearest_by_cosine():
 
 
 def test_condition_bank_samples_unit_embeddings_near_their_class():
-    from visrep.representations.conditions import ConditionBank
+    from visrep.representations.bank import ConditionBank
 
     rng = torch.Generator().manual_seed(0)
     centres = torch.nn.functional.normalize(torch.randn(3, 8, generator=rng), dim=1) * 4
@@ -389,3 +389,64 @@ def test_collapsed_discriminator_stops_the_run_and_keeps_the_last_good_checkpoin
     assert err.startswith("error: gan training stopped at step 6") and "discriminator" in err
     run = tmp_path / "collapse"
     assert not (run / "metrics.json").exists() and not list((run / "checkpoints").glob("state-*.pt"))
+
+
+# ---- the embeddings stage as the generators' input ---------------------------------------------
+def test_a_generator_reads_the_embeddings_stage_and_trains_as_if_it_had_computed_them(tiny_trained_run, tmp_path):
+    """Embedding mode: with the embeddings stage's files for the same weights and data, the GAN reads them (and
+    the bank beside them) instead of embedding the training split again; without them it computes the same
+    numbers with the same code and keeps them in its own run. Both runs end with the same weights, bit for bit;
+    generator.json says where the embeddings came from and which layer by what rule."""
+    import json
+    import shutil
+
+    from visrep.config import EmbedConfig
+    from visrep.embeddings import embed_classifier_run, load_embeddings
+    from visrep.training.gan import train_gan
+
+    classifier = tmp_path / "clf"
+    shutil.copytree(tiny_trained_run, classifier)  # the shared run stays untouched
+    embed_classifier_run(classifier, load_config(overrides=["embed.layers=[all]", "embed.kmeans_clusters=8",
+                                                            "analysis.map_points=60", "analysis.sample_points=200",
+                                                            "analysis.retrieval_queries=2", "analysis.retrieval_k=2"],
+                                                 schema=EmbedConfig), progress=False)
+    fresh_classifier = tmp_path / "clf-without-embeddings"
+    shutil.copytree(tiny_trained_run, fresh_classifier)
+    runs = {name: train_gan(gan_config(tmp_path, run, f"run.name={name}", "gan.conditioning=embedding",
+                                       "gan.final_samples=8", "train.steps=8"), progress=False)
+            for name, run in (("read", classifier), ("computed", fresh_classifier))}
+    read, computed = (json.loads((runs[name] / "generator.json").read_text())["condition_layer"]
+                      for name in ("read", "computed"))
+    assert read["embeddings"] == str(classifier / "embeddings" / "penultimate" / "train.safetensors")
+    assert computed["embeddings"] == "computed" and computed["analysis_best"] is None
+    assert read["layer"] == computed["layer"] == "penultimate" and "default" in read["rule"]
+    assert read["analysis_best"] in ("stem", "stage1", "stage2", "stage3", "penultimate")
+    kept = load_embeddings(runs["computed"] / "embeddings", "penultimate", "train")  # stored as the stage stores
+    stored = load_embeddings(classifier, "penultimate", "train")
+    assert torch.equal(kept.features, stored.features) and kept.ids == stored.ids
+    expected, got = (load_file(runs[name] / "generator_ema.safetensors") for name in ("read", "computed"))
+    assert all(torch.equal(expected[key], got[key]) for key in expected)
+    assert not (runs["read"] / "embeddings").exists()  # read, not copied
+
+
+def test_layer_best_takes_the_analysis_best_val_probe_and_needs_an_analysis(tiny_trained_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    from visrep.representations.layer_choice import choose_layer
+
+    classifier = tmp_path / "clf"
+    shutil.copytree(tiny_trained_run, classifier)
+    with pytest.raises(UserError, match="gan.layer=best .* has none .*visrep embed"):
+        choose_layer("best", classifier, "best", "gan.layer")
+    from visrep.representations.train_embeddings import file_sha256
+
+    sha = file_sha256(classifier / "best.safetensors")
+    rows = [{"layer": "stage1", "probe": {"val": 0.8}, "weights_sha256": sha},
+            {"layer": "stage2", "probe": {"val": 0.9}, "weights_sha256": sha},
+            {"layer": "penultimate", "probe": {"val": 0.95}, "weights_sha256": "other weights"}]
+    (classifier / "embeddings").mkdir()
+    (classifier / "embeddings" / "analysis.json").write_text(json.dumps({"layers": rows}))
+    choice = choose_layer("best", classifier, "best", "gan.layer")
+    assert (choice.layer, choice.analysis_best_val_probe) == ("stage2", 0.9) and "best val linear probe" in choice.rule
+    assert choose_layer("stage1", classifier, "best", "gan.layer").analysis_best == "stage2"

@@ -124,7 +124,7 @@ def _add_sample_parser(verbs) -> None:
                         "command again resumes an unfinished one")
     sample.add_argument("--overwrite", action="store_true", help="replace the output folder if it exists (only a "
                         "folder `visrep sample` wrote)")
-    sample.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU) | cpu | cuda | mps; under "
+    sample.add_argument("--device", default="auto", help="auto (CUDA, else CPU; mps only when named) | cpu | cuda | mps; under "
                         "torchrun each process generates its share of the draw blocks")
     diffusion = sample.add_argument_group("diffusion runs (default: the run's diffusion.sampler / sample_steps / "
                                           "guidance)")
@@ -152,7 +152,7 @@ def _add_generated_parser(evaluate) -> None:
                                 "generator.json names")
     generated.add_argument("--inception-weights", metavar="FILE", help="local Inception weights for Inception FID/KID")
     generated.add_argument("--no-cas", action="store_true", help="skip the Classification Accuracy Score")
-    generated.add_argument("--device", help="auto (default: CUDA, else MPS, else CPU) | cpu | cuda | mps; under "
+    generated.add_argument("--device", help="auto (default: CUDA, else CPU; mps only when named) | cpu | cuda | mps; under "
                            "torchrun the features are extracted by every process, batch by batch, and gathered")
     _add_common(generated)
 
@@ -266,18 +266,18 @@ def cmd_train_evaluator(args) -> int:
     from pathlib import Path
 
     from visrep.config import ClassifierConfig
-    from visrep.evaluation.classifier_eval import evaluate_classifier
+    from visrep.evaluation.classifier_eval import evaluator_test_report
     from visrep.training.evaluator import train_evaluator
 
     conditioning = Path(args.conditioning) if args.conditioning else None
+    # the evaluator's own report (eval-test/) beside evaluator.json, from the prediction that gives its accuracy
     if args.resume:  # --conditioning may be given again: it is checked as on a fresh run
         _check_resume_flags(args)
-        run_path = train_evaluator(None, conditioning, resume=Path(args.resume))
+        run_path = train_evaluator(None, conditioning, resume=Path(args.resume), test_report=evaluator_test_report)
     else:
         run_path = train_evaluator(load_cli_config(_with_shipped_config(args, "evaluator"), ClassifierConfig),
-                                   conditioning)
-    if _is_main_process():  # under torchrun rank 0 writes the report
-        evaluate_classifier(run_path, "test")  # the evaluator's own report (eval-test/), beside evaluator.json
+                                   conditioning, test_report=evaluator_test_report)
+    if _is_main_process():  # under torchrun rank 0 wrote the record and the report
         print(f"evaluator run: {run_path}")
     return 0
 

@@ -117,7 +117,7 @@ class TrainConfig:
     skip_bad_batches: int = 0  # isolated NaN/Inf batches skipped before the run stops
     tensorboard: bool = True
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
-    device: str = "auto"  # auto (CUDA, else MPS for one process, else CPU) | cpu | cuda | mps
+    device: str = "auto"  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
 
 
 @dataclass
@@ -149,9 +149,8 @@ class EmbedOptions:
     out: Optional[str] = None  # default: <classifier run>/embeddings
     overwrite: bool = False  # replace a layer's existing embeddings
     allow_partial: bool = False  # embed a run that has not finished training (its mid-training weights)
-    kmeans_clusters: int = 100  # k-means centres over train embeddings (capped at the number of points)
-    covariance_max_dim: int = 2048  # per-class covariance (K, D, D) saved only up to this D; variances always
-    device: str = "auto"  # auto (CUDA, else MPS, else CPU) | cpu | cuda | mps
+    kmeans_clusters: int = 100  # k-means centres of the condition bank (capped at the number of train images)
+    device: str = "auto"  # auto (CUDA, else CPU; mps only when named) | cpu | cuda | mps
 
 
 @dataclass
@@ -205,7 +204,7 @@ class GenerativeEvalOptions:
     grid_per_class: int = 8  # real and generated images per class in the side-by-side grid
     seed: int = 0  # the images drawn per side, pairings, CAS
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
-    device: str = "auto"  # auto (CUDA, else MPS for one process, else CPU) | cpu | cuda | mps
+    device: str = "auto"  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
 
 
 @dataclass
@@ -218,8 +217,13 @@ class GenerativeEvalConfig:
 class GanOptions:
     conditioning_run: Optional[str] = None  # the trained classifier run whose representations condition and guide
     conditioning: str = "class"  # class (label) | embedding (classifier embedding of a real image) | none
-    layer: str = "penultimate"  # classifier layer of the embedding conditions (maps are average-pooled)
+    # classifier layer of the embedding conditions (maps are average-pooled): a name, or best (the embeddings
+    # analysis's best val linear probe); penultimate, what the classifier's head reads, needs no analysis
+    layer: str = "penultimate"
     weights: Optional[str] = None  # classifier checkpoint: best | last; None = the one it saved as final
+    # the embeddings stage's folder its training embeddings and bank are read from when they match (None:
+    # <conditioning_run>/embeddings); otherwise computed with the same code and kept in this run
+    embeddings: Optional[str] = None
     knn_k: int = 20  # embedding: a condition's real images come from its k nearest training neighbours (IC-GAN)
     latent_dim: int = 128  # z ~ N(0, I)
     architecture: str = "resnet"  # resnet (SNGAN/BigGAN residual blocks) | dcgan (SNGAN's standard CNN: plain convs)
@@ -249,7 +253,7 @@ class StepLoopTrainConfig:
     precision: str = "auto"  # as train.precision of the classifier
     tensorboard: bool = True
     threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
-    device: str = "auto"  # auto (CUDA, else MPS for one process, else CPU) | cpu | cuda | mps
+    device: str = "auto"  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
 
 
 @dataclass
@@ -276,8 +280,13 @@ class GanConfig(Config):
 class DiffusionOptions:
     conditioning_run: Optional[str] = None  # the trained classifier run whose representations condition and guide
     conditioning: str = "class"  # class (label) | embedding (classifier embedding of a real image, RCG) | none
-    layer: str = "penultimate"  # classifier layer of the embedding conditions (maps are average-pooled)
+    # classifier layer of the embedding conditions (maps are average-pooled): a name, or best (the embeddings
+    # analysis's best val linear probe); penultimate, what the classifier's head reads, needs no analysis
+    layer: str = "penultimate"
     weights: Optional[str] = None  # classifier checkpoint: best | last; None = the one it saved as final
+    # the embeddings stage's folder its training embeddings and bank are read from when they match (None:
+    # <conditioning_run>/embeddings); otherwise computed with the same code and kept in this run
+    embeddings: Optional[str] = None
     width: int = 32  # U-Net channels at full resolution (×multipliers below); 32: 1.1 M parameters at 28 px
     multipliers: List[int] = field(default_factory=lambda: [1, 2, 2])  # width per level; the side halves per level
     blocks: int = 1  # residual blocks per level (+1 on the way up)

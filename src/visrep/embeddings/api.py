@@ -1,35 +1,32 @@
-"""The Python API the later stages (GAN, diffusion, evaluation) use.
+"""The Python API for a classifier run's representations, stored or new.
 
-    from visrep.embeddings import load_embeddings, embed_images, nearest_neighbours
+    from visrep.embeddings import load_embeddings, load_bank, embed_images, nearest_neighbours
 
     train = load_embeddings("runs/clf", layer="penultimate", split="train")    # EmbeddingSet
-    stats = load_class_stats("runs/clf", "penultimate")                         # per-class μ, Σ
-    centres = load_kmeans("runs/clf", "penultimate")                            # k-means centres
+    bank = load_bank("runs/clf", "penultimate")                                 # class Gaussians, k-means centres
     e = embed_images("runs/clf", uint8_images, layer="penultimate")             # (N, D) float32
     idx, sim = nearest_neighbours(e, train, k=5)                                # (N, 5) each
 
 ``source`` is a classifier run (its ``embeddings/`` folder is used) or an embeddings folder.
-Pass ``manifest_hash`` to make sure stored embeddings belong to the data you are training on.
+Pass ``manifest_hash`` to make sure stored embeddings belong to the data you are training on. The
+generators read the same files through :mod:`visrep.representations.train_embeddings`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from visrep.data.transforms import Normalization
-from visrep.embeddings.extract import forward_batch, resolve_layers
-from visrep.embeddings.inputs import as_nchw, to_model_input
-from visrep.representations.neighbours import nearest_neighbours  # noqa: F401  (part of this API)
-from visrep.representations.pooling import check_pooling
-from visrep.embeddings.stats import ClassStats, KMeansCentres, read_class_stats, read_kmeans
-from visrep.representations.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder, load_embedding_set, read_json,
-                                     split_file, stored_layers)
 from visrep.errors import UserError
-from visrep.hardware.precision import check_precision
-from visrep.inference.batches import batched
+from visrep.inference.encoder import FrozenEncoder
+from visrep.representations.bank import BANK_FILE, ConditionBank
+from visrep.representations.embed import EXTRACTION_BATCH, embed
+from visrep.representations.neighbours import nearest_neighbours
+from visrep.representations.store import (SPLIT_NAMES, EmbeddingSet, embeddings_root, layer_folder,
+                                          load_embedding_set, read_json, split_file, stored_layers)
+
+__all__ = ["EmbeddingSet", "embed_images", "load_bank", "load_embeddings", "nearest_neighbours"]
 
 
 def load_embeddings(source: str | Path, layer: str = "penultimate", split: str = "train",
@@ -47,14 +44,14 @@ def load_embeddings(source: str | Path, layer: str = "penultimate", split: str =
     return embeddings
 
 
-def load_class_stats(source: str | Path, layer: str = "penultimate") -> ClassStats:
-    """Per-class mean/variance/(covariance) of the train embeddings at ``layer``."""
-    return read_class_stats(layer_folder(_layer_root(source, layer), layer) / "class_stats.safetensors")
-
-
-def load_kmeans(source: str | Path, layer: str = "penultimate") -> KMeansCentres:
-    """k-means centres of the train embeddings at ``layer``."""
-    return read_kmeans(layer_folder(_layer_root(source, layer), layer) / "kmeans.safetensors")
+def load_bank(source: str | Path, layer: str = "penultimate") -> ConditionBank:
+    """The condition bank fitted on the train embeddings at ``layer`` (class Gaussians and k-means centres of
+    the unit-length average-pooled embeddings; written where the stored embeddings are those)."""
+    path = layer_folder(_layer_root(source, layer), layer) / BANK_FILE
+    if not path.is_file():
+        raise UserError(f"no condition bank for layer {layer} in {path.parent}: it is written for average-pooled "
+                        "embeddings with at least 2 training images per class")
+    return ConditionBank.load(path)
 
 
 def _layer_root(source: str | Path, layer: str) -> Path:
@@ -82,69 +79,14 @@ def _check_classifier_unchanged(root: Path, embeddings: EmbeddingSet) -> None:
                             f"`visrep embed {root.parent} --overwrite`")
 
 
-class Embedder:
-    """A trained classifier ready to embed new images at any of its layers.
+def embed_images(classifier: str | Path | FrozenEncoder, images, layer: str | list[str] = "penultimate",
+                 pooling: str = "avg", l2_normalize: bool = False, batch_size: int = EXTRACTION_BATCH,
+                 convert: bool = False, weights: str = "best") -> Tensor | dict[str, Tensor]:
+    """Embed new images with a trained classifier (a run directory or its :class:`FrozenEncoder`) at ``layer``.
 
-    ``Embedder.from_run("runs/clf")`` loads weights, the run's normalisation and image shape.
+    Wrong channels or size raise UserError unless ``convert=True`` (see visrep.representations.inputs). With
+    the pooling and batch size of a stored extraction (512 by default, as ``visrep embed``) the same images give
+    exactly the stored values; other batch sizes can differ in the last bf16 bits.
     """
-
-    def __init__(self, model: torch.nn.Module, normalization: Normalization, image_shape: tuple[int, int, int],
-                 precision: str = "auto", device: torch.device | None = None, channels_last: bool = True):
-        check_precision(precision)
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = model.eval().to(self.device)
-        self.channels_last = channels_last
-        if channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.normalization, self.image_shape, self.precision = normalization, tuple(image_shape), precision
-
-    @classmethod
-    def from_run(cls, run_path: str | Path, weights: str = "best", precision: str = "auto",
-                 device: torch.device | None = None) -> "Embedder":
-        from visrep.inference.loading import load_classifier
-
-        run_path = Path(run_path)
-        model, cfg = load_classifier(run_path, weights)
-        normalization = Normalization.from_dict(read_json(run_path / "normalization.json"))
-        config = model.config
-        image_shape = (config["in_channels"], config["image_size"], config["image_size"])
-        return cls(model, normalization, image_shape, precision, device, bool(cfg.train.channels_last))
-
-    @property
-    def layers(self) -> list[str]:
-        return list(self.model.feature_layers)
-
-    @torch.no_grad()
-    def embed(self, images, layers: str | list[str] = "penultimate", pooling: str = "avg",
-              l2_normalize: bool = False, batch_size: int = 512, convert: bool = False) -> Tensor | dict[str, Tensor]:
-        """Embeddings of ``images`` (see visrep.embeddings.inputs for accepted forms).
-
-        Returns a float32 tensor (N, D) (or (N, C, H, W) for pooling="spatial") for one layer name,
-        or {layer: tensor} for a list. With the pooling and batch size of a stored extraction (512 by
-        default, as ``visrep embed``) the same images give exactly the stored values; other batch sizes
-        can differ in the last bf16 bits.
-        """
-        check_pooling(pooling)
-        names = resolve_layers(self.model, [layers] if isinstance(layers, str) else layers)
-        images = as_nchw(images)
-        collected: dict[str, list[Tensor]] = {name: [] for name in names}
-        for raw in batched(images, batch_size):  # converted batch by batch: memory stays small
-            batch = to_model_input(raw, self.image_shape, self.normalization, convert)
-            if self.channels_last:
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            pooled = forward_batch(self.model, batch, self.device, self.precision, names, pooling, l2_normalize)[1]
-            for name in names:
-                collected[name].append(pooled[name].cpu())
-        result = {name: torch.cat(parts) if parts else torch.empty(0) for name, parts in collected.items()}
-        return result[names[0]] if isinstance(layers, str) and layers not in ("all", "stages") else result
-
-
-def embed_images(classifier: str | Path | Embedder, images, layer: str | list[str] = "penultimate",
-                 pooling: str = "avg", l2_normalize: bool = False, batch_size: int = 512, convert: bool = False,
-                 weights: str = "best") -> Tensor | dict[str, Tensor]:
-    """Embed new images with a trained classifier (a run directory or an :class:`Embedder`) at ``layer``.
-
-    Wrong channels or size raise UserError unless ``convert=True`` (see visrep.embeddings.inputs).
-    """
-    embedder = classifier if isinstance(classifier, Embedder) else Embedder.from_run(Path(classifier), weights)
-    return embedder.embed(images, layer, pooling, l2_normalize, batch_size, convert)
+    encoder = classifier if isinstance(classifier, FrozenEncoder) else FrozenEncoder.from_run(Path(classifier), weights)
+    return embed(encoder, images, layer, pooling, l2_normalize, batch_size, convert)

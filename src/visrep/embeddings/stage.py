@@ -7,20 +7,21 @@ and never silently replaces a layer's existing embeddings.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.embeddings.evaluate import analyse_embeddings, check_analysis_options
-from visrep.embeddings.extract import Extraction, extract_features, resolve_layers
+from visrep.representations.bank import BANK_FILE, ConditionBank
+from visrep.representations.extract import Extraction, extract_features, resolve_layers
 from visrep.representations.pooling import check_pooling
-from visrep.embeddings.stats import class_statistics, kmeans_centres, save_class_stats, save_kmeans
 from visrep.representations.store import (SPLIT_NAMES, EmbeddingSet, layer_folder, save_embedding_set, split_file,
                                      write_json)
 from visrep.embeddings.threads import single_threaded_numerics
+from visrep.representations.train_embeddings import bank_metadata, extraction_metadata
 from visrep.errors import UserError
 from visrep.inference.loading import check_finished, load_classifier
 from visrep.hardware.distributed import resolve_device
@@ -89,7 +90,7 @@ def _extract_splits(run, model, data: PreparedData, layers: list[str], out: Path
                         len(extraction.labels), len(layers), extraction.seconds, extraction.images_per_s)
         _save_split(out, split, extraction, data, base, model)
         if split == "train":
-            _save_statistics(out, extraction, data.class_names, base, options, cfg.analysis.seed)
+            _save_statistics(out, extraction, data.class_names, base, options, cfg.analysis.seed, run.logger)
     device = next(model.parameters()).device
     compute = compute_record(device, resolve_precision(options.precision, device), channels_last)
     return {**base, "layers": layers, "splits": list(timings), "extraction": timings, "head_accuracy": head_accuracy,
@@ -135,12 +136,8 @@ def check_layer_replaceable(folder: Path, reads: list[Path]) -> None:
 
 def _base_metadata(run_path: Path, options, data: PreparedData, model) -> dict:
     """What every file of this extraction carries: where the embeddings came from and how."""
-    weights_file = run_path / f"{options.weights}.safetensors"
-    return {"classifier_run": str(run_path.resolve()), "classifier_run_id": run_path.resolve().name,
-            "weights": options.weights, "weights_sha256": hashlib.sha256(weights_file.read_bytes()).hexdigest(),
-            "manifest_hash": data.manifest["hash"], "pooling": options.pooling,
-            "l2_normalized": bool(options.l2_normalize), "precision": options.precision,
-            "model": dict(getattr(model, "config", {}))}
+    return extraction_metadata(run_path, options.weights, data.manifest["hash"], options.pooling,
+                               options.l2_normalize, options.precision, model)
 
 
 def _save_split(out: Path, split: str, extraction: Extraction, data: PreparedData, base: dict, model) -> None:
@@ -152,16 +149,19 @@ def _save_split(out: Path, split: str, extraction: Extraction, data: PreparedDat
         save_embedding_set(split_file(out, layer, split), embeddings)
 
 
-def _save_statistics(out: Path, extraction: Extraction, class_names: list[str], base: dict, options,
-                     seed: int) -> None:
+def _save_statistics(out: Path, extraction: Extraction, class_names: list[str], base: dict, options, seed: int,
+                     logger) -> None:
+    """Each layer's condition bank (``<layer>/bank.safetensors``), the one a generator conditioned on these
+    weights, data and layer reads: fitted on the unit-length average-pooled embeddings, so only where the
+    stored embeddings are those (pooling avg, or a layer that is already a vector)."""
+    counts = torch.bincount(extraction.labels, minlength=len(class_names))
+    if int(counts.min()) < 2:
+        logger.info("no condition bank: a class has fewer than 2 training images (a class Gaussian needs 2)")
+        return
     with single_threaded_numerics():  # k-means: scikit-learn's threads would fight torch's (see threads.py)
         for layer, features in extraction.features.items():
-            _save_layer_statistics(out, layer, features, extraction.labels, class_names, base, options, seed)
-
-
-def _save_layer_statistics(out: Path, layer: str, features, labels, class_names: list[str], base: dict, options,
-                           seed: int) -> None:
-    stats = class_statistics(features, labels, class_names, layer, options.covariance_max_dim)
-    save_class_stats(layer_folder(out, layer) / "class_stats.safetensors", stats, base)
-    centres = kmeans_centres(features, labels, options.kmeans_clusters, layer, seed)
-    save_kmeans(layer_folder(out, layer) / "kmeans.safetensors", centres, base)
+            if options.pooling != "avg" and len(extraction.raw_shapes[layer]) != 1:
+                continue  # max/flatten/spatial maps are not the generators' conditions
+            unit = F.normalize(features.reshape(len(features), -1).float(), dim=1)
+            bank = ConditionBank.fit(unit, extraction.labels, len(class_names), options.kmeans_clusters, seed)
+            bank.save(layer_folder(out, layer) / BANK_FILE, bank_metadata(layer, options.kmeans_clusters, seed, base))

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
 from visrep.evaluation.classification import (calibration_report, classification_metrics, reliability_bins,
                                               softmax_probabilities, apply_temperature, fit_temperature)
 from visrep.figures import plot_confusion_matrix, plot_reliability_diagram
+from visrep.hardware.distributed import resolve_device
 from visrep.inference.predict import predict_logits
 from visrep.inference.loading import check_finished, load_classifier, resolve_weights
 from visrep.runs import check_manifest, open_run
@@ -45,7 +45,7 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     shift = int(cfg.eval.tta_translate if tta_translate is None else tta_translate)
     if shift < 0:
         raise UserError(f"tta_translate must be ≥ 0 pixels (got {shift})")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto", key="device")
     model = model.to(device)
     predict = lambda name: predict_logits(model, data.loader(name, 512), device, cfg.train.precision,  # noqa: E731
                                           tta, shift)
@@ -81,6 +81,13 @@ def evaluate_classifier(run_path: Path, split: str = "test", tta_flip: bool | No
     run.logger.info("evaluated %s on %s: accuracy %.4f, macro F1 %.4f → %s", weights, split, metrics["accuracy"],
                     metrics["f1"]["macro"], out)
     return metrics
+
+
+def evaluator_test_report(run_path: Path, weights: str, data: PreparedData | None = None) -> dict:
+    """An evaluator's own report on its test split (``eval-test/``, as ``visrep evaluate classifier`` writes it),
+    returning {"accuracy", "n"} for evaluator.json: one prediction for the record and the report."""
+    metrics = evaluate_classifier(Path(run_path), "test", weights=weights, data=data)
+    return {"accuracy": metrics["accuracy"], "n": metrics["n"]}
 
 
 def _write_artefacts(out: Path, metrics: dict, logits, labels, temperature: float | None, class_names,

@@ -19,7 +19,7 @@ Files (written by :mod:`visrep.training.gan` and :mod:`visrep.training.diffusion
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -29,7 +29,7 @@ from visrep.config import DiffusionConfig, GanConfig
 from visrep.data.transforms import Normalization
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
 from visrep.errors import UserError
-from visrep.representations.conditions import ConditionBank
+from visrep.representations.bank import ConditionBank
 from visrep.hardware.distributed import DistInfo
 from visrep.inference.encoder import FrozenEncoder
 from visrep.models import create_model
@@ -146,6 +146,16 @@ def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict, path: Path,
     elif options.classifier_scale:
         raise UserError("--classifier-scale needs --classifier-guidance RUN (a noise-aware guide: visrep train guide)")
     return DiffusionGenerator(denoiser, options, trained_unconditional, guide).eval()
+
+
+def with_guidance(run: GeneratorRun, scale: float) -> GeneratorRun:
+    """The same diffusion run sampling at classifier-free guidance ``scale``: the networks are shared, not
+    loaded again (a guidance sweep over one run)."""
+    generator = run.generator
+    options = replace(generator.options, guidance=float(scale))
+    options.check(generator.trained_unconditional)
+    return replace(run, generator=DiffusionGenerator(generator.denoiser, options, generator.trained_unconditional,
+                                                     generator.guide))
 
 
 def load_guide(guide_run: str | Path, diffusion_run: Path, device: torch.device,

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from visrep.data.images import ImageDecodeError, decode_to_array
 from visrep.errors import UserError
-from visrep.representations.conditions import embed_images
+from visrep.representations.embed import embed_conditions
 from visrep.generate.generator_run import GeneratorRun
 from visrep.hardware.distributed import sharded_results
 from visrep.inference.independence import file_sha256
@@ -286,7 +286,7 @@ def plan_variations(run: GeneratorRun, given: Tensor, n: int, seed: int = 0,
                     description: str | None = None) -> SamplePlan:
     """``n`` images conditioned on the embedding of ``given`` (uint8 (C, S, S) at the run's shape)."""
     _need_embedding_mode(run, "variations")
-    embedding = embed_images(run.encoder(), given[None], run.layer)  # (1, D)
+    embedding = embed_conditions(run.encoder(), given[None], run.layer)  # (1, D)
     return SamplePlan(n, seed, description or f"{counted(n, 'variation')} of a given image", min(n + 1, 9),
                       partial(_fixed_embedding, embedding), False, {"what": "variations"}, given=given[None])
 
@@ -306,7 +306,7 @@ def plan_interpolation_between(run: GeneratorRun, given: Tensor, n: int, seed: i
                                description: str | None = None) -> SamplePlan:
     """``n`` images along the great circle between the embeddings of ``given`` (uint8 (2, C, S, S)), one z."""
     _need_embedding_mode(run, "interpolation")
-    ends = embed_images(run.encoder(), given, run.layer)  # (2, D)
+    ends = embed_conditions(run.encoder(), given, run.layer)  # (2, D)
     return SamplePlan(n, seed, description or f"{counted(n, 'step')} between two given images", n + 2,
                       partial(_great_circle, ends, n), False, {"what": "interpolation"}, given=given, one_z=True)
 
@@ -329,11 +329,9 @@ def interpolation_between(run: GeneratorRun, given: Tensor, n: int, seed: int = 
     return sample_set(run, plan_interpolation_between(run, given, n, seed, description))
 
 
-def sample_for_images(run: GeneratorRun, images: Tensor, ids: list[str], labels: np.ndarray, seed: int = 0,
-                      batch_size: int = 500) -> SampleSet:
-    """One sample conditioned on each real image's embedding (the run's final samples in embedding mode);
-    ``batch_size``: images per encoder call."""
-    embeddings = embed_images(run.encoder(), images, run.layer, batch_size)
+def sample_for_images(run: GeneratorRun, images: Tensor, ids: list[str], labels: np.ndarray, seed: int = 0) -> SampleSet:
+    """One sample conditioned on each real image's embedding (the run's final samples in embedding mode)."""
+    embeddings = embed_conditions(run.encoder(), images, run.layer)
     conditions = partial(_given_embeddings, embeddings, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
     plan = SamplePlan(len(images), seed, f"{counted(len(images), 'image')}, each conditioned on one training image",
                       8, conditions, True, {"what": "training images"})

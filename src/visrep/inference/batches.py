@@ -1,5 +1,5 @@
 """The one way inference walks a tensor of images: fixed-size slices along dim 0, optionally with a
-progress bar. Used by the evaluator's features, the Embedder and CAS's predictions (data loaders
+progress bar. Used by the evaluator's features, new images' embeddings and CAS's predictions (data loaders
 batch themselves)."""
 
 from __future__ import annotations

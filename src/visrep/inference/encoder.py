@@ -1,7 +1,7 @@
 """The frozen, differentiable encoder: a trained classifier as images → (logits, {layer: features}).
 
-Everything that reads a classifier's representations goes through it: the embedding stage, the
-independent evaluator's feature space, and the generators' guidance (a GAN's guidance loss and
+Everything that reads a classifier's representations goes through it: embeddings of new images
+(:mod:`visrep.representations.embed`), the independent evaluator's feature space, and the generators' guidance (a GAN's guidance loss and
 projected discriminator head, diffusion's classifier guidance and REPA), which need gradients
 with respect to the *images*. So the encoder is frozen (parameters never require grad, BatchNorm
 statistics never move: it stays in eval mode whoever calls ``.train()``) but not wrapped in
@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from visrep.data.transforms import Normalization
 from visrep.errors import UserError
+from visrep.hardware.distributed import resolve_device
 from visrep.hardware.precision import check_precision
 from visrep.inference.autocast import autocast_context
 
@@ -34,7 +35,9 @@ class FrozenEncoder(nn.Module):
         super().__init__()
         check_precision(precision, f"{self.role} precision")  # auto is resolved per call, for the input's device
         self.classifier = classifier.eval().requires_grad_(False)
-        self.precision, self.channels_last = precision, channels_last
+        if channels_last:  # weights and inputs in the layout it trained in: its fast path, and the embeddings
+            self.classifier = self.classifier.to(memory_format=torch.channels_last)  # stage's exact numbers
+        self.precision, self.channels_last, self.normalization = precision, channels_last, normalization
         self.feature_layers = dict(classifier.feature_layers)
         self.num_classes = int(classifier.num_classes)
         self.embedding_dim = int(classifier.embedding_dim)
@@ -58,7 +61,7 @@ class FrozenEncoder(nn.Module):
         classifier, cfg = load_classifier(run_path, weights)
         normalization = Normalization.from_dict(json.loads((run_path / "normalization.json").read_text()))
         encoder = cls(classifier, normalization, precision, bool(cfg.train.channels_last))
-        return encoder.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        return encoder.to(device or resolve_device("auto", key="device"))
 
     def train(self, mode: bool = True) -> "FrozenEncoder":
         return super().train(False)

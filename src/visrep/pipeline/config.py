@@ -33,7 +33,7 @@ from visrep.runs import check_run_name
 # In the order they run; each names the stages whose outputs it reads (when the pipeline has them).
 STAGES = ("data", "classifier", "embeddings", "evaluator", "gan", "diffusion", "generative", "report")
 NEEDS = {"data": (), "classifier": ("data",), "embeddings": ("classifier",), "evaluator": ("data", "classifier"),
-         "gan": ("classifier",), "diffusion": ("classifier",), "generative": ("evaluator",),
+         "gan": ("classifier", "embeddings"), "diffusion": ("classifier", "embeddings"), "generative": ("evaluator",),
          "report": ("data",)}
 # stages that cannot run without another one in the same pipeline ("a|b": either)
 REQUIRES = {"embeddings": ("classifier",), "gan": ("classifier",), "diffusion": ("classifier",),

@@ -188,9 +188,26 @@ def generated_section(name: str, folder: Path, pictures: list, figures: Path) ->
     section = Section(f"generated-{name}", f"Images from the {label}")
     section.add(f"Conditioning: {config.get('conditioning', '?')}. All images below come from the run folder "
                 f"{folder.name}/ alone, as `visrep sample` draws them.")
+    if config.get("condition_layer"):
+        section.add(layer_sentence(config["condition_layer"]))
     for picture in pictures:
         section.add(Image(figures / picture.file, picture.title, picture.caption))
     return section
+
+
+def layer_sentence(choice: dict) -> str:
+    """Which classifier layer the embedding conditions come from, why, and what the analysis ranked first."""
+    text = f"The embedding conditions are the classifier's '{choice['layer']}' layer ({choice['rule']})."
+    if choice.get("analysis_best") and choice["analysis_best"] != choice["layer"]:
+        text += (f" The embeddings analysis ranks '{choice['analysis_best']}' first by val linear probe "
+                 f"({_percent(choice.get('analysis_best_val_probe'))}); set the stage's layer=best to use it.")
+    elif choice.get("analysis_best"):
+        text += " It is also the embeddings analysis's best layer by val linear probe."
+    source = choice.get("embeddings")
+    text += (" The training embeddings were computed by the generator itself." if source == "computed"
+             else " The training embeddings and condition bank were read from the embeddings stage." if source
+             else "")
+    return text
 
 
 def metrics_section(folder: Path, generators: list[str]) -> Section:

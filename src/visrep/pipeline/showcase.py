@@ -16,7 +16,7 @@ import torch
 from visrep.data.prepare import PreparedData
 from visrep.evaluation.generative_report import enlarge
 from visrep.figures import save_image_grid
-from visrep.generate.generator_run import load_generator_run
+from visrep.generate.generator_run import GeneratorRun, load_generator_run, with_guidance
 from visrep.generate.sample import interpolation_between, sample_class, variations_of
 
 GIVEN_FRAME = (220, 40, 40)  # RGB frame around a given (real) image in a grid
@@ -39,7 +39,7 @@ def generator_pictures(run_path: Path, name: str, data: PreparedData, options, o
     if run.mode == "embedding" and options.interpolations > 0:
         pictures.append(_interpolations(run, name, data, options, out))
     if name == "diffusion" and run.mode != "none" and len(options.guidance_scales) > 0:
-        pictures.append(_guidance_sweep(run_path, name, data, options, out))
+        pictures.append(_guidance_sweep(run, name, data, options, out))
     return pictures
 
 
@@ -108,12 +108,12 @@ def _interpolations(run, name: str, data: PreparedData, options, out: Path) -> P
                    f"change is gradual.")
 
 
-def _guidance_sweep(run_path: Path, name: str, data: PreparedData, options, out: Path) -> Picture:
+def _guidance_sweep(run: GeneratorRun, name: str, data: PreparedData, options, out: Path) -> Picture:
     """Rows: guidance scales; columns: classes; the same noise in every row, so only the scale changes."""
     rows = []
     for scale in options.guidance_scales:
-        run = load_generator_run(run_path, sampling={"guidance": float(scale)})
-        rows.append(torch.cat([sample_class(run, index, 1, options.seed + index).images
+        guided = with_guidance(run, scale)
+        rows.append(torch.cat([sample_class(guided, index, 1, options.seed + index).images
                                for index in range(len(data.class_names))]))
     file = f"{name}_guidance.png"
     labels = [f"scale {float(scale):g}" for scale in options.guidance_scales]

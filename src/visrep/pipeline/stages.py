@@ -18,7 +18,7 @@ from visrep.data.inspect import format_summary, summarize
 from visrep.data.manifest import write_manifest
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.embeddings import embed_classifier_run
-from visrep.evaluation.classifier_eval import evaluate_classifier, format_metrics
+from visrep.evaluation.classifier_eval import evaluator_test_report, evaluate_classifier, format_metrics
 from visrep.evaluation.generative import evaluate_generated
 from visrep.evaluation.generative_report import enlarge
 from visrep.figures import save_image_grid
@@ -95,8 +95,10 @@ def run_evaluator(state: PipelineState, cfg, resume: bool) -> None:
     has_classifier = "classifier" in state.pipeline.stages
     conditioning = state.folder("classifier") if has_classifier else None
     data = state.data_for(cfg.data)
-    train_evaluator(cfg, conditioning, progress=state.progress, resume=folder if resume else None, data=data)
-    evaluate_classifier(folder, "test", data=data)  # the evaluator's own report, as `visrep train evaluator` writes
+    # the evaluator's own report (eval-test/), as `visrep train evaluator` writes it: the same prediction that
+    # gives the test accuracy evaluator.json records
+    train_evaluator(cfg, conditioning, progress=state.progress, resume=folder if resume else None, data=data,
+                    test_report=evaluator_test_report)
 
 
 def run_gan(state: PipelineState, cfg, resume: bool) -> None:

@@ -32,7 +32,7 @@ ROOT_MARKER = "pipeline.json"
 # keys left out of the hash: set by the pipeline to tie stages together (the upstream keys stand for
 # them), or settings of the machine that do not change what a stage computes
 PLACED_KEYS = {"run": ("name", "root", "overwrite"), "embed": ("out", "overwrite", "device"),
-               "gan": ("conditioning_run",), "diffusion": ("conditioning_run",),
+               "gan": ("conditioning_run", "embeddings"), "diffusion": ("conditioning_run", "embeddings"),
                "generative": ("evaluator", "fake", "in_loop", "threads", "device"),
                "train": ("threads", "device"), "data": ("cache_dir", "in_memory", "memory_limit_gb")}
 # Top-level files and folders of a stage that later stages write into by design, so not outputs it must

@@ -41,6 +41,8 @@ def place(pipeline: Pipeline, stage: str, cfg):
     cfg.run.overwrite = False
     if stage in GENERATORS:
         cfg[stage].conditioning_run = str(pipeline.stage_dir("classifier"))
+        if "embeddings" in pipeline.stages:  # its stored embeddings and bank are the generator's when they match
+            cfg[stage].embeddings = str(pipeline.stage_dir("embeddings"))
     if stage == "generative":
         cfg.generative.evaluator = str(pipeline.stage_dir("evaluator"))
         # the conditioning classifier's numbers, labelled optimistic: this pipeline's classifier where it has one

@@ -5,9 +5,8 @@ Layout under an embeddings folder (default ``<classifier run>/embeddings``)::
     embed.json                      classifier run, weights, manifest hash, settings, throughput
     <layer>/train.safetensors       "embeddings" (N, D) or (N, C, H, W) float32, "labels" (N,) int64
     <layer>/val.safetensors, test.safetensors
-    <layer>/class_stats.safetensors per-class "means" (K, D), "variances" (K, D), "counts" (K,)
-                                    and "covariances" (K, D, D) when D ≤ embed.covariance_max_dim
-    <layer>/kmeans.safetensors      "centres" (M, D), "sizes" (M,), "majority_label" (M,)
+    <layer>/bank.safetensors        the condition bank (visrep.representations.bank) of the unit-length
+                                    average-pooled train embeddings: what the generators sample from
     <layer>/info.json               settings and extraction timing for this layer
     <layer>/analysis.json, map.png, retrieval.png    (written by the analysis)
     analysis.md, analysis.json      the table over every analysed layer

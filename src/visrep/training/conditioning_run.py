@@ -2,9 +2,10 @@
 
 Shared by the GAN and the diffusion loops. The run must be a finished *classifier* run (never the
 evaluator, which must stay independent of the generators), trained on the same data manifest and
-image shape as the generator. In ``embedding`` mode the training split's embeddings are computed
-once; the GAN also takes their kNN neighbourhoods (IC-GAN), and both fit the condition bank that
-sampled embeddings come from (RCG).
+image shape as the generator. In ``embedding`` mode the training split's embeddings and the
+condition bank sampled embeddings come from (RCG) are the embeddings stage's when it stored them
+for the same weights and data, else computed by the same code
+(:mod:`visrep.representations.train_embeddings`); the GAN also takes their kNN neighbourhoods (IC-GAN).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
-from visrep.representations.conditions import ConditionBank, embed_images, neighbourhoods
+from visrep.representations.bank import ConditionBank
+from visrep.representations.conditions import neighbourhoods
+from visrep.representations.layer_choice import LayerChoice, choose_layer
+from visrep.representations.store import EmbeddingSet, save_embedding_set, split_file, write_json
+from visrep.representations.train_embeddings import condition_bank, embeddings_folder, train_embeddings
 from visrep.generate.generator_run import CONDITION_BANK, ENCODER_NORMALIZATION, ENCODER_WEIGHTS
 from visrep.inference.encoder import FrozenEncoder
 from visrep.inference.independence import EVALUATOR_RECORD, weights_hashes
@@ -27,7 +31,6 @@ from visrep.inference.loading import check_finished, saved_weights
 from visrep.runs import Run
 from visrep.storage import read_json, save_weights
 
-EMBED_CHUNK = 4096  # training images embedded per forward pass batch group
 
 
 @dataclass
@@ -46,6 +49,9 @@ class TrainingConditions:
     embeddings: Tensor | None = None  # (N, D) unit length
     neighbours: Tensor | None = None  # (N, k) int64 train rows, each row's own first (GAN only)
     bank: ConditionBank | None = None
+    source: str | None = None  # where the embeddings came from: the embeddings stage's file, or "computed"
+    computed: EmbeddingSet | None = None  # embeddings this run extracted itself, stored in its run directory
+    layer_choice: LayerChoice | None = None  # the embeddings' layer and the rule that chose it
 
 
 def load_conditioning(run_name: str | None, weights: str | None, layers, device: torch.device,
@@ -74,6 +80,16 @@ def load_conditioning(run_name: str | None, weights: str | None, layers, device:
     return Conditioning(run, encoder, weights_file, weights_hashes(weights_file))
 
 
+def condition_layer(options, key: str) -> LayerChoice:
+    """The embedding layer of a generator section (``options.layer``) by its rule
+    (:mod:`visrep.representations.layer_choice`); a missing run is left to :func:`load_conditioning`'s line."""
+    run = Path(options.conditioning_run).expanduser() if options.conditioning_run else None
+    if run is None or not run.is_dir():
+        return LayerChoice(options.layer, "")
+    return choose_layer(options.layer, run, options.weights or saved_weights(run), key,
+                        embeddings_folder(run, options.embeddings))
+
+
 def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
     """The generator must train on the images, splits and image shape its classifier was trained on."""
     theirs = read_json(conditioning.run / "manifest.json").get("hash")
@@ -87,9 +103,11 @@ def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
                         f"config's are {'x'.join(map(str, data.image_shape))}): {advice}")
 
 
-def training_conditions(mode: str, layer: str, encoder: FrozenEncoder, data: PreparedData, kmeans_clusters: int,
-                        knn_k: int | None = None, section: str = "gan") -> TrainingConditions:
-    """Labels; in embedding mode also the embeddings, the bank and (``knn_k`` given) the neighbourhoods."""
+def training_conditions(mode: str, layer: str, conditioning: Conditioning, data: PreparedData, kmeans_clusters: int,
+                        knn_k: int | None = None, section: str = "gan", embeddings: str | None = None
+                        ) -> TrainingConditions:
+    """Labels; in embedding mode also the embeddings, the bank and (``knn_k`` given) the neighbourhoods;
+    ``embeddings``: the embeddings stage's folder (None: the conditioning run's)."""
     split = data.splits["train"]
     conditions = TrainingConditions(labels=split.labels.clone())
     if mode != "embedding":
@@ -99,23 +117,29 @@ def training_conditions(mode: str, layer: str, encoder: FrozenEncoder, data: Pre
         if knn_k > smallest:
             raise UserError(f"{section}.knn_k={knn_k} is larger than the smallest class ({smallest} training "
                             f"images): neighbourhoods would always mix classes; use {section}.knn_k ≤ {smallest}")
-    conditions.embeddings = torch.cat([
-        embed_images(encoder, split.uint8_batch(np.arange(start, min(start + EMBED_CHUNK, len(split)))), layer)
-        for start in range(0, len(split), EMBED_CHUNK)])
+    root = embeddings_folder(conditioning.run, embeddings)
+    found = train_embeddings(conditioning.run, conditioning.weights_file.stem, conditioning.encoder, data, layer, root)
+    conditions.embeddings, conditions.source, conditions.computed = found.embeddings, found.source, found.computed
     if knn_k is not None:
         conditions.neighbours = neighbourhoods(conditions.embeddings, knn_k)
-    conditions.bank = ConditionBank.fit(conditions.embeddings, split.labels, len(data.class_names), kmeans_clusters)
+    conditions.bank = condition_bank(found, split.labels, len(data.class_names), kmeans_clusters, root, layer)
     return conditions
 
 
-def save_sampling_files(run: Run, conditioning: Conditioning, bank: ConditionBank | None) -> None:
+def save_sampling_files(run: Run, conditioning: Conditioning, conditions: TrainingConditions) -> None:
     """What makes a generator run self-contained for ``visrep sample``: a copy of the classifier's
-    weights and normalisation (to embed ``--like`` images) and the condition bank (sampled embeddings)."""
+    weights and normalisation (to embed ``--like`` images) and the condition bank (sampled embeddings);
+    embeddings it had to extract itself are kept as the embeddings stage keeps them (``embeddings/``)."""
     classifier = conditioning.encoder.classifier
     save_weights(classifier, run.file(ENCODER_WEIGHTS), classifier.config)
     shutil.copyfile(conditioning.run / "normalization.json", run.file(ENCODER_NORMALIZATION))
-    if bank is not None:
-        bank.save(run.file(CONDITION_BANK))
+    if conditions.bank is not None:
+        conditions.bank.save(run.file(CONDITION_BANK))
+    if conditions.computed is not None:
+        computed, root = conditions.computed, run.file("embeddings")
+        save_embedding_set(split_file(root, computed.layer, "train"), computed)
+        write_json(root / "embed.json", {**computed.metadata, "layers": [computed.layer], "splits": ["train"],
+                                         "feature_layers": list(classifier.feature_layers)})
 
 
 def declared_hashes(conditioning: Conditioning, uses: list[str], mode: str) -> list[str]:

@@ -47,6 +47,7 @@ from visrep.training.conditioning_run import (
     Conditioning,
     TrainingConditions,
     check_same_data,
+    condition_layer,
     fixed_grid_inputs,
     load_conditioning,
     training_conditions,
@@ -129,13 +130,17 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     check_config(cfg)
     ctx = RunContext.prepare(cfg, progress, data)
     opts = cfg.diffusion
+    layer_choice = condition_layer(opts, "diffusion.layer")
+    opts.layer = layer_choice.layer  # saved in config.yaml as the layer itself: a resume takes the same one
     layers = {opts.layer} | ({opts.repa_layer} if opts.repa_weight > 0 else set())
     conditioning = load_conditioning(opts.conditioning_run, opts.weights, layers, ctx.device, "diffusion")
     check_same_data(conditioning, ctx.data)
     if cfg.data.image_size is None:
         cfg.data.image_size = ctx.data.image_shape[1]
-    conditions = training_conditions(opts.conditioning, opts.layer, conditioning.encoder, ctx.data,
-                                     opts.kmeans_clusters, section="diffusion")
+    conditions = training_conditions(opts.conditioning, opts.layer, conditioning, ctx.data,
+                                     opts.kmeans_clusters, section="diffusion",
+                                     embeddings=opts.embeddings)
+    conditions.layer_choice = layer_choice
     model = build_denoiser(cfg, ctx.data, conditions)
     projector = build_projector(cfg, model, conditioning, ctx.data) if opts.repa_weight > 0 else None
     ctx.open_run("diffusion", resume)

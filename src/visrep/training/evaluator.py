@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
-import torch
 from omegaconf import OmegaConf
 
 from visrep.config import ClassifierConfig
 from visrep.data.prepare import PreparedData, prepare_data
 from visrep.errors import UserError
-from visrep.hardware.distributed import current_info
+from visrep.hardware.distributed import current_info, resolve_device
 from visrep.inference.independence import EVALUATOR_RECORD, check_architecture_differs, weights_hashes
 from visrep.inference.loading import load_classifier, resolve_weights, saved_weights
 from visrep.inference.predict import predict_logits
@@ -29,14 +29,17 @@ from visrep.training.classifier import train_classifier
 
 
 def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bool = True,
-                    resume: Path | None = None, data: PreparedData | None = None) -> Path:
+                    resume: Path | None = None, data: PreparedData | None = None,
+                    test_report: Callable[[Path, str, PreparedData | None], dict] | None = None) -> Path:
     """Train an evaluator per ``cfg`` (a ClassifierConfig) and record it as one; returns the run directory.
 
     With ``conditioning_run`` (the classifier whose embeddings condition the generators) the
     evaluator must differ from it in architecture and seed, and its hashes are recorded too.
     With ``resume`` (an interrupted evaluator run) training continues from its newest readable
     checkpoint; ``cfg`` may then be None to use the run's own saved config. ``data`` may pass the
-    data already prepared from ``cfg.data``.
+    data already prepared from ``cfg.data``. ``test_report(run, weights, data)`` measures the recorded
+    test accuracy ({"accuracy", "n"}); the CLI and the pipeline pass the full classifier evaluation, so
+    that the test split is predicted once for both the record and the report (default: the accuracy alone).
     """
     if resume is not None:
         resume = Path(resume)
@@ -57,7 +60,7 @@ def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bo
     hashes = weights_hashes(run_path / f"{weights}.safetensors")
     if conditioning and hashes["tensors"] == conditioning["weights_sha256"]:
         raise UserError("the evaluator's weights are identical to the conditioning CNN's")  # cannot happen by chance
-    test_metrics = test_split_accuracy(run_path, weights, data)
+    test_metrics = (test_report or test_split_accuracy)(run_path, weights, data)
     record = {"stage": "evaluator", "weights": weights, "weights_sha256": hashes["tensors"],
               "weights_file_sha256": hashes["file"], "model": cfg.model.name,
               "model_options": _plain_options(cfg.model.options), "seed": int(cfg.run.seed),
@@ -95,7 +98,7 @@ def test_split_accuracy(run_path: Path, weights: str, data: PreparedData | None 
     ``visrep evaluate classifier`` reports (the same prediction), without its report files."""
     model, cfg = load_classifier(run_path, weights)
     data = data if data is not None else prepare_data(cfg.data, progress=False)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device("auto", key="device")
     logits, labels = predict_logits(model.to(device), data.loader("test", 512), device, cfg.train.precision,
                                     cfg.eval.tta_flip, int(cfg.eval.tta_translate))
     if len(labels) == 0:

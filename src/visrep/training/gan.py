@@ -41,6 +41,7 @@ from visrep.training.conditioning_run import (
     Conditioning,
     TrainingConditions,
     check_same_data,
+    condition_layer,
     fixed_grid_inputs,
     load_conditioning,
     training_conditions,
@@ -121,13 +122,16 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     check_config(cfg)
     ctx = RunContext.prepare(cfg, progress, data)
     gan = cfg.gan
+    layer_choice = condition_layer(gan, "gan.layer")
+    gan.layer = layer_choice.layer  # saved in config.yaml as the layer itself: a resume takes the same one
     layers = {gan.layer} | ({gan.projected_layer} if gan.projected_head else set())
     conditioning = load_conditioning(gan.conditioning_run, gan.weights, layers, ctx.device, "gan")
     check_same_data(conditioning, ctx.data)
     if cfg.data.image_size is None:
         cfg.data.image_size = ctx.data.image_shape[1]
-    conditions = training_conditions(gan.conditioning, gan.layer, conditioning.encoder, ctx.data,
-                                     gan.kmeans_clusters, gan.knn_k, "gan")
+    conditions = training_conditions(gan.conditioning, gan.layer, conditioning, ctx.data,
+                                     gan.kmeans_clusters, gan.knn_k, "gan", gan.embeddings)
+    conditions.layer_choice = layer_choice
     generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
     ctx.open_run("gan", resume)
     return build_loop(ctx, conditioning, conditions, generator, critic)

@@ -81,7 +81,7 @@ class GeneratorLoop(StepLoop):
         """Rank 0's files, ``metrics.json`` last; ``metrics``: the stage's own numbers beside the shared ones."""
         run, state = self.ctx.run, self.state
         save_weights(self.ema.model, run.file(weights_file), network_config)
-        save_sampling_files(run, self.conditioning, self.conditions.bank)
+        save_sampling_files(run, self.conditioning, self.conditions)
         self.save_grid("final.png")
         write_npz(run.file(SAMPLES_FILE), samples)
         run.write_json(GENERATOR_MANIFEST, self.generator_manifest(samples))
@@ -96,4 +96,12 @@ class GeneratorLoop(StepLoop):
         uses, mode = self.classifier_uses(), self.options.conditioning
         return {HASH_KEY: declared_hashes(self.conditioning, uses, mode), "samples": SAMPLES_FILE,
                 "conditioning_run": str(self.conditioning.run), "stage": self.stage, "conditioning": mode,
-                "classifier_used_for": uses, **self.manifest_extra(), "description": self.describe(samples)}
+                "classifier_used_for": uses, **self.manifest_extra(), **self.embedding_record(),
+                "description": self.describe(samples)}
+
+    def embedding_record(self) -> dict:
+        """Embedding mode: the layer, the rule that chose it, and where the training embeddings came from."""
+        conditions = self.conditions
+        if self.options.conditioning != "embedding" or conditions.layer_choice is None:
+            return {}
+        return {"condition_layer": {**conditions.layer_choice.to_dict(), "embeddings": conditions.source}}
