@@ -8,15 +8,53 @@ No code is ever executed from a config file.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from visrep.errors import UserError
+
+
+# ---- value ranges, declared beside each field (``ranged``) and checked when a config loads ---------------
+@dataclass(frozen=True)
+class Rule:
+    test: Callable[[Any], bool]
+    expected: str  # what the value must be, for the error line
+
+
+def rule(check: Rule) -> dict:
+    """A dataclass field's metadata carrying its value rule."""
+    return {"rule": check}
+
+
+def ranged(default, check: Rule):
+    """A field whose value must pass ``check``: a bad value is one error line before anything runs."""
+    return field(default=default, metadata=rule(check))
+
+
+def optional(check: Rule) -> Rule:
+    return Rule(lambda v: v is None or check.test(v), f"{check.expected} (or unset)")
+
+
+def one_of(*choices: str) -> Rule:
+    return Rule(lambda v: v in choices, "one of " + ", ".join(choices))
+
+
+AT_LEAST_1 = Rule(lambda v: v >= 1, "≥ 1")
+POSITIVE = Rule(lambda v: v > 0, "> 0")
+NON_NEGATIVE = Rule(lambda v: v >= 0, "≥ 0")
+FRACTION = Rule(lambda v: 0 <= v < 1, "in [0, 1)")
+UNIT_INTERVAL = Rule(lambda v: 0 <= v <= 1, "in [0, 1]")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # as visrep.hardware.distributed.DEVICES (a sibling layer)
+DEVICE = one_of(*DEVICES)
+CONDITIONING = one_of("class", "embedding", "none")
+EMBEDDING_SAMPLER = one_of("gaussian", "kmeans")
+DUPLICATE_POLICIES = ("drop_heldout", "refuse", "keep")  # data.duplicates; here, below the data layer that reads it
+INTERVAL = Rule(lambda v: len(v) == 2 and 0 <= v[0] <= v[1] <= 1, "[low, high] with 0 ≤ low ≤ high ≤ 1")
 
 
 @dataclass
@@ -36,7 +74,7 @@ class DataConfig:
     download: bool = False  # torchvision sets only; never implied
     # pixels, square output; None: the source's own (digits 8, MNIST 28, CIFAR-10 32), or for a folder
     # the median short side of a sample of its images clamped to 16-64 (printed, and saved in the run)
-    image_size: Optional[int] = None
+    image_size: Optional[int] = ranged(None, optional(AT_LEAST_1))
     channels: Optional[int] = None  # 1 or 3; None = the source's own (folders: 3 if any colour image)
     resize: str = "crop"  # crop: short side → size, centre crop | stretch | pad: long side → size, pad
     val_fraction: float = 0.1  # of each class; carved from train when the source has no val split
@@ -48,13 +86,13 @@ class DataConfig:
     # files with identical decoded pixels in two splits: drop_heldout removes the val/test copies (val/test keeps
     # no image equal to a train image; between val and test, test loses it) | refuse (an error naming both
     # files) | keep (listed only). Copies within one split are always only listed (visrep.data.duplicates)
-    duplicates: str = "drop_heldout"
+    duplicates: str = ranged("drop_heldout", one_of(*DUPLICATE_POLICIES))
     cache_dir: Optional[str] = None  # default: $VISREP_CACHE or ~/.cache/visrep
     in_memory: Optional[bool] = None  # None = auto (below memory_limit_gb); false: stream the cache from disk (mmap)
-    memory_limit_gb: float = 4.0  # decoded size up to which auto keeps a folder dataset in memory
+    memory_limit_gb: float = ranged(4.0, POSITIVE)  # decoded size up to which auto keeps a folder dataset in memory
     # None: about a twentieth of the training split, as a power of two within 16-256 (visrep.data.batching;
     # printed, and saved in the run's config.yaml)
-    batch_size: Optional[int] = None
+    batch_size: Optional[int] = ranged(None, optional(AT_LEAST_1))
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
@@ -81,43 +119,48 @@ class ModelConfig:
     # architecture takes); never downloaded. Fine-tuned at the weights' own resolution unless
     # data.image_size is set (torchvision/timm: 224 px; a visrep run: its image size)
     pretrained_path: Optional[str] = None
-    pretrained_normalization: str = "auto"  # auto: the statistics the weights were trained with | data: the split's
+    # auto: the statistics the weights were trained with | data: the split's
+    pretrained_normalization: str = ranged("auto", one_of("auto", "data"))
 
 
 @dataclass
 class TrainConfig:
     # None: enough for 800 optimizer steps, within 10-60 epochs (visrep.training.defaults; printed and saved)
-    epochs: Optional[int] = None
+    epochs: Optional[int] = ranged(None, optional(AT_LEAST_1))
     optimizer: str = "sgd"  # sgd (Nesterov momentum) | adamw | muon (conv filters by Muon, the rest by sgd)
-    lr: float = 0.05  # peak learning rate
-    momentum: float = 0.9  # sgd momentum / adamw beta1
-    weight_decay: float = 5e-4  # decoupled for adamw; L2 for sgd (BN and biases only with decay_biases)
+    lr: float = ranged(0.05, POSITIVE)  # peak learning rate
+    momentum: float = ranged(0.9, FRACTION)  # sgd momentum / adamw beta1
+    # decoupled for adamw; L2 for sgd (BN and biases only with decay_biases)
+    weight_decay: float = ranged(5e-4, NON_NEGATIVE)
     decay_biases: bool = False  # decay biases and norm-layer parameters too, by the weights' per-step amount (airbench)
     schedule: str = "onecycle"  # onecycle: linear warmup then linear decay to 0 | cosine: warmup then cosine | constant
-    warmup_fraction: float = 0.2  # of all optimizer steps
+    warmup_fraction: float = ranged(0.2, UNIT_INTERVAL)  # of all optimizer steps
     warmup_start_factor: float = 0.0  # lr at step 0, as a fraction of the peak
     final_lr_factor: float = 0.0  # lr at the last step, as a fraction of the peak (onecycle and cosine)
-    bias_lr_scale: float = 1.0  # lr multiplier for biases and BatchNorm parameters (airbench: 64)
-    muon_lr: float = 0.12  # muon: step of a filter bank relative to its norm (√out), before the schedule
-    muon_momentum: float = 0.6  # muon: Nesterov momentum of the filter updates (airbench94_muon: 0.6)
+    bias_lr_scale: float = ranged(1.0, POSITIVE)  # lr multiplier for biases and BatchNorm parameters (airbench: 64)
+    # muon: step of a filter bank relative to its norm (√out), before the schedule
+    muon_lr: float = ranged(0.12, POSITIVE)
+    muon_momentum: float = ranged(0.6, FRACTION)  # muon: Nesterov momentum of the filter updates (airbench94_muon: 0.6)
     lookahead_every: int = 0  # steps between lookahead syncs (slow weights ← lerp, fast ← slow); 0 = off
     lookahead_decay: float = 0.95  # per step; the slow weights move by 1 − decay^every · (step/total)^3
-    label_smoothing: float = 0.1
+    label_smoothing: float = ranged(0.1, FRACTION)
     ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
     # with model.pretrained_path: epochs training the new head alone (backbone frozen) before the whole
     # network; None: a fifth of the epochs (≥ 1) when fine-tuning, 0 otherwise
-    head_epochs: Optional[int] = None
-    backbone_lr_scale: float = 0.1  # with model.pretrained_path: lr of the pretrained (non-head) parameters, × lr
+    head_epochs: Optional[int] = ranged(None, optional(NON_NEGATIVE))
+    # with model.pretrained_path: lr of the pretrained (non-head) parameters, × lr
+    backbone_lr_scale: float = ranged(0.1, POSITIVE)
     # auto: bf16 autocast where the CPU runs bf16 natively (AMX / AVX512_BF16) or CUDA supports it,
     # fp32 otherwise; fp16 with a loss scaler on a CUDA GPU without bf16 (`visrep doctor` shows the pick) | fp32 | bf16 | fp16
     precision: str = "auto"
     channels_last: bool = True  # measured faster in fp32 and bf16, with and without native bf16
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
-    keep_checkpoints: int = 2  # training-state files kept (newest first)
-    skip_bad_batches: int = 0  # isolated NaN/Inf batches skipped before the run stops
+    keep_checkpoints: int = ranged(2, AT_LEAST_1)  # training-state files kept (newest first)
+    skip_bad_batches: int = ranged(0, NON_NEGATIVE)  # isolated NaN/Inf batches skipped before the run stops
     tensorboard: bool = True
-    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
-    device: str = "auto"  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
+    # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
+    threads: Optional[int] = ranged(None, optional(AT_LEAST_1))
+    device: str = ranged("auto", DEVICE)  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
 
 
 @dataclass
@@ -144,13 +187,13 @@ class EmbedOptions:
     pooling: str = "avg"  # avg | max: global → (N, C) | flatten: (N, C·H·W) | spatial: keep (N, C, H, W)
     l2_normalize: bool = False  # unit-length vectors after pooling (spatial: over the whole C·H·W map)
     weights: str = "best"  # best | last checkpoint of the classifier run
-    batch_size: int = 512  # images per forward pass
+    batch_size: int = ranged(512, AT_LEAST_1)  # images per forward pass
     precision: str = "auto"  # auto (as train.precision) | bf16 autocast | fp32
     out: Optional[str] = None  # default: <classifier run>/embeddings
     overwrite: bool = False  # replace a layer's existing embeddings
     allow_partial: bool = False  # embed a run that has not finished training (its mid-training weights)
     kmeans_clusters: int = 100  # k-means centres of the condition bank (capped at the number of train images)
-    device: str = "auto"  # auto (CUDA, else CPU; mps only when named) | cpu | cuda | mps
+    device: str = ranged("auto", DEVICE)  # auto (CUDA, else CPU; mps only when named) | cpu | cuda | mps
 
 
 @dataclass
@@ -188,7 +231,7 @@ class GenerativeEvalOptions:
     weights: Optional[str] = None  # evaluator checkpoint: best | last; None = the one its evaluator.json records
     # evaluator forward: auto (as train.precision) | fp32 | bf16 (faster, features rounded to 8 bits)
     precision: str = "auto"
-    batch_size: int = 500  # images per evaluator forward
+    batch_size: int = ranged(500, AT_LEAST_1)  # images per evaluator forward
     prdc_k: int = 5  # nearest neighbours for precision/recall/density/coverage
     cas: bool = True  # Classification Accuracy Score (trains a small classifier on the fakes)
     cas_epochs: int = 5
@@ -203,8 +246,9 @@ class GenerativeEvalOptions:
     inception_weights: Optional[str] = None  # local Inception (torch-fidelity) weights; never downloaded
     grid_per_class: int = 8  # real and generated images per class in the side-by-side grid
     seed: int = 0  # the images drawn per side, pairings, CAS
-    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
-    device: str = "auto"  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
+    # torch CPU threads; None = the free cores at start-up (visrep.hardware.threads)
+    threads: Optional[int] = ranged(None, optional(AT_LEAST_1))
+    device: str = ranged("auto", DEVICE)  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
 
 
 @dataclass
@@ -216,7 +260,8 @@ class GenerativeEvalConfig:
 @dataclass
 class GanOptions:
     conditioning_run: Optional[str] = None  # the trained classifier run whose representations condition and guide
-    conditioning: str = "class"  # class (label) | embedding (classifier embedding of a real image) | none
+    # class (label) | embedding (classifier embedding of a real image) | none
+    conditioning: str = ranged("class", CONDITIONING)
     # classifier layer of the embedding conditions (maps are average-pooled): a name, or best (the embeddings
     # analysis's best val linear probe); penultimate, what the classifier's head reads, needs no analysis
     layer: str = "penultimate"
@@ -224,49 +269,61 @@ class GanOptions:
     # the embeddings stage's folder its training embeddings and bank are read from when they match (None:
     # <conditioning_run>/embeddings); otherwise computed with the same code and kept in this run
     embeddings: Optional[str] = None
-    knn_k: int = 20  # embedding: a condition's real images come from its k nearest training neighbours (IC-GAN)
-    latent_dim: int = 128  # z ~ N(0, I)
-    architecture: str = "resnet"  # resnet (SNGAN/BigGAN residual blocks) | dcgan (SNGAN's standard CNN: plain convs)
-    g_width: int = 128  # generator channels per block (dcgan: at full resolution, doubled per halving)
-    d_width: int = 128  # discriminator channels per block (dcgan: at full resolution, doubled per halving)
-    condition_dim: int = 128  # class table row / embedding projection fed to conditional BatchNorm
+    # embedding: a condition's real images come from its k nearest training neighbours (IC-GAN)
+    knn_k: int = ranged(20, AT_LEAST_1)
+    latent_dim: int = ranged(128, AT_LEAST_1)  # z ~ N(0, I)
+    # resnet (SNGAN/BigGAN residual blocks) | dcgan (SNGAN's standard CNN: plain convs)
+    architecture: str = ranged("resnet", one_of("resnet", "dcgan"))
+    # generator channels per block (dcgan: at full resolution, doubled per halving)
+    g_width: int = ranged(128, AT_LEAST_1)
+    # discriminator channels per block (dcgan: at full resolution, doubled per halving)
+    d_width: int = ranged(128, AT_LEAST_1)
+    condition_dim: int = ranged(128, AT_LEAST_1)  # class table row / embedding projection fed to conditional BatchNorm
     diffaugment: List[str] = field(default_factory=lambda: ["color", "translation", "cutout"])  # [] = off
     projected_head: bool = False  # extra discriminator head on the frozen classifier's features (Projected GAN)
     projected_layer: str = "stage2"  # the classifier layer that head reads, at the classifier's resolution
-    projected_weight: float = 1.0  # weight of the head's hinge loss beside the pixel discriminator's
-    guidance_weight: float = 0.0  # frozen-classifier loss on generated images: class CE | 1 − cos(embedding)
+    # weight of the head's hinge loss beside the pixel discriminator's
+    projected_weight: float = ranged(1.0, NON_NEGATIVE)
+    # frozen-classifier loss on generated images: class CE | 1 − cos(embedding)
+    guidance_weight: float = ranged(0.0, NON_NEGATIVE)
     # mode-seeking loss (MSGAN): pairs sharing a condition must differ as their z do; 0 = off (none mode: unused)
-    mode_seeking_weight: float = 0.3  # chosen on MNIST val at 2 min: 0.1 / 0.3 / 0.5 / 1.0 (notes/2026-11-30-gan.md)
-    sampler: str = "gaussian"  # sampled embeddings for unconditional generation: gaussian (per class) | kmeans
-    kmeans_clusters: int = 100  # centres fitted on the training embeddings (kmeans sampler)
-    final_samples: int = 10000  # images written to samples.npz at the end (what `evaluate generated` scores)
+    # chosen on MNIST val at 2 min: 0.1 / 0.3 / 0.5 / 1.0 (notes/2026-11-30-gan.md)
+    mode_seeking_weight: float = ranged(0.3, NON_NEGATIVE)
+    # sampled embeddings for unconditional generation: gaussian (per class) | kmeans
+    sampler: str = ranged("gaussian", EMBEDDING_SAMPLER)
+    kmeans_clusters: int = ranged(100, AT_LEAST_1)  # centres fitted on the training embeddings (kmeans sampler)
+    # images written to samples.npz at the end (what `evaluate generated` scores)
+    final_samples: int = ranged(10000, NON_NEGATIVE)
 
 
 @dataclass
 class StepLoopTrainConfig:
     """The train: keys every step-counted loop (GAN, diffusion, noise-aware guide) reads the same way."""
-    max_minutes: Optional[float] = None  # also stop at this much training time (not reproducible across machines)
-    log_every: int = 100  # steps between metrics.jsonl records
-    checkpoint_every: int = 1000  # steps between training-state checkpoints
-    keep_checkpoints: int = 2
-    skip_bad_batches: int = 0  # isolated NaN/Inf steps skipped before the run stops
+    # also stop at this much training time (not reproducible across machines)
+    max_minutes: Optional[float] = ranged(None, optional(POSITIVE))
+    log_every: int = ranged(100, AT_LEAST_1)  # steps between metrics.jsonl records
+    checkpoint_every: int = ranged(1000, AT_LEAST_1)  # steps between training-state checkpoints
+    keep_checkpoints: int = ranged(2, AT_LEAST_1)
+    skip_bad_batches: int = ranged(0, NON_NEGATIVE)  # isolated NaN/Inf steps skipped before the run stops
     precision: str = "auto"  # as train.precision of the classifier
     tensorboard: bool = True
-    threads: Optional[int] = None  # torch CPU threads; None = the free cores at start-up
-    device: str = "auto"  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
+    threads: Optional[int] = ranged(None, optional(AT_LEAST_1))  # torch CPU threads; None = the free cores at start-up
+    device: str = ranged("auto", DEVICE)  # auto (CUDA, else CPU; mps only when named, one process) | cpu | cuda | mps
 
 
 @dataclass
 class GanTrainConfig(StepLoopTrainConfig):
-    steps: int = 5000  # generator steps (each after d_steps discriminator steps)
-    d_steps: int = 1  # discriminator steps per generator step
-    lr_g: float = 2.0e-4  # Adam
-    lr_d: float = 2.0e-4
-    beta1: float = 0.0  # Adam betas as in SNGAN/BigGAN
-    beta2: float = 0.999
-    ema_decay: float = 0.999  # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
-    sample_every: int = 1000  # steps between sample grids (fixed noise and conditions)
-    collapse_steps: int = 500  # stop when the discriminator's loss stays ~0 this many steps in a row (0 = never)
+    steps: int = ranged(5000, AT_LEAST_1)  # generator steps (each after d_steps discriminator steps)
+    d_steps: int = ranged(1, AT_LEAST_1)  # discriminator steps per generator step
+    lr_g: float = ranged(2.0e-4, POSITIVE)  # Adam
+    lr_d: float = ranged(2.0e-4, POSITIVE)
+    beta1: float = ranged(0.0, FRACTION)  # Adam betas as in SNGAN/BigGAN
+    beta2: float = ranged(0.999, FRACTION)
+    # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
+    ema_decay: float = ranged(0.999, FRACTION)
+    sample_every: int = ranged(1000, AT_LEAST_1)  # steps between sample grids (fixed noise and conditions)
+    # stop when the discriminator's loss stays ~0 this many steps in a row (0 = never)
+    collapse_steps: int = ranged(500, NON_NEGATIVE)
     channels_last: bool = True  # 15 % faster at 28 px in bf16 (AMD EPYC, avx512_bf16)
 
 
@@ -279,7 +336,8 @@ class GanConfig(Config):
 @dataclass
 class DiffusionOptions:
     conditioning_run: Optional[str] = None  # the trained classifier run whose representations condition and guide
-    conditioning: str = "class"  # class (label) | embedding (classifier embedding of a real image, RCG) | none
+    # class (label) | embedding (classifier embedding of a real image, RCG) | none
+    conditioning: str = ranged("class", CONDITIONING)
     # classifier layer of the embedding conditions (maps are average-pooled): a name, or best (the embeddings
     # analysis's best val linear probe); penultimate, what the classifier's head reads, needs no analysis
     layer: str = "penultimate"
@@ -287,34 +345,45 @@ class DiffusionOptions:
     # the embeddings stage's folder its training embeddings and bank are read from when they match (None:
     # <conditioning_run>/embeddings); otherwise computed with the same code and kept in this run
     embeddings: Optional[str] = None
-    width: int = 32  # U-Net channels at full resolution (×multipliers below); 32: 1.1 M parameters at 28 px
+    # U-Net channels at full resolution (×multipliers below); 32: 1.1 M parameters at 28 px
+    width: int = ranged(32, Rule(lambda v: v >= 8 and v % 8 == 0, "a multiple of 8"))
     multipliers: List[int] = field(default_factory=lambda: [1, 2, 2])  # width per level; the side halves per level
-    blocks: int = 1  # residual blocks per level (+1 on the way up)
-    patch: int = 1  # p > 1: the U-Net works on p×p pixel patches (pixel unshuffle): ~p² fewer operations
+    blocks: int = ranged(1, AT_LEAST_1)  # residual blocks per level (+1 on the way up)
+    # p > 1: the U-Net works on p×p pixel patches (pixel unshuffle): ~p² fewer operations
+    patch: int = ranged(1, AT_LEAST_1)
     attention: bool = True  # one self-attention block at the lowest resolution
-    dropout: float = 0.0
-    condition_dropout: float = 0.1  # share of training rows whose condition is replaced by the null one (for CFG)
-    min_snr_gamma: float = 5.0  # loss weight min(SNR, γ)/(SNR + 1) (Hang et al. 2023); 0 = plain v-MSE
-    repa_weight: float = 0.0  # REPA: align the U-Net's middle map with the classifier's map at repa_layer; 0 = off
+    dropout: float = ranged(0.0, FRACTION)
+    # share of training rows whose condition is replaced by the null one (for CFG)
+    condition_dropout: float = ranged(0.1, FRACTION)
+    # loss weight min(SNR, γ)/(SNR + 1) (Hang et al. 2023); 0 = plain v-MSE
+    min_snr_gamma: float = ranged(5.0, NON_NEGATIVE)
+    # REPA: align the U-Net's middle map with the classifier's map at repa_layer; 0 = off
+    repa_weight: float = ranged(0.0, NON_NEGATIVE)
     repa_layer: str = "stage2"
-    sampler: str = "dpm++"  # ddpm | ddim | dpm++ (diffusers schedulers), what `visrep sample` uses by default
-    sample_steps: int = 20
-    guidance: float = 1.5  # classifier-free guidance scale s in u + s·(c − u); 1 = conditional alone, 0 = unconditional
-    guidance_interval: List[float] = field(default_factory=lambda: [0.0, 1.0])  # guide only where low·T ≤ t ≤ high·T
-    embedding_sampler: str = "gaussian"  # sampled embeddings for unconditional generation: gaussian | kmeans
-    kmeans_clusters: int = 100
-    final_samples: int = 10000  # images written to samples.npz at the end (what `evaluate generated` scores)
+    # ddpm | ddim | dpm++ (diffusers schedulers), what `visrep sample` uses by default
+    sampler: str = ranged("dpm++", one_of("ddpm", "ddim", "dpm++"))
+    sample_steps: int = ranged(20, Rule(lambda v: 1 <= v <= 1000, "in [1, 1000] (the training timesteps)"))
+    # classifier-free guidance scale s in u + s·(c − u); 1 = conditional alone, 0 = unconditional
+    guidance: float = ranged(1.5, NON_NEGATIVE)
+    # guide only where low·T ≤ t ≤ high·T
+    guidance_interval: List[float] = field(default_factory=lambda: [0.0, 1.0], metadata=rule(INTERVAL))
+    # sampled embeddings for unconditional generation: gaussian | kmeans
+    embedding_sampler: str = ranged("gaussian", EMBEDDING_SAMPLER)
+    kmeans_clusters: int = ranged(100, AT_LEAST_1)
+    # images written to samples.npz at the end (what `evaluate generated` scores)
+    final_samples: int = ranged(10000, NON_NEGATIVE)
 
 
 @dataclass
 class DiffusionTrainConfig(StepLoopTrainConfig):
-    steps: int = 20000  # optimizer steps of data.batch_size images
-    lr: float = 1.0e-3  # AdamW, after a linear warm-up
-    warmup_steps: int = 200
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0  # max gradient norm (0 = off)
-    ema_decay: float = 0.999  # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
-    sample_every: int = 1000  # steps between sample grids (fixed noise and conditions)
+    steps: int = ranged(20000, AT_LEAST_1)  # optimizer steps of data.batch_size images
+    lr: float = ranged(1.0e-3, POSITIVE)  # AdamW, after a linear warm-up
+    warmup_steps: int = ranged(200, NON_NEGATIVE)
+    weight_decay: float = ranged(0.0, NON_NEGATIVE)
+    grad_clip: float = ranged(1.0, NON_NEGATIVE)  # max gradient norm (0 = off)
+    # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
+    ema_decay: float = ranged(0.999, FRACTION)
+    sample_every: int = ranged(1000, AT_LEAST_1)  # steps between sample grids (fixed noise and conditions)
     channels_last: bool = False  # slower for this U-Net: 258 vs 437 img/s training at 28 px, bf16 (AMD EPYC)
 
 
@@ -328,16 +397,17 @@ class DiffusionConfig(Config):
 class GuideOptions:
     conditioning_run: Optional[str] = None  # the classifier run to copy (the diffusion model's conditioning run)
     weights: Optional[str] = None  # its checkpoint: best | last; None = the one it saved as final
-    time_dim: int = 128  # sinusoidal timestep features → FiLM of the penultimate features
+    # sinusoidal timestep features → FiLM of the penultimate features
+    time_dim: int = ranged(128, Rule(lambda v: v >= 2 and v % 2 == 0, "an even number ≥ 2"))
 
 
 @dataclass
 class GuideTrainConfig(StepLoopTrainConfig):
-    steps: int = 3000  # AdamW steps on noised training images, t uniform over the schedule
-    lr: float = 1.0e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    checkpoint_every: int = 500
+    steps: int = ranged(3000, AT_LEAST_1)  # AdamW steps on noised training images, t uniform over the schedule
+    lr: float = ranged(1.0e-3, POSITIVE)
+    warmup_steps: int = ranged(100, NON_NEGATIVE)
+    weight_decay: float = ranged(0.0, NON_NEGATIVE)
+    checkpoint_every: int = ranged(500, AT_LEAST_1)
 
 
 @dataclass
@@ -387,93 +457,29 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     return cfg
 
 
-# (section.key, test, what it must be): checked when a config is loaded, so that a bad value is one
-# error line before anything runs or any run directory exists, whatever the command.
-_DEVICES = ("auto", "cpu", "cuda", "mps")  # as visrep.hardware.distributed.DEVICES (a sibling layer)
-DUPLICATE_POLICIES = ("drop_heldout", "refuse", "keep")  # data.duplicates; here, below the data layer that reads it
-_VALUE_RULES = (
-    ("data.batch_size", lambda v: v is None or v >= 1, "≥ 1"),  # unset: derived from the data
-    ("data.image_size", lambda v: v is None or v >= 1, "≥ 1 (pixels)"),
-    ("data.memory_limit_gb", lambda v: v > 0, "> 0"),
-    ("data.duplicates", lambda v: v in DUPLICATE_POLICIES, "one of " + ", ".join(DUPLICATE_POLICIES)),
-    ("train.epochs", lambda v: v is None or v >= 1, "≥ 1"),  # unset: derived from the data
-    ("train.lr", lambda v: v > 0, "> 0"),
-    ("train.muon_lr", lambda v: v > 0, "> 0"),
-    ("train.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.muon_momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.weight_decay", lambda v: v >= 0, "≥ 0"),
-    ("train.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.head_epochs", lambda v: v is None or v >= 0, "≥ 0"),
-    ("train.backbone_lr_scale", lambda v: v > 0, "> 0"),
-    ("model.pretrained_normalization", lambda v: v in ("auto", "data"), "auto or data"),
-    ("train.warmup_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("train.bias_lr_scale", lambda v: v > 0, "> 0"),
-    ("train.keep_checkpoints", lambda v: v >= 1, "≥ 1"),
-    ("train.skip_bad_batches", lambda v: v >= 0, "≥ 0"),
-    ("train.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),
-    ("train.device", lambda v: v in _DEVICES, "auto, cpu, cuda or mps"),
-    ("embed.device", lambda v: v in _DEVICES, "auto, cpu, cuda or mps"),
-    ("generative.device", lambda v: v in _DEVICES, "auto, cpu, cuda or mps"),
-    ("embed.batch_size", lambda v: v >= 1, "≥ 1"),
-    ("generative.batch_size", lambda v: v >= 1, "≥ 1"),
-    ("generative.threads", lambda v: v is None or v >= 1, "≥ 1 (or unset)"),
-    ("train.steps", lambda v: v >= 1, "≥ 1"),
-    ("train.d_steps", lambda v: v >= 1, "≥ 1"),
-    ("train.lr_g", lambda v: v > 0, "> 0"),
-    ("train.lr_d", lambda v: v > 0, "> 0"),
-    ("train.beta1", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.beta2", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.ema_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("train.max_minutes", lambda v: v is None or v > 0, "> 0 (or unset)"),
-    ("train.log_every", lambda v: v >= 1, "≥ 1"),
-    ("train.sample_every", lambda v: v >= 1, "≥ 1"),
-    ("train.checkpoint_every", lambda v: v >= 1, "≥ 1"),
-    ("train.collapse_steps", lambda v: v >= 0, "≥ 0"),
-    ("gan.conditioning", lambda v: v in ("class", "embedding", "none"), "class, embedding or none"),
-    ("gan.knn_k", lambda v: v >= 1, "≥ 1"),
-    ("gan.architecture", lambda v: v in ("resnet", "dcgan"), "resnet or dcgan"),
-    ("gan.latent_dim", lambda v: v >= 1, "≥ 1"),
-    ("gan.g_width", lambda v: v >= 1, "≥ 1"),
-    ("gan.d_width", lambda v: v >= 1, "≥ 1"),
-    ("gan.condition_dim", lambda v: v >= 1, "≥ 1"),
-    ("gan.projected_weight", lambda v: v >= 0, "≥ 0"),
-    ("gan.guidance_weight", lambda v: v >= 0, "≥ 0"),
-    ("gan.mode_seeking_weight", lambda v: v >= 0, "≥ 0"),
-    ("gan.sampler", lambda v: v in ("gaussian", "kmeans"), "gaussian or kmeans"),
-    ("gan.kmeans_clusters", lambda v: v >= 1, "≥ 1"),
-    ("gan.final_samples", lambda v: v >= 0, "≥ 0"),
-    ("diffusion.conditioning", lambda v: v in ("class", "embedding", "none"), "class, embedding or none"),
-    ("diffusion.width", lambda v: v >= 8 and v % 8 == 0, "a multiple of 8"),
-    ("diffusion.blocks", lambda v: v >= 1, "≥ 1"),
-    ("diffusion.patch", lambda v: v >= 1, "≥ 1"),
-    ("diffusion.dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("diffusion.condition_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("diffusion.min_snr_gamma", lambda v: v >= 0, "≥ 0"),
-    ("diffusion.repa_weight", lambda v: v >= 0, "≥ 0"),
-    ("diffusion.sampler", lambda v: v in ("ddpm", "ddim", "dpm++"), "ddpm, ddim or dpm++"),
-    ("diffusion.sample_steps", lambda v: v >= 1, "≥ 1"),
-    ("diffusion.guidance", lambda v: v >= 0, "≥ 0"),
-    ("diffusion.guidance_interval", lambda v: len(v) == 2 and 0 <= v[0] <= v[1] <= 1,
-     "[low, high] with 0 ≤ low ≤ high ≤ 1"),
-    ("diffusion.sample_steps", lambda v: v <= 1000, "≤ 1000 (the training timesteps)"),
-    ("diffusion.embedding_sampler", lambda v: v in ("gaussian", "kmeans"), "gaussian or kmeans"),
-    ("diffusion.kmeans_clusters", lambda v: v >= 1, "≥ 1"),
-    ("diffusion.final_samples", lambda v: v >= 0, "≥ 0"),
-    ("train.warmup_steps", lambda v: v >= 0, "≥ 0"),
-    ("guide.time_dim", lambda v: v >= 2 and v % 2 == 0, "an even number ≥ 2"),
-    ("train.grad_clip", lambda v: v >= 0, "≥ 0"),
-)
-
-
 def check_values(cfg) -> None:
-    """UserError naming the first value outside its range (sections the schema lacks are skipped)."""
+    """UserError naming the first value outside the range its field declares (``ranged``)."""
     check_finite(cfg)
-    for key, valid, expected in _VALUE_RULES:
-        section, name = key.split(".")
-        if section in cfg and name in cfg[section] and not valid(cfg[section][name]):
-            raise UserError(f"{key} must be {expected} (got {cfg[section][name]})")
+    _check_rules(cfg, "")
     if "data" in cfg:
         _check_data_values(cfg.data)
+
+
+def _check_rules(node, prefix: str) -> None:
+    """Every field of a structured config section with a rule in its metadata, sections walked in turn."""
+    schema = OmegaConf.get_type(node)
+    if not (isinstance(schema, type) and is_dataclass(schema)):
+        return
+    for item in fields(schema):
+        if item.name not in node:
+            continue
+        key = f"{prefix}{item.name}"
+        check = item.metadata.get("rule")
+        value = node[item.name]
+        if check is not None and not check.test(value):
+            raise UserError(f"{key} must be {check.expected} (got {value})")
+        if OmegaConf.is_dict(value):
+            _check_rules(value, f"{key}.")
 
 
 def check_finite(cfg, prefix: str = "") -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from visrep.config import DiffusionOptions
 from visrep.diffusion.classifier_guidance import guide_gradient, guided_velocity
 from visrep.diffusion.guidance import guided_prediction
 from visrep.diffusion.schedule import TRAIN_TIMESTEPS, check_sampler, sampling_scheduler
@@ -32,14 +33,26 @@ CUDA_BATCH = 1024
 
 @dataclass
 class SamplingOptions:
-    sampler: str = "dpm++"
-    steps: int = 20
-    guidance: float = 1.5
-    precision: str = "auto"
-    classifier_scale: float = 0.0  # classifier guidance by the noise-aware guide (0 = off)
+    """How a diffusion run samples: its config's diffusion section (:meth:`from_config`), with any of
+    ``visrep sample``'s overrides; the defaults live in one place, visrep.config.DiffusionOptions."""
+    sampler: str
+    steps: int
+    guidance: float
+    precision: str
+    classifier_scale: float  # classifier guidance by the noise-aware guide (0 = off)
     # classifier-free guidance only at timesteps t with low·T ≤ t ≤ high·T; elsewhere the conditional branch
     # alone, at half the cost (Kynkäänniemi et al. 2024: guidance at the noisiest steps costs diversity)
-    guidance_interval: tuple[float, float] = (0.0, 1.0)
+    guidance_interval: tuple[float, float]
+
+    @classmethod
+    def from_config(cls, options: DiffusionOptions, precision: str, **overrides) -> "SamplingOptions":
+        """A run's sampling (``options``: its diffusion section, ``precision``: its train.precision), with
+        ``overrides`` (sampler, steps, guidance, classifier_scale, guidance_interval) in their place."""
+        chosen = {"sampler": options.sampler, "steps": options.sample_steps, "guidance": options.guidance,
+                  "precision": precision, "classifier_scale": 0.0,
+                  "guidance_interval": tuple(options.guidance_interval), **overrides}
+        chosen["guidance_interval"] = tuple(chosen["guidance_interval"])
+        return cls(**chosen)
 
     def check(self, trained_unconditional: bool) -> None:
         check_sampler(self.sampler, self.steps)

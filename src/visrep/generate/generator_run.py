@@ -129,11 +129,9 @@ def load_generator_run(path: str | Path, device: torch.device | None = None,
 
 def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict, path: Path,
                          device: torch.device) -> DiffusionGenerator:
-    options = SamplingOptions(sampling.get("sampler", cfg.diffusion.sampler),
-                              sampling.get("steps", cfg.diffusion.sample_steps),
-                              sampling.get("guidance", cfg.diffusion.guidance), cfg.train.precision,
-                              sampling.get("classifier_scale", 0.0),
-                              tuple(sampling.get("guidance_interval", cfg.diffusion.guidance_interval)))
+    chosen = {key: sampling[key] for key in ("sampler", "steps", "guidance", "classifier_scale", "guidance_interval")
+              if key in sampling}
+    options = SamplingOptions.from_config(cfg.diffusion, cfg.train.precision, **chosen)
     trained_unconditional = cfg.diffusion.condition_dropout > 0 or cfg.diffusion.conditioning == "none"
     options.check(trained_unconditional)
     guide = None

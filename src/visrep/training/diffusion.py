@@ -91,8 +91,8 @@ class DiffusionLoop(GeneratorLoop):
 
     def as_generator_run(self, shard: bool = False, for_grid: bool = False) -> GeneratorRun:
         opts = self.cfg.diffusion
-        options = SamplingOptions(opts.sampler, GRID_STEPS if for_grid else opts.sample_steps, opts.guidance,
-                                  self.cfg.train.precision, guidance_interval=tuple(opts.guidance_interval))
+        options = SamplingOptions.from_config(opts, self.cfg.train.precision,
+                                              **({"steps": GRID_STEPS} if for_grid else {}))
         trained_unconditional = opts.condition_dropout > 0 or opts.conditioning == "none"
         generator = DiffusionGenerator(self.ema.model.eval(), options, trained_unconditional)
         return GeneratorRun(self.ctx.run.path, self.cfg, generator, list(self.ctx.data.class_names),
