@@ -12,7 +12,7 @@ stage (``sample_seconds`` in its metrics.json); the baseline times its own NB sa
 number of steps with its default guidance. Both run in the same bf16 autocast.
 
 Sweep (``--sweep RUN``): ``visrep sample RUN --n NS --guidance s`` for s in --scales, and
-``--sampler x --steps k`` for x in ddim, dpm++ and k in --steps-list, each timed and scored against
+``--solver x --steps k`` for x in ddim, dpm++ and k in --steps-list, each timed and scored against
 the validation split (these choose the defaults: tuning stays off the test split).
 
 Writes results JSON in the goal schema of benchmarks/make_results.py (and, for the sweep, a plot).
@@ -173,7 +173,7 @@ def sweep(args, root: Path) -> dict:
         name = name.replace("+", "p")
         out = root / name
         command = [*VISREP, "sample", str(run), "--n", str(args.sweep_n), "--seed", str(args.seed), "--out", str(out),
-                   "--overwrite", "--sampler", point["sampler"], "--steps", str(point["steps"])]
+                   "--overwrite", "--solver", point["sampler"], "--steps", str(point["steps"])]
         if point["guidance"] is not None:
             command += ["--guidance", str(point["guidance"])]
         if point.get("interval"):
@@ -236,7 +236,7 @@ def comparison_record(args, found: dict) -> dict:
         "seeds": {"diffusion": args.seed, "scoring": 0},
         "setup": (f"Conditioning classifier {args.classifier}; independent evaluator {args.evaluator}. Each model "
                   f"trains {args.minutes:g} min (training steps only), one job at a time, in bf16 autocast on "
-                  f"{args.threads} threads. Ours samples with {cfg['sampler']}, {cfg['sample_steps']} steps, "
+                  f"{args.threads} threads. Ours samples with {cfg.get('solver', cfg.get('sampler'))}, {cfg['sample_steps']} steps, "
                   f"guidance {cfg['guidance']}; the baseline with its DDIM at 20 steps and its default guidance "
                   f"(cond_scale 6, rescaled_phi 0.7)."),
         "tables": [

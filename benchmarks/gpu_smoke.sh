@@ -39,7 +39,7 @@ step gan-embedding $V train gan --config configs/gan_digits.yaml gan.conditionin
 step diffusion    $V train diffusion --config configs/diffusion_digits.yaml diffusion.conditioning_run=$R/clf run.root=$R --name diff train.steps=600 diffusion.final_samples=500 train.tensorboard=false
 step diffusion-embedding-repa $V train diffusion --config configs/diffusion_digits.yaml diffusion.conditioning_run=$R/clf run.root=$R --name diff-emb diffusion.conditioning=embedding diffusion.repa_weight=0.5 train.steps=100 diffusion.final_samples=200 train.tensorboard=false
 step sample-gan   $V sample $R/gan --class 3 --n 16 --out $R/s-gan
-step sample-diffusion $V sample $R/diff --class 3 --n 16 --sampler ddim --steps 20 --guidance 2 --out $R/s-diff
+step sample-diffusion $V sample $R/diff --class 3 --n 16 --solver ddim --steps 20 --guidance 2 --out $R/s-diff
 step sample-like  $V sample $R/diff-emb --n 8 --out $R/s-emb
 step score-gan    $V evaluate generated --evaluator $R/ev --fake $R/gan --in-loop --no-cas run.root=$R --name score-gan
 step score-diffusion $V evaluate generated --evaluator $R/ev --fake $R/diff --in-loop run.root=$R --name score-diff

@@ -141,3 +141,23 @@ def test_every_shipped_config_loads_under_its_schema():
                 stage_config(pipeline, stage)
         else:
             load_config(path, schema=schemas[kind])
+
+
+def test_renamed_keys_are_refused_by_name_and_old_runs_still_load(tmp_path):
+    """gan.sampler and diffusion.sampler meant different things (an embedding sampler, a reverse-process solver):
+    given by a user they are one line naming the new key; in a run saved before the rename they are read as it."""
+    from visrep.config import DiffusionConfig, GanConfig
+    from visrep.runs import load_run_config
+
+    with pytest.raises(UserError, match="'gan.sampler' was renamed 'gan.embedding_sampler'"):
+        load_config(overrides=["gan.sampler=kmeans"], schema=GanConfig)
+    path = tmp_path / "d.yaml"
+    path.write_text("diffusion:\n  sampler: ddim\n")
+    with pytest.raises(UserError, match="'diffusion.sampler' was renamed 'diffusion.solver'"):
+        load_config(path, schema=DiffusionConfig)
+    run = tmp_path / "old-run"
+    run.mkdir()
+    (run / "config.yaml").write_text("diffusion:\n  sampler: ddim\n  embedding_sampler: kmeans\n")
+    (run / "metrics.json").write_text('{"stage": "diffusion"}')
+    old = load_run_config(run, DiffusionConfig)
+    assert old.diffusion.solver == "ddim" and old.diffusion.embedding_sampler == "kmeans"

@@ -81,7 +81,7 @@ def test_scheduler_plumbing_matches_diffusers():
     """Our noising and v target are diffusers' add_noise and get_velocity; every sampler walks from the
     noisiest timestep down in the asked number of steps."""
     from visrep.diffusion.loss import noise_batch
-    from visrep.diffusion.schedule import SAMPLERS, TRAIN_TIMESTEPS, alphas_cumprod, sampling_scheduler, \
+    from visrep.diffusion.schedule import SOLVERS, TRAIN_TIMESTEPS, alphas_cumprod, sampling_scheduler, \
         training_scheduler
 
     scheduler = training_scheduler()
@@ -95,7 +95,7 @@ def test_scheduler_plumbing_matches_diffusers():
     assert torch.allclose(batch.noisy, scheduler.add_noise(clean, noise, timesteps), atol=1e-6)
     assert torch.allclose(batch.target, scheduler.get_velocity(clean, noise, timesteps), atol=1e-6)
     assert (batch.weights > 0).all() and (batch.weights <= 1).all()
-    for name in SAMPLERS:
+    for name in SOLVERS:
         steps = sampling_scheduler(name, 20).timesteps
         assert len(steps) == 20 and int(steps[0]) == TRAIN_TIMESTEPS - 1 and (steps[:-1] > steps[1:]).all()
 
@@ -169,7 +169,7 @@ def test_seeded_sampling_is_deterministic_and_the_seed_matters(diffusion_runs, s
     from visrep.generate.generator_run import load_generator_run
     from visrep.generate.sample import sample_class
 
-    first, second = (load_generator_run(diffusion_runs["class"], sampling={"sampler": sampler, "steps": 5})
+    first, second = (load_generator_run(diffusion_runs["class"], sampling={"solver": sampler, "steps": 5})
                      for _ in range(2))
     assert torch.equal(sample_class(first, "3", 4, seed=5).images, sample_class(second, 3, 4, seed=5).images)
     assert not torch.equal(sample_class(first, 3, 4, seed=5).images, sample_class(first, 3, 4, seed=6).images)
@@ -181,7 +181,7 @@ def test_ddpm_images_do_not_depend_on_how_the_call_is_split(diffusion_runs, monk
     from visrep.generate.generator_run import load_generator_run
     from visrep.generate.sample import sample_class
 
-    run = load_generator_run(diffusion_runs["class"], sampling={"sampler": "ddpm", "steps": 4})
+    run = load_generator_run(diffusion_runs["class"], sampling={"solver": "ddpm", "steps": 4})
     whole = sample_class(run, 3, 5, seed=5).images
     monkeypatch.setattr(sampling, "CPU_BATCH", 2)
     monkeypatch.setattr(sampling, "CUDA_BATCH", 2)
@@ -265,7 +265,7 @@ def test_sample_cli_with_sampler_steps_and_guidance(diffusion_runs, tmp_path):
 
     run = str(diffusion_runs["class"])
     out = tmp_path / "threes"
-    assert main(["sample", run, "--class", "3", "--n", "6", "--sampler", "ddim", "--steps", "3", "--guidance", "2",
+    assert main(["sample", run, "--class", "3", "--n", "6", "--solver", "ddim", "--steps", "3", "--guidance", "2",
                  "--out", str(out)]) == 0
     saved = np.load(out / "samples.npz")
     assert saved["images"].shape == (6, 1, 8, 8) and set(saved["labels"]) == {3} and (out / "grid.png").is_file()
@@ -285,7 +285,7 @@ def test_sample_cli_with_sampler_steps_and_guidance(diffusion_runs, tmp_path):
 def test_guidance_outside_its_interval_is_the_conditional_prediction(diffusion_runs, tmp_path):
     """With an interval that no sampled timestep falls in, guidance s = 3 gives exactly s = 1's images."""
     run = str(diffusion_runs["class"])
-    common = ["sample", run, "--class", "2", "--n", "4", "--sampler", "ddim", "--steps", "4"]
+    common = ["sample", run, "--class", "2", "--n", "4", "--solver", "ddim", "--steps", "4"]
     assert main([*common, "--guidance", "1", "--out", str(tmp_path / "plain")]) == 0
     assert main([*common, "--guidance", "3", "--guidance-interval", "0", "0.1", "--out", str(tmp_path / "outside")]) == 0
     assert main([*common, "--guidance", "3", "--out", str(tmp_path / "guided")]) == 0
@@ -306,7 +306,8 @@ def test_bad_sampling_input_is_one_error_line(diffusion_runs, tiny_trained_run, 
     run, out = str(diffusion_runs["class"]), str(tmp_path / "a")
     _fails(capsys, ["sample", run, "--class", "cat", "--out", out], "unknown class 'cat'")
     _fails(capsys, ["sample", run, "--steps", "0", "--out", out], "--steps must be between 1 and 1000")
-    _fails(capsys, ["sample", run, "--sampler", "euler", "--out", out], "unknown sampler 'euler' (--sampler)")
+    _fails(capsys, ["sample", run, "--solver", "euler", "--out", out], "unknown solver 'euler' (--solver)")
+    _fails(capsys, ["sample", run, "--sampler", "ddim", "--out", out], "--sampler was renamed --solver")
     _fails(capsys, ["sample", run, "--guidance", "-1", "--out", out], "--guidance must be ≥ 0")
     _fails(capsys, ["sample", run, "--guidance-interval", "0.8", "0.2", "--out", out], "guidance interval must")
     corrupt = tmp_path / "corrupt.png"
@@ -341,7 +342,9 @@ def test_bad_training_input_is_one_error_line(tiny_trained_run, diffusion_runs, 
     _fails(capsys, ["train", "diffusion", *common, f"diffusion.conditioning_run={diffusion_runs['class']}"],
            "not a trained classifier")
     _fails(capsys, ["train", "diffusion", *common, run, "data.image_size=12"], "other data")
-    _fails(capsys, ["train", "diffusion", *common, run, "diffusion.sampler=euler"], "diffusion.sampler must be")
+    _fails(capsys, ["train", "diffusion", *common, run, "diffusion.solver=euler"], "diffusion.solver must be")
+    _fails(capsys, ["train", "diffusion", *common, run, "diffusion.sampler=ddim"],
+           "config key 'diffusion.sampler' was renamed 'diffusion.solver'")
     _fails(capsys, ["train", "diffusion", *common, run, "diffusion.width=12"], "diffusion.width must be")
     _fails(capsys, ["train", "diffusion", *common, run, "diffusion.guidance_interval=[0.2]"],
            "diffusion.guidance_interval must be")

@@ -62,7 +62,7 @@ def _same_folders(first: Path, second: Path) -> None:
 
 # ---- (a) the images do not depend on the chunking --------------------------------------------------
 # DDPM draws fresh noise at every step: the case where a sampler's own draws could follow the chunking
-SAMPLING = {"class": [], "embedding": [], "diffusion": ["--sampler", "ddpm", "--steps", "2", "--guidance", "1.5"]}
+SAMPLING = {"class": [], "embedding": [], "diffusion": ["--solver", "ddpm", "--steps", "2", "--guidance", "1.5"]}
 
 
 @pytest.mark.parametrize("kind", ["class", "embedding", "diffusion"])
@@ -79,7 +79,7 @@ def test_chunked_folder_equals_the_whole_set_at_any_chunk_size(kind, generator_r
         _same_folders(tmp_path / "4", tmp_path / str(chunk))
     saved = _arrays(tmp_path / "4")
     assert saved["images"].shape == (n, 1, 8, 8) and len(np.unique(saved["images"], axis=0)) == n
-    sampling = {"sampler": "ddpm", "steps": 2, "guidance": 1.5} if kind == "diffusion" else None
+    sampling = {"solver": "ddpm", "steps": 2, "guidance": 1.5} if kind == "diffusion" else None
     whole = sample.sample_unconditional(load_generator_run(run, sampling=sampling), n, seed=0)
     assert np.array_equal(whole.images.numpy(), saved["images"])
     if kind != "embedding":  # embedding runs: the Gaussian sampler's classes
@@ -286,7 +286,7 @@ def test_sigkill_then_the_same_command_gives_the_uninterrupted_files(generator_r
     (made at the same time, in one chunk). Meanwhile the folder is not taken for finished samples."""
     from visrep.evaluation.fake_sources import TargetFormat, load_image_set
 
-    command = ["sample", str(generator_runs["diffusion"]), "-n", "5000", "--sampler", "ddpm", "--steps", "2",
+    command = ["sample", str(generator_runs["diffusion"]), "-n", "5000", "--solver", "ddpm", "--steps", "2",
                "--guidance", "1"]
     victim, reference = tmp_path / "victim", tmp_path / "reference"
     killed = _start(tmp_path, [*command, "--out", str(victim)], 500)

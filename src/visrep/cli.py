@@ -126,10 +126,11 @@ def _add_sample_parser(verbs) -> None:
                         "folder `visrep sample` wrote)")
     sample.add_argument("--device", default="auto", help="auto (CUDA, else CPU; mps only when named) | cpu | cuda | mps; under "
                         "torchrun each process generates its share of the draw blocks")
-    diffusion = sample.add_argument_group("diffusion runs (default: the run's diffusion.sampler / sample_steps / "
+    diffusion = sample.add_argument_group("diffusion runs (default: the run's diffusion.solver / sample_steps / "
                                           "guidance)")
-    diffusion.add_argument("--sampler", help="ddpm | ddim | dpm++")
-    diffusion.add_argument("--steps", type=int, help="sampler steps")
+    diffusion.add_argument("--solver", help="ddpm | ddim | dpm++ (the reverse-process solver)")
+    diffusion.add_argument("--sampler", dest="renamed_sampler", help=argparse.SUPPRESS)  # refused: renamed --solver
+    diffusion.add_argument("--steps", type=int, help="solver steps")
     diffusion.add_argument("--guidance", type=float, help="classifier-free guidance scale s: 0 unconditional, "
                            "1 conditional, > 1 stronger")
     diffusion.add_argument("--guidance-interval", nargs=2, type=float, metavar=("LOW", "HIGH"),
@@ -357,7 +358,10 @@ def cmd_sample(args) -> int:
     from visrep.generate.request import SampleRequest, sampling_used
     from visrep.hardware.distributed import resolve_device, setup_distributed
 
-    request = SampleRequest(args.n, args.seed, args.class_, args.like, args.interpolate, args.sampler, args.steps,
+    if args.renamed_sampler is not None:
+        raise UserError("--sampler was renamed --solver (ddpm | ddim | dpm++): one name per meaning, since a "
+                        "generator's embedding sampler is gaussian | kmeans")
+    request = SampleRequest(args.n, args.seed, args.class_, args.like, args.interpolate, args.solver, args.steps,
                             args.guidance, args.guidance_interval, args.classifier_guidance, args.classifier_scale)
     request.check()  # after parsing, so that each mistake is one `error:` line (argparse's own print a usage block)
     device = resolve_device(args.device, key="--device")

@@ -290,7 +290,7 @@ class GanOptions:
     # chosen on MNIST val at 2 min: 0.1 / 0.3 / 0.5 / 1.0 (notes/2026-11-30-gan.md)
     mode_seeking_weight: float = ranged(0.3, NON_NEGATIVE)
     # sampled embeddings for unconditional generation: gaussian (per class) | kmeans
-    sampler: str = ranged("gaussian", EMBEDDING_SAMPLER)
+    embedding_sampler: str = ranged("gaussian", EMBEDDING_SAMPLER)
     kmeans_clusters: int = ranged(100, AT_LEAST_1)  # centres fitted on the training embeddings (kmeans sampler)
     # images written to samples.npz at the end (what `evaluate generated` scores)
     final_samples: int = ranged(10000, NON_NEGATIVE)
@@ -360,8 +360,8 @@ class DiffusionOptions:
     # REPA: align the U-Net's middle map with the classifier's map at repa_layer; 0 = off
     repa_weight: float = ranged(0.0, NON_NEGATIVE)
     repa_layer: str = "stage2"
-    # ddpm | ddim | dpm++ (diffusers schedulers), what `visrep sample` uses by default
-    sampler: str = ranged("dpm++", one_of("ddpm", "ddim", "dpm++"))
+    # the reverse-process solver: ddpm | ddim | dpm++ (diffusers schedulers), what `visrep sample` uses by default
+    solver: str = ranged("dpm++", one_of("ddpm", "ddim", "dpm++"))
     sample_steps: int = ranged(20, Rule(lambda v: 1 <= v <= 1000, "in [1, 1000] (the training timesteps)"))
     # classifier-free guidance scale s in u + s·(c − u); 1 = conditional alone, 0 = unconditional
     guidance: float = ranged(1.5, NON_NEGATIVE)
@@ -437,7 +437,7 @@ def _schema(schema: type = Config):
 
 
 def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]] = None,
-                schema: type = Config, check: bool = True) -> Any:
+                schema: type = Config, check: bool = True, migrate: bool = False) -> Any:
     """Build a validated config: schema defaults ← YAML file ← ``key.sub=value`` overrides.
 
     Returns the typed OmegaConf object (attribute access like the dataclass).
@@ -446,7 +446,7 @@ def load_config(path: Optional[str | Path] = None, overrides: Optional[list[str]
     cfg = _schema(schema)
     try:
         if path is not None:
-            cfg = OmegaConf.merge(cfg, _read_yaml(Path(path)))
+            cfg = OmegaConf.merge(cfg, _read_yaml(Path(path), migrate))
         if overrides:
             check_dotlist(overrides)
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
@@ -516,8 +516,19 @@ def _check_data_values(data) -> None:
         raise UserError(f"data.cache_dir {data.cache_dir} is a file; point it at a folder")
 
 
-def _read_yaml(path: Path):
-    return OmegaConf.create(read_yaml_mapping(path))
+def _read_yaml(path: Path, migrate: bool = False):
+    mapping = read_yaml_mapping(path)
+    return OmegaConf.create(renamed_keys_applied(mapping) if migrate else mapping)
+
+
+def renamed_keys_applied(mapping: dict) -> dict:
+    """A saved config with each old key of RENAMED_KEYS under its new name (a run written before the rename)."""
+    for old, new in RENAMED_KEYS.items():
+        section, name = old.split(".")
+        values = mapping.get(section)
+        if isinstance(values, dict) and name in values:
+            values[new.split(".")[1]] = values.pop(name)
+    return mapping
 
 
 def read_yaml_mapping(path: Path) -> dict:
@@ -583,10 +594,19 @@ def check_dotlist(overrides: list[str], form: str = "section.key=value") -> None
                             f"{item.split('=', 1)[0]} would be changed silently")
 
 
+# keys given new names (old → new): refused with one line naming the new key; a finished run's saved
+# config.yaml is read with them renamed (load_config(migrate=True)), so that old runs still sample and resume
+RENAMED_KEYS = {"gan.sampler": "gan.embedding_sampler", "diffusion.sampler": "diffusion.solver"}
+RENAME_REASONS = {"gan.sampler": "the embedding sampler: gaussian | kmeans",
+                  "diffusion.sampler": "the reverse-process solver: ddpm | ddim | dpm++"}
+
+
 def describe_error(err: OmegaConfBaseException) -> str:
     key = getattr(err, "full_key", None)
     first_line = str(err).splitlines()[0]
     if type(err).__name__ == "ConfigKeyError" or "not in struct" in first_line.lower():
+        if key in RENAMED_KEYS:
+            return f"config key '{key}' was renamed '{RENAMED_KEYS[key]}' ({RENAME_REASONS[key]})"
         return f"unknown config key '{key}'"
     if key:
         return f"bad value for config key '{key}': {first_line}"

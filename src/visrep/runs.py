@@ -300,7 +300,7 @@ def load_run_config(path: Path, schema: type):
     if not (Path(path) / "config.yaml").is_file():
         raise UserError(f"{path} is not a visrep run directory (no config.yaml)")
     _check_run_kind(Path(path), schema)
-    cfg = load_config(Path(path) / "config.yaml", schema=schema, check=False)
+    cfg = load_config(Path(path) / "config.yaml", schema=schema, check=False, migrate=True)
     _resolve_data_root(cfg, Path(path))
     return cfg
 

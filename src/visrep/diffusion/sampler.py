@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from visrep.config import DiffusionOptions
 from visrep.diffusion.classifier_guidance import guide_gradient, guided_velocity
 from visrep.diffusion.guidance import guided_prediction
-from visrep.diffusion.schedule import TRAIN_TIMESTEPS, check_sampler, sampling_scheduler
+from visrep.diffusion.schedule import TRAIN_TIMESTEPS, check_solver, sampling_scheduler
 from visrep.errors import UserError
 from visrep.inference.autocast import autocast_context
 
@@ -35,7 +35,7 @@ CUDA_BATCH = 1024
 class SamplingOptions:
     """How a diffusion run samples: its config's diffusion section (:meth:`from_config`), with any of
     ``visrep sample``'s overrides; the defaults live in one place, visrep.config.DiffusionOptions."""
-    sampler: str
+    solver: str  # ddpm | ddim | dpm++
     steps: int
     guidance: float
     precision: str
@@ -47,15 +47,15 @@ class SamplingOptions:
     @classmethod
     def from_config(cls, options: DiffusionOptions, precision: str, **overrides) -> "SamplingOptions":
         """A run's sampling (``options``: its diffusion section, ``precision``: its train.precision), with
-        ``overrides`` (sampler, steps, guidance, classifier_scale, guidance_interval) in their place."""
-        chosen = {"sampler": options.sampler, "steps": options.sample_steps, "guidance": options.guidance,
+        ``overrides`` (solver, steps, guidance, classifier_scale, guidance_interval) in their place."""
+        chosen = {"solver": options.solver, "steps": options.sample_steps, "guidance": options.guidance,
                   "precision": precision, "classifier_scale": 0.0,
                   "guidance_interval": tuple(options.guidance_interval), **overrides}
         chosen["guidance_interval"] = tuple(chosen["guidance_interval"])
         return cls(**chosen)
 
     def check(self, trained_unconditional: bool) -> None:
-        check_sampler(self.sampler, self.steps)
+        check_solver(self.solver, self.steps)
         if self.guidance < 0:
             raise UserError(f"--guidance must be ≥ 0 (got {self.guidance})")
         if self.classifier_scale < 0:
@@ -107,7 +107,7 @@ class DiffusionGenerator(nn.Module):
 
     def _sample(self, z: Tensor, condition: Tensor | None, device: torch.device) -> Tensor:
         options = self.options
-        scheduler = sampling_scheduler(options.sampler, options.steps)
+        scheduler = sampling_scheduler(options.solver, options.steps)
         x = z.view(len(z), *self.image_shape).to(device).float() * scheduler.init_noise_sigma
         condition = None if condition is None or self.mode == "none" else condition.to(device)
         noise = [torch.Generator().manual_seed(_seed_of(row)) for row in z]  # DDPM's per-step noise, per image
@@ -123,15 +123,15 @@ class DiffusionGenerator(nn.Module):
                     gradient = guide_gradient(self.guide, model_input, timesteps, condition)
                 prediction = guided_velocity(prediction, gradient, scheduler.alphas_cumprod[int(t)],
                                              options.classifier_scale)
-            x = scheduler.step(prediction, t, x, generator=noise, **_step_options(options.sampler)).prev_sample
+            x = scheduler.step(prediction, t, x, generator=noise, **_step_options(options.solver)).prev_sample
         return x.clamp(-1, 1)
 
 
-def _step_options(sampler: str) -> dict:
+def _step_options(solver: str) -> dict:
     """DDIM re-derives ε̂ from the clipped x̂₀ (``use_clipped_model_output``): by default diffusers clips x̂₀ to
     [−1, 1] but steps on with the unclipped ε̂, and that mismatch grows with the steps (MNIST val, 50 steps:
     GAN-test 0.75 and FID 4.25 without, 0.9985 and 0.30 with; notes/2026-11-30-diffusion.md)."""
-    return {"use_clipped_model_output": True} if sampler == "ddim" else {}
+    return {"use_clipped_model_output": True} if solver == "ddim" else {}
 
 
 def _seed_of(z: Tensor) -> int:

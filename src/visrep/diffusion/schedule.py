@@ -14,7 +14,7 @@ from torch import Tensor
 from visrep.errors import UserError
 
 TRAIN_TIMESTEPS = 1000
-SAMPLERS = ("ddpm", "ddim", "dpm++")
+SOLVERS = ("ddpm", "ddim", "dpm++")
 _COMMON = {"num_train_timesteps": TRAIN_TIMESTEPS, "beta_schedule": "squaredcos_cap_v2",
            "prediction_type": "v_prediction"}
 
@@ -31,17 +31,17 @@ def alphas_cumprod() -> Tensor:
     return training_scheduler().alphas_cumprod.float()
 
 
-def check_sampler(name: str, steps: int, keys: tuple[str, str] = ("--sampler", "--steps")) -> None:
-    """UserError for an unknown sampler or a step count outside 1..T, naming ``keys`` (CLI flags or config keys)."""
-    if name not in SAMPLERS:
-        raise UserError(f"unknown sampler '{name}' ({keys[0]}): choose {', '.join(SAMPLERS)}")
+def check_solver(name: str, steps: int, keys: tuple[str, str] = ("--solver", "--steps")) -> None:
+    """UserError for an unknown solver or a step count outside 1..T, naming ``keys`` (CLI flags or config keys)."""
+    if name not in SOLVERS:
+        raise UserError(f"unknown solver '{name}' ({keys[0]}): choose {', '.join(SOLVERS)}")
     if not 1 <= steps <= TRAIN_TIMESTEPS:
         raise UserError(f"{keys[1]} must be between 1 and {TRAIN_TIMESTEPS} (got {steps})")
 
 
 def sampling_scheduler(name: str, steps: int):
     """A fresh diffusers scheduler of ``name`` with ``steps`` timesteps set; x₀ predictions clipped to [-1, 1]."""
-    check_sampler(name, steps)
+    check_solver(name, steps)
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     if name == "ddpm":

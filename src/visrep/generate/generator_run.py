@@ -77,7 +77,7 @@ class GeneratorRun:
     @property
     def bank_method(self) -> str:
         """How sampled embeddings are drawn: gaussian | kmeans."""
-        return self.cfg.gan.sampler if "gan" in self.cfg else self.cfg.diffusion.embedding_sampler
+        return (self.cfg.gan if "gan" in self.cfg else self.cfg.diffusion).embedding_sampler
 
     def encoder(self) -> FrozenEncoder:
         """The run's copy of the conditioning classifier (to embed given images)."""
@@ -96,7 +96,7 @@ def load_generator_run(path: str | Path, device: torch.device | None = None,
                        sampling: dict | None = None) -> GeneratorRun:
     """The finished generator of a run directory; one clear UserError for anything else.
 
-    ``sampling`` ({"sampler", "steps", "guidance", "guidance_interval", "guide", "classifier_scale"}, None
+    ``sampling`` ({"solver", "steps", "guidance", "guidance_interval", "guide", "classifier_scale"}, None
     values ignored)
     overrides a diffusion run's sampling settings (``guide``: a guide run for classifier guidance); a GAN
     has none."""
@@ -129,7 +129,7 @@ def load_generator_run(path: str | Path, device: torch.device | None = None,
 
 def _diffusion_generator(denoiser: nn.Module, cfg, sampling: dict, path: Path,
                          device: torch.device) -> DiffusionGenerator:
-    chosen = {key: sampling[key] for key in ("sampler", "steps", "guidance", "classifier_scale", "guidance_interval")
+    chosen = {key: sampling[key] for key in ("solver", "steps", "guidance", "classifier_scale", "guidance_interval")
               if key in sampling}
     options = SamplingOptions.from_config(cfg.diffusion, cfg.train.precision, **chosen)
     trained_unconditional = cfg.diffusion.condition_dropout > 0 or cfg.diffusion.conditioning == "none"

@@ -21,7 +21,7 @@ class SampleRequest:
     like: str | None = None  # an image path: variations of it
     interpolate: tuple[str, str] | None = None  # two image paths
     # a diffusion run's sampling, each None to keep the run's own
-    sampler: str | None = None
+    solver: str | None = None  # ddpm | ddim | dpm++
     steps: int | None = None
     guidance: float | None = None
     guidance_interval: tuple[float, float] | None = None
@@ -38,7 +38,7 @@ class SampleRequest:
 
     def sampling_overrides(self) -> dict:
         """What :func:`visrep.generate.generator_run.load_generator_run` overrides in a diffusion run."""
-        return {"sampler": self.sampler, "steps": self.steps, "guidance": self.guidance,
+        return {"solver": self.solver, "steps": self.steps, "guidance": self.guidance,
                 "guidance_interval": self.guidance_interval, "guide": self.guide,
                 "classifier_scale": self.classifier_scale}
 
@@ -57,5 +57,5 @@ def sampling_used(run: GeneratorRun) -> dict | None:
     options = getattr(run.generator, "options", None)
     if options is None:
         return None
-    return {"sampler": options.sampler, "steps": options.steps, "guidance": options.guidance,
+    return {"solver": options.solver, "steps": options.steps, "guidance": options.guidance,
             "guidance_interval": list(options.guidance_interval), "classifier_scale": options.classifier_scale}

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from visrep.data.prepare import PreparedData
 from visrep.diffusion.loss import noise_batch, weighted_mse
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
-from visrep.diffusion.schedule import alphas_cumprod, check_sampler
+from visrep.diffusion.schedule import alphas_cumprod, check_solver
 from visrep.errors import UserError
 from visrep.generate.generator_run import DENOISER_WEIGHTS, GeneratorRun
 from visrep.generate.outputs import SAMPLES_FILE
@@ -106,12 +106,12 @@ class DiffusionLoop(GeneratorLoop):
 
     def manifest_extra(self) -> dict:
         opts = self.cfg.diffusion
-        return {"sampler": opts.sampler, "steps": opts.sample_steps, "guidance": opts.guidance,
+        return {"solver": opts.solver, "steps": opts.sample_steps, "guidance": opts.guidance,
                 "guidance_interval": list(opts.guidance_interval)}
 
     def describe(self, samples: SampleSet) -> str:
         opts = self.cfg.diffusion
-        return (f"diffusion, {opts.conditioning}-conditional, {self.state.step} steps, {opts.sampler} "
+        return (f"diffusion, {opts.conditioning}-conditional, {self.state.step} steps, {opts.solver} "
                 f"{opts.sample_steps} steps, guidance {opts.guidance}: {samples.description}")
 
     def finish(self) -> None:
@@ -150,7 +150,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
 def check_config(cfg) -> None:
     check_precision(cfg.train.precision, "train.precision")
     opts = cfg.diffusion
-    check_sampler(opts.sampler, opts.sample_steps, ("diffusion.sampler", "diffusion.sample_steps"))
+    check_solver(opts.solver, opts.sample_steps, ("diffusion.solver", "diffusion.sample_steps"))
     if opts.guidance != 1.0 and opts.conditioning != "none" and opts.condition_dropout == 0:
         raise UserError(f"diffusion.guidance={opts.guidance} needs an unconditional branch: train with "
                         "diffusion.condition_dropout > 0 (0.1 is usual), or set diffusion.guidance=1")
@@ -299,10 +299,10 @@ def finish(loop: DiffusionLoop) -> None:
         return
     opts = cfg.diffusion
     loop.write_outputs(samples, DENOISER_WEIGHTS, loop.model.config, {
-        "sample_seconds": sample_seconds, "sampler": opts.sampler, "sample_steps": opts.sample_steps,
+        "sample_seconds": sample_seconds, "solver": opts.solver, "sample_steps": opts.sample_steps,
         "guidance": opts.guidance, "guidance_interval": list(opts.guidance_interval),
         "parameters_millions": _millions(loop.model)})
     loop.ctx.run.logger.info(
         "%d steps, %d images, %.1f s of training; %d samples in %.1f s (%s, %d steps, guidance %s) in %s",
-        state.step, state.images_seen, state.train_seconds, len(samples.images), sample_seconds, opts.sampler,
+        state.step, state.images_seen, state.train_seconds, len(samples.images), sample_seconds, opts.solver,
         opts.sample_steps, opts.guidance, SAMPLES_FILE)
