@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from visrep.config import GenerativeEvalConfig, GenerativeEvalOptions
 from visrep.errors import UserError
 from visrep.evaluation.cas import CasRecipe, classification_accuracy_score
 from visrep.evaluation.conditional_metrics import gan_test, per_class_kid
@@ -79,7 +80,7 @@ class Context:
         return list(self.evaluator.class_names)
 
 
-def evaluate_generated(cfg, progress: bool = True) -> tuple[Path, dict]:
+def evaluate_generated(cfg: GenerativeEvalConfig, progress: bool = True) -> tuple[Path, dict]:
     """Score ``cfg.generative.fake`` against real data; returns (run directory, metrics)."""
     threads = cfg.generative.threads
     if not threads:
@@ -95,7 +96,7 @@ def evaluate_generated(cfg, progress: bool = True) -> tuple[Path, dict]:
         torch.set_num_threads(previous)
 
 
-def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
+def _evaluate(cfg: GenerativeEvalConfig, progress: bool) -> tuple[Path, dict]:
     started = time.perf_counter()
     opts = cfg.generative
     _check_options(opts)
@@ -140,7 +141,7 @@ def _evaluate(cfg, progress: bool) -> tuple[Path, dict]:
     return run.path, metrics
 
 
-def _check_options(opts) -> None:
+def _check_options(opts: GenerativeEvalOptions) -> None:
     if not opts.evaluator:
         raise UserError("give the evaluator run: --evaluator RUN (train one with `visrep train evaluator`)")
     if not opts.fake:
@@ -175,7 +176,7 @@ def _check_independence(evaluator: Evaluator, fake: ImageSet, what: str) -> str:
     return f"verified against {len(fake.declared_hashes)} declared network hash(es)"
 
 
-def choose_n(opts, n_real: int, n_fake: int, n_train: int) -> int:
+def choose_n(opts: GenerativeEvalOptions, n_real: int, n_fake: int, n_train: int) -> int:
     """N equal for both sides: the requested one, or min(max_n, available) when none is requested."""
     available = min(n_real, n_fake, n_train) if opts.floor else min(n_real, n_fake)
     if opts.n is None:
@@ -192,7 +193,7 @@ def choose_n(opts, n_real: int, n_fake: int, n_train: int) -> int:
 RNG_STREAMS = {"real": 1, "bank": 2, "fake": 3, "floor": 4, "val": 5}  # one seeded stream per draw
 
 
-def _rng(opts, purpose: str) -> np.random.Generator:
+def _rng(opts: GenerativeEvalOptions, purpose: str) -> np.random.Generator:
     """The draw for ``purpose``: independent of which other draws happen (a cached real side skips some)."""
     return np.random.default_rng([int(opts.seed), RNG_STREAMS[purpose]])
 
@@ -214,7 +215,7 @@ def feature_scale(real_features: np.ndarray) -> float:
     return 1.0 / rms if rms > 0 else 1.0
 
 
-def _featurised(evaluator: Evaluator, images, labels, opts, progress: bool, desc: str, scale: float = 1.0,
+def _featurised(evaluator: Evaluator, images, labels, opts: GenerativeEvalOptions, progress: bool, desc: str, scale: float = 1.0,
                 **ids) -> Side:
     """The evaluator's (scaled) features and logits of uint8 images (N, C, H, W) as a Side; ``ids``:
     the Side's condition_ids or rows."""
@@ -222,12 +223,12 @@ def _featurised(evaluator: Evaluator, images, labels, opts, progress: bool, desc
     return Side(images, labels, features * np.float32(scale), logits, **ids)
 
 
-def _side(evaluator: Evaluator, image_set: ImageSet, opts, progress: bool, desc: str, scale: float) -> Side:
+def _side(evaluator: Evaluator, image_set: ImageSet, opts: GenerativeEvalOptions, progress: bool, desc: str, scale: float) -> Side:
     return _featurised(evaluator, image_set.images, image_set.labels, opts, progress, desc, scale,
                        condition_ids=image_set.condition_ids)
 
 
-def _split_side(evaluator: Evaluator, split, rows: np.ndarray, opts, progress: bool, desc: str,
+def _split_side(evaluator: Evaluator, split, rows: np.ndarray, opts: GenerativeEvalOptions, progress: bool, desc: str,
                 scale: float = 1.0) -> Side:
     return _featurised(evaluator, split.uint8_batch(rows), split.labels.numpy()[rows], opts, progress, desc, scale,
                        rows=rows)
@@ -235,7 +236,7 @@ def _split_side(evaluator: Evaluator, split, rows: np.ndarray, opts, progress: b
 
 # ---- shared context --------------------------------------------------------------------------
 
-def _cache_location(opts, evaluator: Evaluator, reference: RealReference, n: int, device) -> tuple | None:
+def _cache_location(opts: GenerativeEvalOptions, evaluator: Evaluator, reference: RealReference, n: int, device) -> tuple | None:
     """(key, path) of this scoring's cached real side, or None with generative.cache off."""
     if not opts.cache:
         return None
@@ -244,7 +245,7 @@ def _cache_location(opts, evaluator: Evaluator, reference: RealReference, n: int
     return key, cache_path(evaluator.run_path, key)
 
 
-def _build_context(opts, evaluator: Evaluator, reference: RealReference, n: int, cache: tuple | None,
+def _build_context(opts: GenerativeEvalOptions, evaluator: Evaluator, reference: RealReference, n: int, cache: tuple | None,
                    progress: bool) -> Context:
     started = time.perf_counter()
     cached = _agreed_cache(load_cached(cache[1], cache[0]) if cache is not None else None)
@@ -265,7 +266,7 @@ def _agreed_cache(cached):
     return cached if hit else None
 
 
-def _compute_context(opts, evaluator: Evaluator, reference: RealReference, n: int, progress: bool) -> Context:
+def _compute_context(opts: GenerativeEvalOptions, evaluator: Evaluator, reference: RealReference, n: int, progress: bool) -> Context:
     started = time.perf_counter()
     held_out = reference.data.splits[reference.split]
     real = _split_side(evaluator, held_out, _pick(len(held_out), n, _rng(opts, "real")), opts, progress,
@@ -288,7 +289,7 @@ def _compute_context(opts, evaluator: Evaluator, reference: RealReference, n: in
     return context
 
 
-def _context_from_cache(opts, evaluator: Evaluator, reference: RealReference, arrays: dict, floor: dict | None
+def _context_from_cache(opts: GenerativeEvalOptions, evaluator: Evaluator, reference: RealReference, arrays: dict, floor: dict | None
                         ) -> Context:
     """The context rebuilt from cached arrays; images come from the (decode-cached) prepared data."""
     held_out, train = reference.data.splits[reference.split], reference.data.splits["train"]
@@ -344,7 +345,7 @@ def score_side(side: Side, context: Context, progress: bool = False) -> dict:
     return result
 
 
-def distribution_scores(real: Side, fake: Side, opts) -> dict:
+def distribution_scores(real: Side, fake: Side, opts: GenerativeEvalOptions) -> dict:
     if real.knn_radii is None:
         real.knn_radii = knn_radii(real.features, opts.prdc_k)
     return {"fid": fid(real.features, fake.features),
@@ -427,7 +428,7 @@ def _same_class_cosine(context: Context) -> dict:
     return {"real_same_class_pairs": {"mean": float(cosines.mean()) if len(cosines) else None, "n": int(len(cosines))}}
 
 
-def _load_in_loop(opts, fake: ImageSet, evaluator: Evaluator, device: torch.device) -> Evaluator:
+def _load_in_loop(opts: GenerativeEvalOptions, fake: ImageSet, evaluator: Evaluator, device: torch.device) -> Evaluator:
     """The conditioning CNN, loaded like an evaluator (its hash is not checked: its numbers are labelled)."""
     run = fake.conditioning_run if opts.in_loop == "auto" else opts.in_loop
     if not run:
@@ -455,7 +456,7 @@ def score_in_loop(network: Evaluator, fake_side: Side, context: Context) -> dict
 
 # ---- outputs ---------------------------------------------------------------------------------
 
-def _header(opts, evaluator: Evaluator, reference: RealReference, fake: ImageSet, n: int, independence: str) -> dict:
+def _header(opts: GenerativeEvalOptions, evaluator: Evaluator, reference: RealReference, fake: ImageSet, n: int, independence: str) -> dict:
     warnings = []
     if not evaluator.registered:
         warnings.append("the evaluator is a plain classifier run, not one trained with `visrep train evaluator`")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import OmegaConf
 
+from visrep.config import GenerativeEvalOptions
 from visrep.storage import atomic_write
 
 CACHE_DIR = "scoring_cache"
@@ -31,7 +32,7 @@ FLOOR_OPTIONS = ("prdc_k", "memorisation_quantile", "memorisation_flag_fraction"
 log = logging.getLogger(__name__)
 
 
-def cache_key(evaluator, reference, opts, n: int, precision: str, device: str) -> dict:
+def cache_key(evaluator, reference, opts: GenerativeEvalOptions, n: int, precision: str, device: str) -> dict:
     """What the cached real side depends on (JSON-ready); its hash names the cache files.
 
     The manifest hash covers ids, labels and splits, not pixels: the pixels of the splits used are

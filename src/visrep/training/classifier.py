@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
+from visrep.config import ClassifierConfig
 from visrep.data.batching import keeps_last_batch
 from visrep.data.dataset import BatchLoader
 from visrep.data.prepare import PreparedData
@@ -97,7 +98,7 @@ class ClassifierLoop:
         return self.ema.model if self.ema is not None else self.model
 
 
-def build_classifier(cfg, data: PreparedData) -> torch.nn.Module:
+def build_classifier(cfg: ClassifierConfig, data: PreparedData) -> torch.nn.Module:
     channels, size, _ = data.image_shape
     options = OmegaConf.to_container(cfg.model.options, resolve=True) if OmegaConf.is_config(cfg.model.options) \
         else dict(cfg.model.options)
@@ -107,7 +108,7 @@ def build_classifier(cfg, data: PreparedData) -> torch.nn.Module:
                         **options)
 
 
-def train_classifier(cfg, resume: Path | None = None, progress: bool = True, stage: str = "classifier",
+def train_classifier(cfg: ClassifierConfig, resume: Path | None = None, progress: bool = True, stage: str = "classifier",
                      data: PreparedData | None = None) -> Path:
     """Train per ``cfg`` (or continue the run at ``resume``) and return the run directory.
 
@@ -144,7 +145,7 @@ def train_classifier(cfg, resume: Path | None = None, progress: bool = True, sta
     return run.path
 
 
-def prepare_classifier(cfg, progress: bool = True, data: PreparedData | None = None
+def prepare_classifier(cfg: ClassifierConfig, progress: bool = True, data: PreparedData | None = None
                        ) -> tuple[RunContext, torch.nn.Module]:
     """Checks, data (with a pretrained file's normalisation and size), the derived schedule and the model, before
     any run directory exists (a bad model name leaves nothing behind); what training and --lr-find share."""
@@ -185,7 +186,7 @@ def _check_train_config(train_cfg) -> None:
                         f"(got {train_cfg.lookahead_every}, {train_cfg.lookahead_decay})")
 
 
-def _check_no_val_config(cfg) -> None:
+def _check_no_val_config(cfg: ClassifierConfig) -> None:
     """Without a validation split (``data.val_fraction: 0`` and no val folder) nothing can pick a best epoch
     or stop early: say so before training rather than after it."""
     if cfg.train.early_stopping_patience > 0:
@@ -196,7 +197,7 @@ def _check_no_val_config(cfg) -> None:
                         "(or data.val_fraction > 0)")
 
 
-def _pretrained_size(cfg, say=print) -> PretrainedFile:
+def _pretrained_size(cfg: ClassifierConfig, say=print) -> PretrainedFile:
     """What the pretrained file expects; an unset data.image_size becomes the weights' own resolution."""
     info = describe_file(cfg.model.pretrained_path)
     if cfg.data.image_size is None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from visrep.config import DiffusionOptions, GanOptions
 from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
 from visrep.representations.bank import ConditionBank
@@ -80,7 +81,7 @@ def load_conditioning(run_name: str | None, weights: str | None, layers, device:
     return Conditioning(run, encoder, weights_file, weights_hashes(weights_file))
 
 
-def condition_layer(options, key: str) -> LayerChoice:
+def condition_layer(options: GanOptions | DiffusionOptions, key: str) -> LayerChoice:
     """The embedding layer of a generator section (``options.layer``) by its rule
     (:mod:`visrep.representations.layer_choice`); a missing run is left to :func:`load_conditioning`'s line."""
     run = Path(options.conditioning_run).expanduser() if options.conditioning_run else None

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visrep.config import DiffusionConfig
 from visrep.data.prepare import PreparedData
 from visrep.diffusion.loss import noise_batch, weighted_mse
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
@@ -118,12 +119,12 @@ class DiffusionLoop(GeneratorLoop):
         finish(self)
 
 
-def train_diffusion(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
+def train_diffusion(cfg: DiffusionConfig, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
     """Train per ``cfg`` (a DiffusionConfig), or continue the run at ``resume``; returns the run directory."""
     return train_or_resume(prepare_loop, cfg, resume, progress, data)
 
 
-def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
+def prepare_loop(cfg: DiffusionConfig, progress: bool = True, data: PreparedData | None = None,
                  resume: Path | None = None) -> DiffusionLoop:
     """Everything before the first step; the run directory only once the config, the conditioning run
     and the networks are known to be good."""
@@ -147,7 +148,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     return build_loop(ctx, conditioning, conditions, model, projector)
 
 
-def check_config(cfg) -> None:
+def check_config(cfg: DiffusionConfig) -> None:
     check_precision(cfg.train.precision, "train.precision")
     opts = cfg.diffusion
     check_solver(opts.solver, opts.sample_steps, ("diffusion.solver", "diffusion.sample_steps"))
@@ -161,7 +162,7 @@ def _millions(model: nn.Module) -> float:
 
 
 # ---- networks and the loop's parts ------------------------------------------------------------
-def build_denoiser(cfg, data: PreparedData, conditions: TrainingConditions) -> nn.Module:
+def build_denoiser(cfg: DiffusionConfig, data: PreparedData, conditions: TrainingConditions) -> nn.Module:
     channels, size, _ = data.image_shape
     opts = cfg.diffusion
     embedding_dim = conditions.embeddings.shape[1] if conditions.embeddings is not None else 0
@@ -171,7 +172,7 @@ def build_denoiser(cfg, data: PreparedData, conditions: TrainingConditions) -> n
                         attention=opts.attention, patch=opts.patch)
 
 
-def build_projector(cfg, model: nn.Module, conditioning: Conditioning, data: PreparedData) -> nn.Module:
+def build_projector(cfg: DiffusionConfig, model: nn.Module, conditioning: Conditioning, data: PreparedData) -> nn.Module:
     """REPA's projection: a 2-layer 1×1-conv MLP from the U-Net's middle channels to the classifier map's."""
     probe = torch.zeros(1, *data.image_shape, dtype=torch.uint8, device=conditioning.encoder.scale.device)
     with torch.no_grad():

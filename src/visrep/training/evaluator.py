@@ -28,7 +28,7 @@ from visrep.storage import read_json
 from visrep.training.classifier import train_classifier
 
 
-def train_evaluator(cfg=None, conditioning_run: Path | None = None, progress: bool = True,
+def train_evaluator(cfg: ClassifierConfig | None = None, conditioning_run: Path | None = None, progress: bool = True,
                     resume: Path | None = None, data: PreparedData | None = None,
                     test_report: Callable[[Path, str, PreparedData | None], dict] | None = None) -> Path:
     """Train an evaluator per ``cfg`` (a ClassifierConfig) and record it as one; returns the run directory.
@@ -109,7 +109,7 @@ def test_split_accuracy(run_path: Path, weights: str, data: PreparedData | None 
     return {"accuracy": float((logits.argmax(1) == labels).mean()), "n": int(len(labels))}
 
 
-def _conditioning_summary(cfg, conditioning_run: Path) -> dict:
+def _conditioning_summary(cfg: ClassifierConfig, conditioning_run: Path) -> dict:
     run_path = Path(conditioning_run)
     conditioning_cfg = load_run_config(run_path, ClassifierConfig)
     check_architecture_differs(cfg, conditioning_cfg)

@@ -27,6 +27,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from visrep.config import GanConfig
 from visrep.data.prepare import PreparedData
 from visrep.errors import TrainingDiverged, UserError
 from visrep.generate.generator_run import GENERATOR_WEIGHTS, GeneratorRun
@@ -109,12 +110,12 @@ class GanLoop(GeneratorLoop):
         finish(self)
 
 
-def train_gan(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
+def train_gan(cfg: GanConfig, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
     """Train per ``cfg`` (a GanConfig), or continue the run at ``resume``; returns the run directory."""
     return train_or_resume(prepare_loop, cfg, resume, progress, data)
 
 
-def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
+def prepare_loop(cfg: GanConfig, progress: bool = True, data: PreparedData | None = None,
                  resume: Path | None = None) -> GanLoop:
     """Everything before the first step: checks, the conditioning classifier, data and conditions,
     networks, then (only now, so that a bad config or conditioning run leaves no directory behind)
@@ -137,7 +138,7 @@ def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
     return build_loop(ctx, conditioning, conditions, generator, critic)
 
 
-def check_config(cfg) -> None:
+def check_config(cfg: GanConfig) -> None:
     check_precision(cfg.train.precision, "train.precision")
     check_policies(list(cfg.gan.diffaugment))
     if cfg.gan.mode_seeking_weight > 0 and cfg.gan.conditioning != "none" and (cfg.data.batch_size or 2) < 2:
@@ -148,7 +149,7 @@ def check_config(cfg) -> None:
 
 
 # ---- networks and the loop's parts ------------------------------------------------------------
-def build_networks(cfg, data: PreparedData, encoder: FrozenEncoder,
+def build_networks(cfg: GanConfig, data: PreparedData, encoder: FrozenEncoder,
                    conditions: TrainingConditions) -> tuple[nn.Module, Critic]:
     channels, size, _ = data.image_shape
     gan = cfg.gan

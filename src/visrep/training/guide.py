@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visrep.config import GuideConfig
 from visrep.data.prepare import PreparedData
 from visrep.diffusion.loss import noise_batch
 from visrep.diffusion.schedule import TRAIN_TIMESTEPS, alphas_cumprod
@@ -69,12 +70,12 @@ class GuideLoop(StepLoop):
         finish(self)
 
 
-def train_guide(cfg, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
+def train_guide(cfg: GuideConfig, resume: Path | None = None, progress: bool = True, data: PreparedData | None = None) -> Path:
     """Fine-tune the noise-aware copy per ``cfg`` (a GuideConfig), or resume; returns the run directory."""
     return train_or_resume(prepare_loop, cfg, resume, progress, data)
 
 
-def prepare_loop(cfg, progress: bool = True, data: PreparedData | None = None,
+def prepare_loop(cfg: GuideConfig, progress: bool = True, data: PreparedData | None = None,
                  resume: Path | None = None) -> GuideLoop:
     check_precision(cfg.train.precision, "train.precision")
     ctx = RunContext.prepare(cfg, progress, data)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from visrep.config import ClassifierConfig
 from visrep.errors import UserError
 from visrep.figures import plot_lr_range
 from visrep.training.classifier import init_model_from_data, prepare_classifier, training_batches
@@ -44,7 +45,7 @@ class RangeTest:
     stopped_early: bool
 
 
-def find_lr(cfg, progress: bool = True, steps: int = STEPS) -> Path:
+def find_lr(cfg: ClassifierConfig, progress: bool = True, steps: int = STEPS) -> Path:
     """Run the range test for a classifier config; print the suggestion; return the run folder."""
     if cfg.train.optimizer == "muon":
         raise UserError("--lr-find sweeps train.lr, but with train.optimizer=muon the filters follow train.muon_lr: "
