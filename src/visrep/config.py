@@ -153,7 +153,8 @@ class TrainConfig:
     # auto: bf16 autocast where the CPU runs bf16 natively (AMX / AVX512_BF16) or CUDA supports it,
     # fp32 otherwise; fp16 with a loss scaler on a CUDA GPU without bf16 (`visrep doctor` shows the pick) | fp32 | bf16 | fp16
     precision: str = "auto"
-    channels_last: bool = True  # measured faster in fp32 and bf16, with and without native bf16
+    # faster in fp32 and bf16 for these CNNs (benchmarks/notes/measurements-behind-code-choices.md)
+    channels_last: bool = True
     early_stopping_patience: int = 0  # epochs without val improvement before stopping; 0 = never
     keep_checkpoints: int = ranged(2, AT_LEAST_1)  # training-state files kept (newest first)
     skip_bad_batches: int = ranged(0, NON_NEGATIVE)  # isolated NaN/Inf batches skipped before the run stops
@@ -324,7 +325,7 @@ class GanTrainConfig(StepLoopTrainConfig):
     sample_every: int = ranged(1000, AT_LEAST_1)  # steps between sample grids (fixed noise and conditions)
     # stop when the discriminator's loss stays ~0 this many steps in a row (0 = never)
     collapse_steps: int = ranged(500, NON_NEGATIVE)
-    channels_last: bool = True  # 15 % faster at 28 px in bf16 (AMD EPYC, avx512_bf16)
+    channels_last: bool = True  # faster for the GAN's networks (benchmarks/notes/measurements-behind-code-choices.md)
 
 
 @dataclass
@@ -384,7 +385,7 @@ class DiffusionTrainConfig(StepLoopTrainConfig):
     # per step, warmed up as min(decay, (1 + step) / (10 + step)); sampling uses the EMA
     ema_decay: float = ranged(0.999, FRACTION)
     sample_every: int = ranged(1000, AT_LEAST_1)  # steps between sample grids (fixed noise and conditions)
-    channels_last: bool = False  # slower for this U-Net: 258 vs 437 img/s training at 28 px, bf16 (AMD EPYC)
+    channels_last: bool = False  # slower for this U-Net (benchmarks/notes/measurements-behind-code-choices.md)
 
 
 @dataclass

@@ -215,7 +215,7 @@ def environment_info() -> dict:
         "visrep": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": version("torchvision"),  # read, not imported: the import alone costs ~1.6 s
+        "torchvision": version("torchvision"),  # read, not imported: the import alone costs seconds
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "cpu": cpu_name(),

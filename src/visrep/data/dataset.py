@@ -31,7 +31,8 @@ class ImageSplit(Dataset):
                  row_index: np.ndarray | None = None):
         self.name, self.ids, self.class_names, self.normalization = name, list(ids), list(class_names), normalization
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
-        # numpy, not torch: numpy's fancy indexing gathers a uint8 batch ~20× faster on CPU
+        # numpy, not torch: numpy's fancy indexing gathers a uint8 batch much faster on CPU
+        # (benchmarks/notes/measurements-behind-code-choices.md)
         self._images = images.numpy() if isinstance(images, torch.Tensor) else images
         self._cache_file, self._row_index = cache_file, row_index
 

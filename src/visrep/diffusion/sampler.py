@@ -26,8 +26,9 @@ from visrep.errors import UserError
 from visrep.inference.autocast import autocast_context
 
 
-CPU_BATCH = 64  # images per denoiser call on a CPU (×2 with guidance): measured 1,282 evaluations/s at 64 vs 626 at
-#               1,000 (1.1 M-parameter U-Net, 28 px, bf16, 2 cores): large batches spill out of the caches
+# images per denoiser call on a CPU (×2 with guidance): small batches stay in the caches, large ones spill out
+# of them and run at half the rate (benchmarks/notes/measurements-behind-code-choices.md)
+CPU_BATCH = 64
 CUDA_BATCH = 1024
 
 

@@ -56,7 +56,8 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
 
     perplexity = float(min(30.0, (len(x) - 1) / 3))
     # One OpenMP thread: torch and scikit-learn ship separate OpenMP runtimes whose spinning threads
-    # fight over the cores; measured 3-5x faster than the default on this 2-core machine.
+    # fight over the cores, so one thread is faster than the default
+    # (benchmarks/notes/measurements-behind-code-choices.md).
     with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="openmp"):
         warnings.simplefilter("ignore", FutureWarning)
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)

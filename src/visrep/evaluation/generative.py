@@ -26,6 +26,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from visrep.config import GenerativeEvalConfig, GenerativeEvalOptions
+from visrep.data.prepare import PreparedData
 from visrep.errors import UserError
 from visrep.evaluation.cas import CasRecipe, classification_accuracy_score
 from visrep.evaluation.conditional_metrics import gan_test, per_class_kid
@@ -80,30 +81,32 @@ class Context:
         return list(self.evaluator.class_names)
 
 
-def evaluate_generated(cfg: GenerativeEvalConfig, progress: bool = True) -> tuple[Path, dict]:
-    """Score ``cfg.generative.fake`` against real data; returns (run directory, metrics)."""
+def evaluate_generated(cfg: GenerativeEvalConfig, progress: bool = True,
+                       data: PreparedData | None = None) -> tuple[Path, dict]:
+    """Score ``cfg.generative.fake`` against real data; returns (run directory, metrics). ``data``: the
+    evaluator's data already prepared (the pipeline's), checked against its manifest, instead of preparing it."""
     threads = cfg.generative.threads
     if not threads:
-        return _evaluate(cfg, progress)
+        return _evaluate(cfg, progress, data)
     # torch and NumPy's BLAS keep separate thread pools; limit both. Spinning BLAS threads on a busy
     # machine made a 179x179 matrix product take 10 ms instead of 0.1 ms.
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with threadpool_limits(threads):
-            return _evaluate(cfg, progress)
+            return _evaluate(cfg, progress, data)
     finally:
         torch.set_num_threads(previous)
 
 
-def _evaluate(cfg: GenerativeEvalConfig, progress: bool) -> tuple[Path, dict]:
+def _evaluate(cfg: GenerativeEvalConfig, progress: bool, data: PreparedData | None = None) -> tuple[Path, dict]:
     started = time.perf_counter()
     opts = cfg.generative
     _check_options(opts)
     device = resolve_device(opts.device, key="generative.device")
     dist = setup_distributed(device)  # under torchrun: features sharded over the ranks, rank 0 writes
     evaluator = load_evaluator(Path(opts.evaluator).expanduser(), opts.weights, opts.precision, device)
-    reference = load_real_reference(evaluator, opts.real, progress)
+    reference = load_real_reference(evaluator, opts.real, progress, data)
     fake = load_image_set(opts.fake, _target_format(evaluator), progress)
     independence = _check_independence(evaluator, fake, opts.fake)
     n = choose_n(opts, len(reference.data.splits[reference.split]), len(fake), len(reference.data.splits["train"]))

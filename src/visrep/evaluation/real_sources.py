@@ -46,10 +46,13 @@ def parse_real_spec(spec: str) -> tuple[str | None, str]:
     return spec, "test"
 
 
-def load_real_reference(evaluator, spec: str, progress: bool = True) -> RealReference:
+def load_real_reference(evaluator, spec: str, progress: bool = True,
+                        prepared: PreparedData | None = None) -> RealReference:
+    """The held-out real images of ``spec``; ``prepared``: the evaluator's own data already prepared (used only
+    for a spec on the evaluator's data, and checked against its manifest like a fresh preparation)."""
     source, split = parse_real_spec(spec)
     data_cfg = _data_config(evaluator.cfg.data, source, evaluator.network.image_shape[0])
-    data = prepare_data(data_cfg, progress=progress)
+    data = prepared if prepared is not None and source is None else prepare_data(data_cfg, progress=progress)
     if source is None:
         check_manifest(evaluator.run_path, data.manifest)
     if list(data.class_names) != list(evaluator.class_names):

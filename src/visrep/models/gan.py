@@ -164,8 +164,8 @@ def minibatch_stddev(x: Tensor, group: int = 4) -> Tensor:
     n, c, h, w = x.shape
     group = next(g for g in range(min(group, n), 0, -1) if n % g == 0)
     grouped = x.float().view(group, n // group, c, h, w)
-    # the variance written out: Tensor.var over the leading dim took 11-24 ms forward + backward on a CPU at
-    # (64, 128, 7, 7), this 0.7-2.3 ms (17 % of a GAN step, three calls per step)
+    # the variance written out: Tensor.var over the leading dim was an order of magnitude slower on a CPU,
+    # forward + backward (benchmarks/notes/measurements-behind-code-choices.md)
     centred = grouped - grouped.mean(dim=0)
     spread = (centred.square().mean(dim=0) + 1e-8).sqrt().mean(dim=(1, 2, 3))  # (N / group,)
     channel = spread.repeat(group).view(n, 1, 1, 1).expand(n, 1, h, w).to(x.dtype)

@@ -26,7 +26,7 @@ _UNSUPPORTED = frozenset({"squeezenet1_0", "squeezenet1_1"})
 
 
 def torchvision_archs() -> list[str]:
-    import torchvision  # here, not at the top: importing torchvision costs ~1.6 s, paid only by tv: users
+    import torchvision  # here, not at the top: importing torchvision costs seconds, paid only by tv: users
 
     archs = torchvision.models.list_models(module=torchvision.models)  # classification models only
     return [arch for arch in archs if arch not in _UNSUPPORTED]

@@ -30,16 +30,41 @@ from visrep.config import (ClassifierConfig, Config, DiffusionConfig, EmbedConfi
 from visrep.errors import UserError
 from visrep.runs import check_run_name
 
-# In the order they run; each names the stages whose outputs it reads (when the pipeline has them).
-STAGES = ("data", "classifier", "embeddings", "evaluator", "gan", "diffusion", "generative", "report")
-NEEDS = {"data": (), "classifier": ("data",), "embeddings": ("classifier",), "evaluator": ("data", "classifier"),
-         "gan": ("classifier", "embeddings"), "diffusion": ("classifier", "embeddings"), "generative": ("evaluator",),
-         "report": ("data",)}
-# stages that cannot run without another one in the same pipeline ("a|b": either)
-REQUIRES = {"embeddings": ("classifier",), "gan": ("classifier",), "diffusion": ("classifier",),
-            "generative": ("evaluator", "gan|diffusion")}
-SCHEMAS = {"data": Config, "classifier": ClassifierConfig, "embeddings": EmbedConfig, "evaluator": ClassifierConfig,
-           "gan": GanConfig, "diffusion": DiffusionConfig, "generative": GenerativeEvalConfig}
+@dataclass(frozen=True)
+class StageSpec:
+    """One pipeline stage: everything the pipeline knows of it besides its runner (``run_<stage>`` in
+    :mod:`visrep.pipeline.stages`) and how it is tied to the others (:func:`visrep.pipeline.wiring.place`)."""
+    schema: type | None  # its config (None: the report's own options)
+    needs: tuple[str, ...] = ()  # stages whose outputs it reads, when the pipeline has them (their keys in its key)
+    requires: tuple[str, ...] = ()  # stages it cannot run without in the same pipeline ("a|b": either)
+    resumable: bool = False  # a training loop with checkpoints: a stage cut short continues
+    generator: bool = False  # makes images the generative stage scores
+    placed: tuple[str, ...] = ()  # keys of its own section the pipeline sets (left out of its key)
+
+
+# The one table of stages, in the order they run: adding a stage is a row here and a run_<stage> function.
+STAGE_TABLE = {
+    "data": StageSpec(Config),
+    "classifier": StageSpec(ClassifierConfig, needs=("data",), resumable=True),
+    "embeddings": StageSpec(EmbedConfig, needs=("classifier",), requires=("classifier",),
+                            placed=("embed.out", "embed.overwrite", "embed.device")),
+    "evaluator": StageSpec(ClassifierConfig, needs=("data", "classifier"), resumable=True),
+    "gan": StageSpec(GanConfig, needs=("classifier", "embeddings"), requires=("classifier",), resumable=True,
+                     generator=True, placed=("gan.conditioning_run", "gan.embeddings")),
+    "diffusion": StageSpec(DiffusionConfig, needs=("classifier", "embeddings"), requires=("classifier",),
+                           resumable=True, generator=True,
+                           placed=("diffusion.conditioning_run", "diffusion.embeddings")),
+    "generative": StageSpec(GenerativeEvalConfig, needs=("evaluator",), requires=("evaluator", "gan|diffusion"),
+                            placed=("generative.evaluator", "generative.fake", "generative.in_loop",
+                                    "generative.threads", "generative.device")),
+    "report": StageSpec(None, needs=("data",)),
+}
+STAGES = tuple(STAGE_TABLE)
+NEEDS = {name: spec.needs for name, spec in STAGE_TABLE.items()}
+REQUIRES = {name: spec.requires for name, spec in STAGE_TABLE.items() if spec.requires}
+SCHEMAS = {name: spec.schema for name, spec in STAGE_TABLE.items() if spec.schema is not None}
+RESUMABLE = tuple(name for name, spec in STAGE_TABLE.items() if spec.resumable)
+GENERATORS = tuple(name for name, spec in STAGE_TABLE.items() if spec.generator)
 TOP_LEVEL = ("run", "stages", *STAGES)  # "data" is both the shared data: and a stage
 
 

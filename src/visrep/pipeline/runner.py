@@ -20,8 +20,8 @@ from pathlib import Path
 
 from visrep.data.sources import check_source
 from visrep.errors import UserError
-from visrep.pipeline.config import Pipeline, load_pipeline, select
-from visrep.pipeline.stages import RESUMABLE, RUNNERS, PipelineState, can_resume
+from visrep.pipeline.config import RESUMABLE, Pipeline, load_pipeline, select
+from visrep.pipeline.stages import RUNNERS, PipelineState, can_resume
 from visrep.pipeline.state import (ROOT_MARKER, claim_root, invalidated, made_by_pipeline, mark_running, read_marker,
                                    running_key, set_aside, stage_key, write_marker)
 from visrep.pipeline.wiring import resolved_configs, upstream

@@ -23,7 +23,7 @@ from visrep.evaluation.generative import evaluate_generated
 from visrep.evaluation.generative_report import enlarge
 from visrep.figures import save_image_grid
 from visrep.inference.loading import trained_without_val
-from visrep.pipeline.config import Pipeline
+from visrep.pipeline.config import STAGES, Pipeline
 from visrep.pipeline.showcase import real_class_row
 from visrep.pipeline.wiring import generators
 from visrep.runs import create_run
@@ -116,11 +116,13 @@ def run_generative(state: PipelineState, cfg, resume: bool) -> None:
     from visrep.evaluation.generative_report import format_markdown
 
     state.folder("generative").mkdir(parents=True, exist_ok=True)
+    evaluator = state.configs.get("evaluator")  # its data, prepared once for the pipeline, is the real side's
+    data = state.data_for(evaluator.data) if evaluator is not None else None
     for name in generators(state.pipeline):
         scoring = cfg.copy()
         scoring.run.name = name
         scoring.generative.fake = str(state.folder(name))
-        _, metrics = evaluate_generated(scoring, progress=state.progress)
+        _, metrics = evaluate_generated(scoring, progress=state.progress, data=data)
         print(f"{name}:\n{format_markdown(metrics)}")
 
 
@@ -131,9 +133,7 @@ def run_report(state: PipelineState, cfg, resume: bool) -> None:
     print(f"report: {html}")
 
 
-RUNNERS = {"data": run_data, "classifier": run_classifier, "embeddings": run_embeddings, "evaluator": run_evaluator,
-           "gan": run_gan, "diffusion": run_diffusion, "generative": run_generative, "report": run_report}
-RESUMABLE = ("classifier", "evaluator", "gan", "diffusion")  # step loops with training-state checkpoints
+RUNNERS = {stage: globals()[f"run_{stage}"] for stage in STAGES}  # each stage of the table has its run_<stage>
 
 
 def can_resume(folder: Path) -> bool:

@@ -25,16 +25,27 @@ from omegaconf import OmegaConf
 
 from visrep.evaluation.scoring_cache import CACHE_DIR
 from visrep.inference.independence import file_sha256
+from visrep.pipeline.config import STAGE_TABLE
 from visrep.runs import atomic_write_text
 
 MARKER = "pipeline-stage.json"
 ROOT_MARKER = "pipeline.json"
 # keys left out of the hash: set by the pipeline to tie stages together (the upstream keys stand for
-# them), or settings of the machine that do not change what a stage computes
-PLACED_KEYS = {"run": ("name", "root", "overwrite"), "embed": ("out", "overwrite", "device"),
-               "gan": ("conditioning_run", "embeddings"), "diffusion": ("conditioning_run", "embeddings"),
-               "generative": ("evaluator", "fake", "in_loop", "threads", "device"),
-               "train": ("threads", "device"), "data": ("cache_dir", "in_memory", "memory_limit_gb")}
+# them: each stage's own in the stage table), or settings of the machine that do not change what a stage computes
+COMMON_PLACED = ("run.name", "run.root", "run.overwrite", "train.threads", "train.device", "data.cache_dir",
+                 "data.in_memory", "data.memory_limit_gb")
+
+
+def _placed_keys() -> dict[str, tuple[str, ...]]:
+    """section → its keys left out of a stage's hash."""
+    keys: dict[str, tuple[str, ...]] = {}
+    for key in COMMON_PLACED + tuple(key for spec in STAGE_TABLE.values() for key in spec.placed):
+        section, name = key.split(".")
+        keys[section] = (*keys.get(section, ()), name)
+    return keys
+
+
+PLACED_KEYS = _placed_keys()
 # Top-level files and folders of a stage that later stages write into by design, so not outputs it must
 # keep as they were (found by re-running a finished pipeline): every command that opens a run appends to
 # its log.txt (the embeddings stage logs into the classifier's), which nothing reads back; and every

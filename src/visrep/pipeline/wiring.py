@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from visrep.errors import UserError
 from visrep.inference.independence import check_architecture_differs
-from visrep.pipeline.config import NEEDS, Pipeline, stage_config
-
-GENERATORS = ("gan", "diffusion")
+from visrep.pipeline.config import GENERATORS, NEEDS, Pipeline, stage_config
 
 
 def resolved_configs(pipeline: Pipeline) -> dict:
