@@ -92,8 +92,8 @@ def test_warnings_for_a_batch_larger_than_the_data_and_one_class(tmp_path, capsy
 
 
 @pytest.mark.parametrize("override, message", [
-    ("data.batch_size=0", "data.batch_size must be ≥ 1 (got 0)"),
-    ("data.batch_size=-4", "data.batch_size must be ≥ 1 (got -4)"),
+    ("data.batch_size=0", "data.batch_size must be ≥ 1 (or unset) (got 0)"),
+    ("data.batch_size=-4", "data.batch_size must be ≥ 1 (or unset) (got -4)"),
     ("train.lr=-1", "train.lr must be > 0 (got -1.0)"),
     ("train.momentum=1.5", "train.momentum must be in [0, 1)"),
     ("data.val_fraction=1.5", "split fractions must each be in [0, 1)"),
