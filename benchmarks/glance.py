@@ -111,27 +111,28 @@ def evaluators(f: Figures) -> tuple[str, str]:
             f"{mean_std(mnist['test'], 2, ' %', 100)} in {fixed(mnist['wall']['mean'])} s ({seeds} seeds)")
 
 
+def _beside_floor(f: Figures, file: str, model: str, label: str, recall: bool, real_gan_test: bool = False
+                  ) -> tuple[str, str]:
+    """A generator's row: GAN-test and FID beside the real-vs-real floor's, then recall and coverage."""
+    ours, floor = f.row(file, model=model), f.row(file, model="real-vs-real floor")
+    on_real = f" (evaluator on real: {sig(floor['gan_test'])})" if real_gan_test else ""
+    spread = f"recall {sig(ours['recall'])}, " if recall else ""
+    return (f"{label}, {minutes(ours['train_seconds'])} min" + (" (first, untuned)" if real_gan_test else ""),
+            f"GAN-test {sig(ours['gan_test'])}{on_real}, FID {sig(ours['fid'])} (floor {sig(floor['fid'])}), "
+            f"{spread}coverage {sig(ours['coverage'])}")
+
+
 def gan_mnist(f: Figures) -> tuple[str, str]:
-    ours, floor = f.row("gan_mnist.json", model="ours"), f.row("gan_mnist.json", model="real-vs-real floor")
-    return (f"GAN, MNIST, {minutes(ours['train_seconds'])} min",
-            f"GAN-test {sig(ours['gan_test'])}, FID {sig(ours['fid'])} (floor {sig(floor['fid'])}), "
-            f"coverage {sig(ours['coverage'])}")
+    return _beside_floor(f, "gan_mnist.json", "ours", "GAN, MNIST", recall=False)
 
 
 def diffusion_mnist(f: Figures) -> tuple[str, str]:
-    ours = f.row("diffusion_mnist.json", model="ours")
-    floor = f.row("diffusion_mnist.json", model="real-vs-real floor")
-    return (f"diffusion, MNIST, {minutes(ours['train_seconds'])} min",
-            f"GAN-test {sig(ours['gan_test'])}, FID {sig(ours['fid'])} (floor {sig(floor['fid'])}), "
-            f"recall {sig(ours['recall'])}, coverage {sig(ours['coverage'])}")
+    return _beside_floor(f, "diffusion_mnist.json", "ours", "diffusion, MNIST", recall=True)
 
 
 def diffusion_cifar10(f: Figures) -> tuple[str, str]:
-    ours = f.row("diffusion_cifar10.json", model="diffusion, class (60 min)")
-    floor = f.row("diffusion_cifar10.json", model="real-vs-real floor")
-    return (f"diffusion, CIFAR-10, {minutes(ours['train_seconds'])} min (first, untuned)",
-            f"GAN-test {sig(ours['gan_test'])} (evaluator on real: {sig(floor['gan_test'])}), FID {sig(ours['fid'])} "
-            f"(floor {sig(floor['fid'])}), recall {sig(ours['recall'])}, coverage {sig(ours['coverage'])}")
+    return _beside_floor(f, "diffusion_cifar10.json", "diffusion, class (60 min)", "diffusion, CIFAR-10", recall=True,
+                         real_gan_test=True)
 
 
 def gan_cifar10(f: Figures) -> tuple[str, str]:
