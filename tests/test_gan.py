@@ -450,3 +450,30 @@ def test_layer_best_takes_the_analysis_best_val_probe_and_needs_an_analysis(tiny
     choice = choose_layer("best", classifier, "best", "gan.layer")
     assert (choice.layer, choice.analysis_best_val_probe) == ("stage2", 0.9) and "best val linear probe" in choice.rule
     assert choose_layer("stage1", classifier, "best", "gan.layer").analysis_best == "stage2"
+
+
+def test_a_gan_samples_unconditionally_through_the_learned_embedding_sampler(tiny_trained_run, tmp_path):
+    """embedding_sampler=learned: the run fits RCG's small diffusion model of its training embeddings, keeps it
+    beside the bank, and `visrep sample` without a condition draws unit embeddings from it (no class labels)."""
+    import json
+
+    from visrep.evaluation.fake_sources import TargetFormat, load_image_set
+    from visrep.generate.generator_run import load_generator_run
+    from visrep.generate.sample import plan_unconditional
+    from visrep.representations.learned_sampler import SAMPLER_FILE
+    from visrep.training.gan import train_gan
+
+    run = train_gan(gan_config(tmp_path, tiny_trained_run, "run.name=learned", "gan.conditioning=embedding",
+                               "gan.embedding_sampler=learned", "gan.learned_sampler.steps=40",
+                               "gan.learned_sampler.width=32", "gan.learned_sampler.sample_steps=10",
+                               "train.steps=4", "gan.final_samples=8"), progress=False)
+    assert (run / SAMPLER_FILE).is_file()
+    assert json.loads((run / "generator.json").read_text())["embedding_sampler"] == "learned"
+    loaded = load_generator_run(run)
+    embeddings, labels = loaded.sampled_embeddings(6, None, torch.Generator().manual_seed(0))
+    assert labels is None and torch.allclose(embeddings.norm(dim=1), torch.ones(6), atol=1e-5)
+    assert plan_unconditional(loaded, 6).description.endswith("(learned)")
+    out = tmp_path / "drawn"
+    assert main(["sample", str(run), "--n", "6", "--out", str(out)]) == 0
+    images = load_image_set(out, TargetFormat(8, 1, "crop", tuple(str(i) for i in range(10))), progress=False)
+    assert len(images) == 6

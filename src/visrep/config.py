@@ -52,7 +52,7 @@ UNIT_INTERVAL = Rule(lambda v: 0 <= v <= 1, "in [0, 1]")
 DEVICES = ("auto", "cpu", "cuda", "mps")  # as visrep.hardware.distributed.DEVICES (a sibling layer)
 DEVICE = one_of(*DEVICES)
 CONDITIONING = one_of("class", "embedding", "none")
-EMBEDDING_SAMPLER = one_of("gaussian", "kmeans")
+EMBEDDING_SAMPLER = one_of("gaussian", "kmeans", "learned")
 DUPLICATE_POLICIES = ("drop_heldout", "refuse", "keep")  # data.duplicates; here, below the data layer that reads it
 INTERVAL = Rule(lambda v: len(v) == 2 and 0 <= v[0] <= v[1] <= 1, "[low, high] with 0 ≤ low ≤ high ≤ 1")
 
@@ -259,6 +259,19 @@ class GenerativeEvalConfig:
 
 
 @dataclass
+class LearnedSamplerOptions:
+    """RCG's representation diffusion model (visrep.representations.learned_sampler), fitted on the training
+    embeddings when embedding_sampler is learned."""
+    steps: int = ranged(2000, AT_LEAST_1)  # AdamW steps
+    batch_size: int = ranged(256, AT_LEAST_1)
+    lr: float = ranged(1e-3, POSITIVE)
+    width: int = ranged(256, AT_LEAST_1)  # hidden units per residual block
+    blocks: int = ranged(3, AT_LEAST_1)
+    sample_steps: int = ranged(50, AT_LEAST_1)  # DDIM steps per draw
+    seed: int = 0
+
+
+@dataclass
 class GanOptions:
     conditioning_run: Optional[str] = None  # the trained classifier run whose representations condition and guide
     # class (label) | embedding (classifier embedding of a real image) | none
@@ -290,9 +303,11 @@ class GanOptions:
     # mode-seeking loss (MSGAN): pairs sharing a condition must differ as their z do; 0 = off (none mode: unused)
     # chosen on MNIST val at 2 min: 0.1 / 0.3 / 0.5 / 1.0 (notes/2026-11-30-gan.md)
     mode_seeking_weight: float = ranged(0.3, NON_NEGATIVE)
-    # sampled embeddings for unconditional generation: gaussian (per class) | kmeans
+    # sampled embeddings for unconditional generation: gaussian (per class) | kmeans | learned (RCG's small
+    # diffusion model of the embeddings, learned_sampler:)
     embedding_sampler: str = ranged("gaussian", EMBEDDING_SAMPLER)
     kmeans_clusters: int = ranged(100, AT_LEAST_1)  # centres fitted on the training embeddings (kmeans sampler)
+    learned_sampler: LearnedSamplerOptions = field(default_factory=lambda: LearnedSamplerOptions())
     # images written to samples.npz at the end (what `evaluate generated` scores)
     final_samples: int = ranged(10000, NON_NEGATIVE)
 
@@ -368,9 +383,10 @@ class DiffusionOptions:
     guidance: float = ranged(1.5, NON_NEGATIVE)
     # guide only where low·T ≤ t ≤ high·T
     guidance_interval: List[float] = field(default_factory=lambda: [0.0, 1.0], metadata=rule(INTERVAL))
-    # sampled embeddings for unconditional generation: gaussian | kmeans
+    # sampled embeddings for unconditional generation: gaussian | kmeans | learned (learned_sampler:)
     embedding_sampler: str = ranged("gaussian", EMBEDDING_SAMPLER)
     kmeans_clusters: int = ranged(100, AT_LEAST_1)
+    learned_sampler: LearnedSamplerOptions = field(default_factory=lambda: LearnedSamplerOptions())
     # images written to samples.npz at the end (what `evaluate generated` scores)
     final_samples: int = ranged(10000, NON_NEGATIVE)
 

@@ -23,13 +23,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from visrep.config import DiffusionConfig, GanConfig
 from visrep.data.transforms import Normalization
 from visrep.diffusion.sampler import DiffusionGenerator, SamplingOptions
 from visrep.errors import UserError
 from visrep.representations.bank import ConditionBank
+from visrep.representations.learned_sampler import SAMPLER_FILE, LearnedSampler
 from visrep.hardware.distributed import DistInfo
 from visrep.inference.encoder import FrozenEncoder
 from visrep.models import create_model
@@ -53,6 +55,7 @@ class GeneratorRun:
     device: torch.device
     loaded_encoder: FrozenEncoder | None = field(default=None, repr=False)  # read from the run when first needed
     loaded_bank: ConditionBank | None = field(default=None, repr=False)
+    loaded_sampler: LearnedSampler | None = field(default=None, repr=False)
     # under torchrun with several ranks, each generates its share of a request's batches and all get
     # the whole (visrep.generate.sample.generate); every rank must then make the same requests
     dist: DistInfo = field(default_factory=DistInfo)
@@ -76,7 +79,7 @@ class GeneratorRun:
 
     @property
     def bank_method(self) -> str:
-        """How sampled embeddings are drawn: gaussian | kmeans."""
+        """How sampled embeddings are drawn: gaussian | kmeans | learned."""
         return (self.cfg.gan if "gan" in self.cfg else self.cfg.diffusion).embedding_sampler
 
     def encoder(self) -> FrozenEncoder:
@@ -90,6 +93,21 @@ class GeneratorRun:
         if self.loaded_bank is None:
             self.loaded_bank = ConditionBank.load(self.path / CONDITION_BANK)
         return self.loaded_bank
+
+    def learned_sampler(self) -> LearnedSampler:
+        """RCG's learned model of the embeddings (embedding_sampler=learned)."""
+        if self.loaded_sampler is None:
+            self.loaded_sampler = LearnedSampler.load(self.path / SAMPLER_FILE)
+        return self.loaded_sampler
+
+    def sampled_embeddings(self, n: int, labels: Tensor | None, generator: torch.Generator
+                           ) -> tuple[Tensor, Tensor | None]:
+        """(n unit embeddings, their classes or None) by the run's embedding sampler; a class asked for
+        (``labels``) always comes from the bank's class Gaussians, the one sampler that knows classes."""
+        if self.bank_method == "learned" and labels is None:
+            return F.normalize(self.learned_sampler().sample(n, generator), dim=1), None
+        method = "gaussian" if labels is not None else self.bank_method
+        return self.bank().sample(n, method, labels, generator=generator)
 
 
 def load_generator_run(path: str | Path, device: torch.device | None = None,

@@ -218,13 +218,12 @@ def _one_class(label: int, block: int, rows: range) -> tuple[Tensor, Tensor]:
     return labels, labels
 
 
-def _sampled_embeddings(run: GeneratorRun, method: str, label: int | None, seed: int, block: int,
+def _sampled_embeddings(run: GeneratorRun, label: int | None, seed: int, block: int,
                         rows: range) -> tuple[Tensor, Tensor | None]:
-    """Unit embeddings (m, D) from the run's condition bank (of class ``label`` when given), with their classes
-    for the Gaussian sampler: a full block drawn, then cut."""
+    """Unit embeddings (m, D) from the run's embedding sampler (of class ``label`` when given: its class
+    Gaussian), with their classes when the sampler knows them: a full block drawn, then cut."""
     wanted = None if label is None else torch.full((DRAW_BLOCK,), label, dtype=torch.int64)
-    embeddings, labels = run.bank().sample(DRAW_BLOCK, method, wanted,
-                                           generator=block_generator(seed, block, CONDITION_STREAM))
+    embeddings, labels = run.sampled_embeddings(DRAW_BLOCK, wanted, block_generator(seed, block, CONDITION_STREAM))
     return embeddings[:len(rows)], None if labels is None else labels[:len(rows)]
 
 
@@ -252,9 +251,10 @@ def plan_unconditional(run: GeneratorRun, n: int, seed: int = 0) -> SamplePlan:
                           partial(_balanced_classes, classes), True, asked)
     if run.mode == "embedding":
         method = run.bank_method
-        run.bank()  # read (and checked) now: a damaged bank is one error line before anything is written
+        # read (and checked) now: a damaged bank or sampler is one error line before anything is written
+        run.learned_sampler() if method == "learned" else run.bank()
         return SamplePlan(n, seed, f"{counted(n, 'image')} from sampled embeddings ({method})", 8,
-                          partial(_sampled_embeddings, run, method, None, seed), method == "gaussian", asked)
+                          partial(_sampled_embeddings, run, None, seed), method == "gaussian", asked)
     return SamplePlan(n, seed, f"{counted(n, 'unconditional image')}", 8, _no_condition, False, asked)
 
 
@@ -267,7 +267,7 @@ def plan_class(run: GeneratorRun, spec: str | int, n: int, seed: int = 0) -> Sam
         return SamplePlan(n, seed, description, 8, partial(_one_class, label), True, asked)
     if run.mode == "embedding":  # sampled embeddings of that class (its Gaussian in the condition bank)
         run.bank()  # read (and checked) before anything is written
-        return SamplePlan(n, seed, description, 8, partial(_sampled_embeddings, run, "gaussian", label, seed),
+        return SamplePlan(n, seed, description, 8, partial(_sampled_embeddings, run, label, seed),
                           True, asked)
     raise UserError("--class needs a class- or embedding-conditional generator; this one is unconditional "
                     "(conditioning: none)")

@@ -23,6 +23,7 @@ from visrep.errors import UserError
 from visrep.representations.bank import ConditionBank
 from visrep.representations.conditions import neighbourhoods
 from visrep.representations.layer_choice import LayerChoice, choose_layer
+from visrep.representations.learned_sampler import SAMPLER_FILE, LearnedSampler, SamplerRecipe, recipe_from
 from visrep.representations.store import EmbeddingSet, save_embedding_set, split_file, write_json
 from visrep.representations.train_embeddings import condition_bank, embeddings_folder, train_embeddings
 from visrep.generate.generator_run import CONDITION_BANK, ENCODER_NORMALIZATION, ENCODER_WEIGHTS
@@ -53,6 +54,7 @@ class TrainingConditions:
     source: str | None = None  # where the embeddings came from: the embeddings stage's file, or "computed"
     computed: EmbeddingSet | None = None  # embeddings this run extracted itself, stored in its run directory
     layer_choice: LayerChoice | None = None  # the embeddings' layer and the rule that chose it
+    learned: LearnedSampler | None = None  # embedding_sampler=learned: RCG's model of the embeddings
 
 
 def load_conditioning(run_name: str | None, weights: str | None, layers, device: torch.device,
@@ -91,6 +93,13 @@ def condition_layer(options: GanOptions | DiffusionOptions, key: str) -> LayerCh
                         embeddings_folder(run, options.embeddings))
 
 
+def learned_recipe(options: GanOptions | DiffusionOptions) -> SamplerRecipe | None:
+    """The learned sampler's recipe when the section samples embeddings with it (embedding mode only)."""
+    if options.conditioning != "embedding" or options.embedding_sampler != "learned":
+        return None
+    return recipe_from(options.learned_sampler)
+
+
 def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
     """The generator must train on the images, splits and image shape its classifier was trained on."""
     theirs = read_json(conditioning.run / "manifest.json").get("hash")
@@ -105,10 +114,11 @@ def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
 
 
 def training_conditions(mode: str, layer: str, conditioning: Conditioning, data: PreparedData, kmeans_clusters: int,
-                        knn_k: int | None = None, section: str = "gan", embeddings: str | None = None
-                        ) -> TrainingConditions:
+                        knn_k: int | None = None, section: str = "gan", embeddings: str | None = None,
+                        learned: SamplerRecipe | None = None) -> TrainingConditions:
     """Labels; in embedding mode also the embeddings, the bank and (``knn_k`` given) the neighbourhoods;
-    ``embeddings``: the embeddings stage's folder (None: the conditioning run's)."""
+    ``embeddings``: the embeddings stage's folder (None: the conditioning run's); ``learned``: fit RCG's
+    learned sampler of the embeddings with this recipe."""
     split = data.splits["train"]
     conditions = TrainingConditions(labels=split.labels.clone())
     if mode != "embedding":
@@ -124,6 +134,8 @@ def training_conditions(mode: str, layer: str, conditioning: Conditioning, data:
     if knn_k is not None:
         conditions.neighbours = neighbourhoods(conditions.embeddings, knn_k)
     conditions.bank = condition_bank(found, split.labels, len(data.class_names), kmeans_clusters, root, layer)
+    if learned is not None:
+        conditions.learned = LearnedSampler.fit(conditions.embeddings, learned)
     return conditions
 
 
@@ -136,6 +148,8 @@ def save_sampling_files(run: Run, conditioning: Conditioning, conditions: Traini
     shutil.copyfile(conditioning.run / "normalization.json", run.file(ENCODER_NORMALIZATION))
     if conditions.bank is not None:
         conditions.bank.save(run.file(CONDITION_BANK))
+    if conditions.learned is not None:
+        conditions.learned.save(run.file(SAMPLER_FILE))
     if conditions.computed is not None:
         computed, root = conditions.computed, run.file("embeddings")
         save_embedding_set(split_file(root, computed.layer, "train"), computed)

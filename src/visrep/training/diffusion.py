@@ -49,6 +49,7 @@ from visrep.training.conditioning_run import (
     TrainingConditions,
     check_same_data,
     condition_layer,
+    learned_recipe,
     fixed_grid_inputs,
     load_conditioning,
     training_conditions,
@@ -140,7 +141,7 @@ def prepare_loop(cfg: DiffusionConfig, progress: bool = True, data: PreparedData
         cfg.data.image_size = ctx.data.image_shape[1]
     conditions = training_conditions(opts.conditioning, opts.layer, conditioning, ctx.data,
                                      opts.kmeans_clusters, section="diffusion",
-                                     embeddings=opts.embeddings)
+                                     embeddings=opts.embeddings, learned=learned_recipe(opts))
     conditions.layer_choice = layer_choice
     model = build_denoiser(cfg, ctx.data, conditions)
     projector = build_projector(cfg, model, conditioning, ctx.data) if opts.repa_weight > 0 else None

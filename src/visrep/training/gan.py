@@ -43,6 +43,7 @@ from visrep.training.conditioning_run import (
     TrainingConditions,
     check_same_data,
     condition_layer,
+    learned_recipe,
     fixed_grid_inputs,
     load_conditioning,
     training_conditions,
@@ -131,7 +132,8 @@ def prepare_loop(cfg: GanConfig, progress: bool = True, data: PreparedData | Non
     if cfg.data.image_size is None:
         cfg.data.image_size = ctx.data.image_shape[1]
     conditions = training_conditions(gan.conditioning, gan.layer, conditioning, ctx.data,
-                                     gan.kmeans_clusters, gan.knn_k, "gan", gan.embeddings)
+                                     gan.kmeans_clusters, gan.knn_k, "gan", gan.embeddings,
+                                     learned_recipe(gan))
     conditions.layer_choice = layer_choice
     generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
     ctx.open_run("gan", resume)

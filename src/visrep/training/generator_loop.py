@@ -104,4 +104,5 @@ class GeneratorLoop(StepLoop):
         conditions = self.conditions
         if self.options.conditioning != "embedding" or conditions.layer_choice is None:
             return {}
-        return {"condition_layer": {**conditions.layer_choice.to_dict(), "embeddings": conditions.source}}
+        return {"condition_layer": {**conditions.layer_choice.to_dict(), "embeddings": conditions.source},
+                "embedding_sampler": self.options.embedding_sampler}
