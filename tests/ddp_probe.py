@@ -57,7 +57,7 @@ def main(out_dir: str, stage: str, *argv: str) -> int:
     module.finish = recording_finish
     stop_at = int(os.environ.get("VISREP_PROBE_STOP_AT", 0))
     if stop_at:
-        after_step = step_loop.after_step  # the shared outer loop's (the classifier's is its own module's)
+        after_step = step_loop.after_step  # the step loops' (GAN, diffusion, guide); the classifier's loop has none
 
         def stopping_after_step(loop):
             after_step(loop)

@@ -442,9 +442,10 @@ def test_layer_best_takes_the_analysis_best_val_probe_and_needs_an_analysis(tiny
     from visrep.representations.train_embeddings import file_sha256
 
     sha = file_sha256(classifier / "best.safetensors")
-    rows = [{"layer": "stage1", "probe": {"val": 0.8}, "weights_sha256": sha},
-            {"layer": "stage2", "probe": {"val": 0.9}, "weights_sha256": sha},
-            {"layer": "penultimate", "probe": {"val": 0.95}, "weights_sha256": "other weights"}]
+    rows = [{"layer": "stage1", "probe": {"val": 0.8}, "weights_sha256": sha, "pooling": "avg"},
+            {"layer": "stage2", "probe": {"val": 0.9}, "weights_sha256": sha, "pooling": "avg"},
+            {"layer": "stage3", "probe": {"val": 0.97}, "weights_sha256": sha, "pooling": "max"},  # not a condition
+            {"layer": "penultimate", "probe": {"val": 0.95}, "weights_sha256": "other weights", "pooling": "avg"}]
     (classifier / "embeddings").mkdir()
     (classifier / "embeddings" / "analysis.json").write_text(json.dumps({"layers": rows}))
     choice = choose_layer("best", classifier, "best", "gan.layer")

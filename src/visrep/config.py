@@ -144,7 +144,7 @@ class TrainConfig:
     lookahead_every: int = 0  # steps between lookahead syncs (slow weights ← lerp, fast ← slow); 0 = off
     lookahead_decay: float = 0.95  # per step; the slow weights move by 1 − decay^every · (step/total)^3
     label_smoothing: float = ranged(0.1, FRACTION)
-    ema_decay: float = 0.0  # per step; 0 disables the EMA of weights
+    ema_decay: float = ranged(0.0, FRACTION)  # per step; 0 disables the EMA of weights
     # with model.pretrained_path: epochs training the new head alone (backbone frozen) before the whole
     # network; None: a fifth of the epochs (≥ 1) when fine-tuning, 0 otherwise
     head_epochs: Optional[int] = ranged(None, optional(NON_NEGATIVE))

@@ -8,7 +8,8 @@
   retrieval grid, one table — ``evaluate`` / ``report``;
 * near-duplicate images between splits and inside train, at the deepest analysed layer —
   ``near_duplicates`` (the rule) / ``near_duplicate_outputs`` (JSON, figure, text);
-* the API used by later stages — :mod:`visrep.embeddings.api` (re-exported here).
+* the Python API for stored and new embeddings — :mod:`visrep.embeddings.api` (re-exported here); the
+  generators read the same files through :mod:`visrep.representations`.
 """
 
 from visrep.embeddings.api import EmbeddingSet, embed_images, load_bank, load_embeddings, nearest_neighbours

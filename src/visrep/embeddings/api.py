@@ -50,7 +50,8 @@ def load_bank(source: str | Path, layer: str = "penultimate") -> ConditionBank:
     path = layer_folder(_layer_root(source, layer), layer) / BANK_FILE
     if not path.is_file():
         raise UserError(f"no condition bank for layer {layer} in {path.parent}: it is written for average-pooled "
-                        "embeddings with at least 2 training images per class")
+                        "embeddings with at least 2 training images per class (embeddings from before the bank "
+                        "existed: run `visrep embed RUN --overwrite`)")
     return ConditionBank.load(path)
 
 

@@ -1,4 +1,4 @@
-"""The embedding stage: a trained classifier run → embeddings files (+ statistics) → analysis.
+"""The embedding stage: a trained classifier run → embeddings files (+ condition banks) → analysis.
 
 ``embed_classifier_run(run, cfg)`` is what ``visrep embed`` calls. It refuses a run whose data
 manifest no longer matches its data (the embeddings would be labelled with the wrong images),
@@ -33,8 +33,9 @@ WEIGHTS = ("best", "last")
 
 
 def embed_classifier_run(run_path: Path, cfg, progress: bool = True, data: PreparedData | None = None) -> Path:
-    """Extract ``cfg.embed.layers`` for ``cfg.embed.splits``, save them with per-class statistics and
-    k-means centres, then (``cfg.analysis.enabled``) analyse every layer. Returns the embeddings folder.
+    """Extract ``cfg.embed.layers`` for ``cfg.embed.splits``, save them with each layer's condition bank (the
+    generators' class Gaussians and k-means centres, for average-pooled or vector layers), then
+    (``cfg.analysis.enabled``) analyse every layer. Returns the embeddings folder.
 
     ``cfg`` is an EmbedConfig; ``data`` may pass already prepared data of the same run (saves a reload).
     """
@@ -90,7 +91,7 @@ def _extract_splits(run, model, data: PreparedData, layers: list[str], out: Path
                         len(extraction.labels), len(layers), extraction.seconds, extraction.images_per_s)
         _save_split(out, split, extraction, data, base, model)
         if split == "train":
-            _save_statistics(out, extraction, data.class_names, base, options, cfg.analysis.seed, run.logger)
+            _save_banks(out, extraction, data.class_names, base, options, cfg.analysis.seed, run.logger)
     device = next(model.parameters()).device
     compute = compute_record(device, resolve_precision(options.precision, device), channels_last)
     return {**base, "layers": layers, "splits": list(timings), "extraction": timings, "head_accuracy": head_accuracy,
@@ -149,7 +150,7 @@ def _save_split(out: Path, split: str, extraction: Extraction, data: PreparedDat
         save_embedding_set(split_file(out, layer, split), embeddings)
 
 
-def _save_statistics(out: Path, extraction: Extraction, class_names: list[str], base: dict, options, seed: int,
+def _save_banks(out: Path, extraction: Extraction, class_names: list[str], base: dict, options, seed: int,
                      logger) -> None:
     """Each layer's condition bank (``<layer>/bank.safetensors``), the one a generator conditioned on these
     weights, data and layer reads: fitted on the unit-length average-pooled embeddings, so only where the

@@ -329,9 +329,12 @@ def interpolation_between(run: GeneratorRun, given: Tensor, n: int, seed: int = 
     return sample_set(run, plan_interpolation_between(run, given, n, seed, description))
 
 
-def sample_for_images(run: GeneratorRun, images: Tensor, ids: list[str], labels: np.ndarray, seed: int = 0) -> SampleSet:
-    """One sample conditioned on each real image's embedding (the run's final samples in embedding mode)."""
-    embeddings = embed_conditions(run.encoder(), images, run.layer)
+def sample_for_images(run: GeneratorRun, images: Tensor, ids: list[str], labels: np.ndarray, seed: int = 0,
+                      embeddings: Tensor | None = None) -> SampleSet:
+    """One sample conditioned on each real image's embedding (the run's final samples in embedding mode);
+    ``embeddings``: those images' conditions already computed (N, D), instead of embedding them again."""
+    if embeddings is None:
+        embeddings = embed_conditions(run.encoder(), images, run.layer)
     conditions = partial(_given_embeddings, embeddings, torch.as_tensor(np.asarray(labels), dtype=torch.int64))
     plan = SamplePlan(len(images), seed, f"{counted(len(images), 'image')}, each conditioned on one training image",
                       8, conditions, True, {"what": "training images"})
@@ -375,13 +378,15 @@ def _need_embedding_mode(run: GeneratorRun, flag: str) -> None:
                         f"this one is conditioned on '{run.mode}'")
 
 
-def final_sample_set(run: GeneratorRun, split, n: int, seed: int) -> SampleSet:
+def final_sample_set(run: GeneratorRun, split, n: int, seed: int, embeddings: Tensor | None = None) -> SampleSet:
     """A training run's final samples, what ``evaluate generated --fake <run>`` scores: balanced classes
-    (class), one sample per random training image with its id and class (embedding), or noise alone (none)."""
+    (class), one sample per random training image with its id and class (embedding), or noise alone (none).
+    ``embeddings``: the split's conditions (N, D) the run trained with, read instead of embedding the images."""
     if n == 0:
         return SampleSet(torch.zeros(0, *run.image_shape, dtype=torch.uint8), None, "no samples", 8)
     if run.mode != "embedding":
         return sample_unconditional(run, n, seed)
     rows = np.random.default_rng(seed).choice(len(split), n, replace=n > len(split))
     return sample_for_images(run, split.uint8_batch(rows), [split.ids[i] for i in rows],
-                             split.labels.numpy()[rows], seed)
+                             split.labels.numpy()[rows], seed,
+                             None if embeddings is None else embeddings[torch.as_tensor(rows)])

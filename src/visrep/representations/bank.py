@@ -90,7 +90,11 @@ class ConditionBank:
 
     @classmethod
     def load(cls, path: Path) -> ConditionBank:
-        tensors, _ = read_bank(path)
+        return cls.from_tensors(read_bank(path)[0], path)
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], path: Path) -> ConditionBank:
+        """A bank from a saved file's tensors (``path``: named in the error line when one is missing)."""
         missing = [name for name in cls.__dataclass_fields__ if name not in tensors]
         if missing:
             raise UserError(f"condition bank {path} lacks {', '.join(missing)}: it is damaged or from another "

@@ -55,14 +55,16 @@ def choose_layer(requested: str, classifier_run: str | Path, weights: str, key: 
 
 def best_probe_layer(classifier_run: Path, weights: str, embeddings: Path | None = None) -> tuple[str, float] | None:
     """(layer, val probe accuracy) of the analysis row with the highest val probe, among rows computed from
-    these weights (sha256); None when there is no such analysis."""
+    these weights (sha256) in the form a generator conditions on (average-pooled, or a vector layer);
+    None when there is no such analysis."""
     path = (embeddings or classifier_run / "embeddings") / "analysis.json"
     weights_file = classifier_run / f"{weights}.safetensors"
     if not path.is_file() or not weights_file.is_file():
         return None
     sha = file_sha256(weights_file)
     rows = [row for row in json.loads(path.read_text()).get("layers", [])
-            if row.get("weights_sha256") == sha and isinstance(row.get("probe"), dict) and "val" in row["probe"]]
+            if row.get("weights_sha256") == sha and isinstance(row.get("probe"), dict) and "val" in row["probe"]
+            and (row.get("pooling") == "avg" or len(row.get("layer_output_shape", [])) == 1)]
     if not rows:
         return None
     top = max(rows, key=lambda row: row["probe"]["val"])

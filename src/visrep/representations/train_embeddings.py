@@ -13,7 +13,7 @@ batch size), so that stored and fresh embeddings are the same numbers, and retur
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch.nn.functional as F
@@ -33,6 +33,7 @@ class TrainEmbeddings:
     embeddings: Tensor  # (N, D) float32 unit length, in the training split's order
     source: str  # where they came from: the stored file, or "computed"
     computed: EmbeddingSet | None  # the fresh extraction, to be stored beside the generator (None: read)
+    stored_meta: dict = field(default_factory=dict)  # the stored file's metadata (read: what a bank must match)
 
 
 def file_sha256(path: Path) -> str:
@@ -58,16 +59,17 @@ def train_embeddings(classifier_run: Path, weights: str, encoder, data: Prepared
                      progress: bool = False) -> TrainEmbeddings:
     """The unit-length training embeddings at ``layer``: the stored ones under ``root`` when they match, else
     computed."""
-    stored = stored_train_set(classifier_run, weights, data, layer, root)
+    stored = stored_train_set(classifier_run, weights, data, layer, root, encoder.precision)
     if stored is not None:
-        return TrainEmbeddings(_unit(stored.flat()), str(split_file(root, layer, "train")), None)
+        return TrainEmbeddings(_unit(stored.flat()), str(split_file(root, layer, "train")), None, stored.metadata)
     fresh = extract_train_set(classifier_run, weights, encoder, data, layer, progress)
     return TrainEmbeddings(_unit(fresh.flat()), "computed", fresh)
 
 
-def stored_train_set(classifier_run: Path, weights: str, data: PreparedData, layer: str,
-                     root: Path) -> EmbeddingSet | None:
-    """The embeddings stage's training embeddings at ``layer`` if they belong to these weights and this data."""
+def stored_train_set(classifier_run: Path, weights: str, data: PreparedData, layer: str, root: Path,
+                     precision: str) -> EmbeddingSet | None:
+    """The embeddings stage's training embeddings at ``layer`` if they belong to these weights and this data,
+    computed at this ``precision`` setting (bf16 and fp32 embeddings differ in the eighth bit)."""
     path = split_file(root, layer, "train")
     if not path.is_file():
         return None
@@ -76,7 +78,7 @@ def stored_train_set(classifier_run: Path, weights: str, data: PreparedData, lay
     vector_layer = len(meta.get("layer_output_shape", [])) == 1  # pooling leaves a vector as it is
     same = (meta.get("weights_sha256") == file_sha256(Path(classifier_run) / f"{weights}.safetensors")
             and meta.get("manifest_hash") == data.manifest["hash"] and stored.ids == list(data.splits["train"].ids)
-            and (meta.get("pooling") == "avg" or vector_layer))
+            and (meta.get("pooling") == "avg" or vector_layer) and meta.get("precision") == precision)
     return stored if same else None
 
 
@@ -111,8 +113,11 @@ def condition_bank(conditions: TrainEmbeddings, labels: Tensor, num_classes: int
     if conditions.computed is None:
         path = layer_folder(root, layer) / BANK_FILE
         if path.is_file():
-            _, meta = read_bank(path)
-            if (meta.get("clusters"), meta.get("seed")) == (str(clusters), str(BANK_SEED)):
-                return ConditionBank.load(path)
+            tensors, meta = read_bank(path)
+            wanted = {"layer": layer, "clusters": str(clusters), "seed": str(BANK_SEED),
+                      "weights_sha256": conditions.stored_meta.get("weights_sha256"),
+                      "manifest_hash": conditions.stored_meta.get("manifest_hash")}
+            if all(meta.get(key) == value for key, value in wanted.items()):
+                return ConditionBank.from_tensors(tensors, path)
     return ConditionBank.fit(conditions.embeddings, labels, num_classes, clusters, BANK_SEED)
 

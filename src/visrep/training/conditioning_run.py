@@ -10,7 +10,6 @@ for the same weights and data, else computed by the same code
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,7 +144,9 @@ def save_sampling_files(run: Run, conditioning: Conditioning, conditions: Traini
     embeddings it had to extract itself are kept as the embeddings stage keeps them (``embeddings/``)."""
     classifier = conditioning.encoder.classifier
     save_weights(classifier, run.file(ENCODER_WEIGHTS), classifier.config)
-    shutil.copyfile(conditioning.run / "normalization.json", run.file(ENCODER_NORMALIZATION))
+    # the normalisation, and the memory layout the classifier trained in (its embeddings depend on it)
+    run.write_json(ENCODER_NORMALIZATION, {**read_json(conditioning.run / "normalization.json"),
+                                           "channels_last": bool(conditioning.encoder.channels_last)})
     if conditions.bank is not None:
         conditions.bank.save(run.file(CONDITION_BANK))
     if conditions.learned is not None:

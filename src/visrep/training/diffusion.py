@@ -63,7 +63,7 @@ from visrep.training.metrics_log import MetricsLogger
 from visrep.training.optim import set_warmup_lr
 from visrep.training.step_loop import train_or_resume
 
-GRID_STEPS = 20  # sampler steps of the progress grids (the run's own sampler and guidance)
+GRID_STEPS = 20  # solver steps of the progress grids (the run's own solver and guidance)
 
 
 @dataclass(kw_only=True)
@@ -295,7 +295,7 @@ def finish(loop: DiffusionLoop) -> None:
     cfg, state = loop.cfg, loop.state
     started = time.perf_counter()
     samples = final_sample_set(loop.as_generator_run(shard=True), loop.ctx.data.splits["train"],
-                               cfg.diffusion.final_samples, cfg.run.seed + 3)
+                               cfg.diffusion.final_samples, cfg.run.seed + 3, loop.conditions.embeddings)
     sample_seconds = time.perf_counter() - started
     if not loop.ctx.is_main:
         return

@@ -276,7 +276,7 @@ def finish(loop: GanLoop) -> None:
         refresh_batch_statistics(loop)
     broadcast_buffers(loop.ema.model, loop.ctx.dist)
     samples = final_sample_set(loop.as_generator_run(shard=True), loop.ctx.data.splits["train"],
-                               loop.cfg.gan.final_samples, loop.cfg.run.seed + 3)
+                               loop.cfg.gan.final_samples, loop.cfg.run.seed + 3, loop.conditions.embeddings)
     if not loop.ctx.is_main:
         return
     loop.write_outputs(samples, GENERATOR_WEIGHTS, loop.stepper.generator.config, {})
