@@ -114,7 +114,7 @@ def check_same_data(conditioning: Conditioning, data: PreparedData) -> None:
 
 def training_conditions(mode: str, layer: str, conditioning: Conditioning, data: PreparedData, kmeans_clusters: int,
                         knn_k: int | None = None, section: str = "gan", embeddings: str | None = None,
-                        learned: SamplerRecipe | None = None) -> TrainingConditions:
+                        learned: SamplerRecipe | None = None, progress: bool = False) -> TrainingConditions:
     """Labels; in embedding mode also the embeddings, the bank and (``knn_k`` given) the neighbourhoods;
     ``embeddings``: the embeddings stage's folder (None: the conditioning run's); ``learned``: fit RCG's
     learned sampler of the embeddings with this recipe."""
@@ -128,7 +128,8 @@ def training_conditions(mode: str, layer: str, conditioning: Conditioning, data:
             raise UserError(f"{section}.knn_k={knn_k} is larger than the smallest class ({smallest} training "
                             f"images): neighbourhoods would always mix classes; use {section}.knn_k ≤ {smallest}")
     root = embeddings_folder(conditioning.run, embeddings)
-    found = train_embeddings(conditioning.run, conditioning.weights_file.stem, conditioning.encoder, data, layer, root)
+    found = train_embeddings(conditioning.run, conditioning.weights_file.stem, conditioning.encoder, data, layer, root,
+                             progress)
     conditions.embeddings, conditions.source, conditions.computed = found.embeddings, found.source, found.computed
     if knn_k is not None:
         conditions.neighbours = neighbourhoods(conditions.embeddings, knn_k)

@@ -141,7 +141,8 @@ def prepare_loop(cfg: DiffusionConfig, progress: bool = True, data: PreparedData
         cfg.data.image_size = ctx.data.image_shape[1]
     conditions = training_conditions(opts.conditioning, opts.layer, conditioning, ctx.data,
                                      opts.kmeans_clusters, section="diffusion",
-                                     embeddings=opts.embeddings, learned=learned_recipe(opts))
+                                     embeddings=opts.embeddings, learned=learned_recipe(opts),
+                                     progress=ctx.progress and ctx.is_main)
     conditions.layer_choice = layer_choice
     model = build_denoiser(cfg, ctx.data, conditions)
     projector = build_projector(cfg, model, conditioning, ctx.data) if opts.repa_weight > 0 else None

@@ -133,7 +133,7 @@ def prepare_loop(cfg: GanConfig, progress: bool = True, data: PreparedData | Non
         cfg.data.image_size = ctx.data.image_shape[1]
     conditions = training_conditions(gan.conditioning, gan.layer, conditioning, ctx.data,
                                      gan.kmeans_clusters, gan.knn_k, "gan", gan.embeddings,
-                                     learned_recipe(gan))
+                                     learned_recipe(gan), progress=ctx.progress and ctx.is_main)
     conditions.layer_choice = layer_choice
     generator, critic = build_networks(cfg, ctx.data, conditioning.encoder, conditions)
     ctx.open_run("gan", resume)
