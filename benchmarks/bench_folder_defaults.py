@@ -29,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import commit, machine_line, report_json, unpacked  # noqa: E402
+from verdicts import defaults_verdict, folder_defaults_met  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
 from visrep.data.batching import default_batch_size, steps_per_epoch  # noqa: E402
@@ -40,7 +41,6 @@ from visrep.training.classifier import train_classifier  # noqa: E402
 RUNS = Path(__file__).resolve().parent / "results" / "folder_defaults_runs.jsonl"
 FOLDERS = ("flowers17", "clothing10")
 SEEDS = (0, 1, 2)
-MARGIN = 0.02  # the defaults must reach within 2 points of the sweep's best
 DEFAULT_LR = 0.05  # the schema's train.lr
 # one setting changed at a time around the defaults' derived batch B and epochs E (a batch variant re-derives
 # the epochs for its batch, so it trains about as many steps as the defaults); (batch, epochs, lr) of each
@@ -150,19 +150,14 @@ def summarise(results: list[dict], folders, variants) -> dict:
                          "epochs": runs[0]["epochs"], "lr": runs[0]["lr"], "val_mean": round(means[variant], 4),
                          "val_std": round(statistics.stdev(accs), 4),
                          "train_seconds": round(statistics.mean(r["train_seconds"] for r in runs), 1)})
-        sweep = {v: m for v, m in means.items() if v != "old-defaults"}
         if set(means) == set(VARIANTS):  # a verdict only over the whole sweep: part of it could flatter the defaults
-            best = max(sweep, key=sweep.get)
-            verdicts[name] = {"defaults": round(sweep["defaults"], 4), "best": best, "best_val": round(sweep[best], 4),
-                              "gap": round(sweep[best] - sweep["defaults"], 4),
-                              "met": sweep[best] - sweep["defaults"] <= MARGIN,
-                              "old_defaults": round(means["old-defaults"], 4) if "old-defaults" in means else None}
+            verdicts[name] = defaults_verdict(means)  # within verdicts.DEFAULTS_MARGIN of the sweep's best
     return {"rows": rows, "verdicts": verdicts}
 
 
 def results_json(summary: dict, seconds: float) -> dict:
     verdicts = summary["verdicts"]
-    met = bool(verdicts) and all(v["met"] for v in verdicts.values()) and set(verdicts) == set(FOLDERS)
+    met = folder_defaults_met(verdicts, FOLDERS)  # None until a folder has its whole sweep
     headline = "; ".join(f"{name}: defaults {v['defaults']:.3f} val vs the sweep's best {v['best_val']:.3f} "
                          f"({v['best']}), old defaults {v['old_defaults']}" for name, v in verdicts.items())
     if not verdicts:  # the sweep has not finished: the before/after of the defaults alone
@@ -175,7 +170,7 @@ def results_json(summary: dict, seconds: float) -> dict:
     return {"goal": "Defaults on photo folders", "issue": 33, "order": 15,
             "target": "the README's first command (defaults) within 2 points of the best val accuracy of a small "
                       "sweep (batch, epochs, lr) on the same folder, over 3 seeds",
-            "met": met if verdicts else None, "headline": headline or "not run yet",
+            "met": met, "headline": headline or "not run yet",
             "met_note": None if verdicts else "no verdict until the whole sweep has run on both folders",
             "host": machine_line(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
             "command": "python benchmarks/bench_folder_defaults.py --out benchmarks/results/folder_defaults.json",

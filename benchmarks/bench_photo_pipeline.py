@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import commit, machine_line, report_json, unpacked  # noqa: E402
 from screenshot_report import capture  # noqa: E402
+from verdicts import GAN_TEST_SHARE, photo_pipeline_checks, photo_pipeline_met  # noqa: E402
 
 from visrep.doctor.classifier_cost import measure_throughput  # noqa: E402
 from visrep.doctor.pipeline_cost import estimate_pipeline  # noqa: E402
@@ -36,9 +37,6 @@ from visrep.hardware.threads import configure_process  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "pipeline_folder.yaml"
 FIGURES = REPO / "benchmarks" / "figures"
-BUDGET_SECONDS = 30 * 60
-GAN_TEST_SHARE = 0.8
-ESTIMATE_FACTOR = 2.0
 GENERATORS = ("gan", "diffusion")
 SECTIONS = ("summary", "generated-gan", "generated-diffusion")
 
@@ -69,20 +67,9 @@ def read_outcome(root: Path) -> dict:
     return {"stages": stages, "scores": scores}
 
 
-def verdicts(wall: float, outcome: dict, estimate: dict) -> dict:
-    scores, stages = outcome["scores"], outcome["stages"]
-    ratios = {"pipeline": estimate["seconds"] / wall,
-              **{name: estimate["stages"][name] / stages[name] for name in GENERATORS}}
-    return {"within_30_min": wall <= BUDGET_SECONDS,
-            "gan_test": {name: score["gan_test"] >= GAN_TEST_SHARE * score["evaluator_real_test"]
-                         for name, score in scores.items()},
-            "estimate_ratio": {name: round(ratio, 2) for name, ratio in ratios.items()},
-            "estimate_within_2x": all(1 / ESTIMATE_FACTOR <= ratio <= ESTIMATE_FACTOR for ratio in ratios.values())}
-
-
 def results_json(folder: str, wall: float, outcome: dict, estimate: dict, checks: dict, shots: list[Path]) -> dict:
     scores = outcome["scores"]
-    met = checks["within_30_min"] and all(checks["gan_test"].values()) and checks["estimate_within_2x"]
+    met = photo_pipeline_met(checks)
     headline = (f"{folder}: the photo pipeline took {wall / 60:.1f} min (doctor's estimate {estimate['seconds'] / 60:.1f} "
                 f"min); GAN-test " + ", ".join(f"{name} {s['gan_test']:.3f}" for name, s in scores.items())
                 + f" vs the evaluator's real-test {scores['gan']['evaluator_real_test']:.3f} "
@@ -131,7 +118,7 @@ def main() -> None:
     print(f"doctor's estimate: {estimate['seconds'] / 60:.1f} min {estimate['stages']}", flush=True)
     wall = run_pipeline(overrides)
     outcome = read_outcome(args.root / name)
-    checks = verdicts(wall, outcome, estimate)
+    checks = photo_pipeline_checks(wall, outcome, estimate, GENERATORS)
     shots = capture(args.root / name / "report" / "report.html", list(SECTIONS), str(FIGURES / f"{name}-photo-report"))
     report_json(results_json(name, wall, outcome, estimate, checks, shots), args.out)
 

@@ -25,7 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, machine_line  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "test_suite.json"
-BUDGET_SECONDS = 240.0
+BUDGET_SECONDS = 240.0  # met: the fast suite passes within 4 minutes on a fresh clone
+
+
+def suite_met(exit_code: int, seconds: float) -> bool:
+    """Met when the run passed (pytest's exit code 0) in at most BUDGET_SECONDS."""
+    return exit_code == 0 and seconds <= BUDGET_SECONDS
 
 
 def time_once(clone: Path) -> dict:
@@ -61,7 +66,7 @@ def main() -> None:
         table["rows"].append({"suite": f"{args.label} ({commit}), fresh clone", "host": "native", "workers": 2,
                               "seconds": run["seconds"], "_strong": True})
     newest = runs[-1]
-    doc.update({"met": newest["exit_code"] == 0 and newest["seconds"] <= BUDGET_SECONDS,
+    doc.update({"met": suite_met(newest["exit_code"], newest["seconds"]),
                 "headline": f"{newest['seconds']} s with 2 xdist workers on a fresh clone ({newest['closing']}, "
                             f"{time.strftime('%Y-%m-%d')})",
                 "date": time.strftime("%Y-%m-%d"), "commit": commit, "host": machine_line(),
