@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.visrep-installed
 
-.PHONY: install demo test test-all bench-data clean
+.PHONY: install demo test test-all bench-data bench-peers clean
 
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test-all: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) benchmarks/bench_data.py
+
+# the peer libraries (pyproject's bench extra) with --no-deps, so that pip cannot touch the pinned torch,
+# then one peer comparison end to end on the embedded digits (a few minutes): a check of the harness
+BENCH_PEERS := torchgan==0.1.0 denoising-diffusion-pytorch==2.3.4 ema-pytorch einops accelerate pytorch-fid
+bench-peers: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps $(BENCH_PEERS)
+	$(PY) benchmarks/peers_smoke.py
 
 clean:
 	rm -rf runs .pytest_cache
