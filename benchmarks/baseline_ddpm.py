@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from baseline_torchgan import load_train_split
+from common import add_peer_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 VERSION = "2.3.4"
@@ -46,17 +47,7 @@ SAMPLE_BATCH = 500
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="data source (as data.source)")
-    parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--n", type=int, default=1000, help="samples to write, class-balanced")
-    parser.add_argument("--steps", type=int, default=20, help="DDIM sampling steps")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    parser.add_argument("--config", default=str(REPO / "configs" / "mnist.yaml"))
-    parser.add_argument("--overwrite", action="store_true")
+    add_peer_arguments(parser, "DDIM sampling steps")
     return parser.parse_args(argv)
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from baseline_ddpm import precision_context
 from baseline_torchgan import load_train_split
+from common import add_peer_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_BATCH = 250
@@ -42,22 +43,12 @@ WARMUP_STEPS = 100
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help="data source (as data.source)")
-    parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--n", type=int, default=1000, help="samples to write, class-balanced")
-    parser.add_argument("--steps", type=int, default=20, help="DPM-Solver++ sampling steps")
+    add_peer_arguments(parser, "DPM-Solver++ sampling steps")
     parser.add_argument("--guidance", type=float, default=2.0, help="classifier-free guidance scale s")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--width", type=int, default=32, help="channels of the first level")
     parser.add_argument("--ema", choices=("warmup", "none"), default="warmup", help="sample from the EMA or the "
                         "online model")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
-    parser.add_argument("--config", default=str(REPO / "configs" / "mnist.yaml"))
-    parser.add_argument("--overwrite", action="store_true")
     return parser.parse_args(argv)
 
 

@@ -67,3 +67,18 @@ def report_json(results: dict, out: str | None) -> None:
     print(text)
     if out:
         Path(out).write_text(text)
+
+
+def add_peer_arguments(parser, steps_help: str) -> None:
+    """The arguments every peer baseline takes: the same data, clock, seed, threads, samples, batch, precision."""
+    parser.add_argument("--data", required=True, help="data source (as data.source)")
+    parser.add_argument("--seconds", type=float, required=True, help="wall-clock training budget")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n", type=int, default=1000, help="samples to write, class-balanced")
+    parser.add_argument("--steps", type=int, default=20, help=steps_help)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--config", default=str(REPO / "configs" / "mnist.yaml"))
+    parser.add_argument("--overwrite", action="store_true")
