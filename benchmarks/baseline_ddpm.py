@@ -25,17 +25,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.metadata
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from baseline_torchgan import load_train_split
-from common import add_peer_arguments
+from common import add_peer_arguments, peer_output_folder, write_peer_run
 
-REPO = Path(__file__).resolve().parents[1]
 VERSION = "2.3.4"
 INSTALL = (f"pip install --no-deps denoising-diffusion-pytorch=={VERSION} ema-pytorch einops accelerate "
            "pytorch-fid")
@@ -104,9 +101,7 @@ def sample(ema_diffusion, n: int, num_classes: int, args) -> tuple[np.ndarray, n
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out).expanduser()
-    if out.exists() and not args.overwrite:
-        raise SystemExit(f"error: {out} already exists (pass --overwrite)")
+    out = peer_output_folder(args)
     Unet, GaussianDiffusion, EMA = require_package()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -122,12 +117,6 @@ def main(argv=None) -> int:
           f"{args.seconds:g} s on {args.threads} thread(s), {args.precision}", flush=True)
     figures = train(diffusion, ema, optimizer, images, labels, args)
     samples, sample_labels, rate = sample(ema.ema_model.eval(), args.n, len(class_names), args)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", images=samples, labels=sample_labels)
-    (out / "generator.json").write_text(json.dumps({
-        "conditioning_weights_sha256": [], "samples": "samples.npz",
-        "description": f"denoising-diffusion-pytorch {VERSION} classifier-free guidance U-Net, {args.seconds:g} s"},
-        indent=1) + "\n")
     record = {"library": "denoising-diffusion-pytorch",
               "version": importlib.metadata.version("denoising-diffusion-pytorch"), "parameters": parameters,
               "seconds_budget": args.seconds, **figures, "sampling_images_per_s": rate, "sampling_steps": args.steps,
@@ -135,9 +124,8 @@ def main(argv=None) -> int:
               "threads": args.threads, "precision": args.precision, "batch_size": args.batch_size,
               "adam": ADAM, "ema": {"decay": EMA_DECAY, "update_every": EMA_EVERY}, "data": args.data,
               "torch": torch.__version__}
-    (out / "baseline.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{figures['steps']} steps in {figures['seconds_trained']} s ({figures['train_images_per_s']} img/s); "
-          f"{len(samples)} samples at {rate} img/s → {out}")
+    write_peer_run(out, samples, sample_labels, f"denoising-diffusion-pytorch {VERSION} classifier-free guidance "
+                   f"U-Net, {args.seconds:g} s", record, figures, rate)
     return 0
 
 

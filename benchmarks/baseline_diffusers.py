@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,9 +30,8 @@ import torch.nn.functional as F
 
 from baseline_ddpm import precision_context
 from baseline_torchgan import load_train_split
-from common import add_peer_arguments
+from common import add_peer_arguments, peer_output_folder, write_peer_run
 
-REPO = Path(__file__).resolve().parents[1]
 SAMPLE_BATCH = 250
 NULL_DROP = 0.1  # rows trained with the null class (the unconditional branch guidance needs)
 EMA_INV_GAMMA, EMA_POWER, EMA_MAX_DECAY = 1.0, 0.75, 0.9999  # diffusers' train_unconditional.py
@@ -122,9 +119,7 @@ def sample(unet, train_scheduler, n: int, classes: int, shape: tuple[int, int, i
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out = Path(args.out).expanduser()
-    if out.exists() and not args.overwrite:
-        raise SystemExit(f"error: {out} already exists (pass --overwrite)")
+    out = peer_output_folder(args)
     from diffusers import DDPMScheduler
     from diffusers.training_utils import EMAModel
 
@@ -146,12 +141,6 @@ def main(argv=None) -> int:
     if ema is not None:
         ema.copy_to(unet.parameters())
     samples, sample_labels, rate = sample(unet.eval(), scheduler, args.n, classes, shape, args)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", images=samples, labels=sample_labels)
-    (out / "generator.json").write_text(json.dumps({
-        "conditioning_weights_sha256": [], "samples": "samples.npz",
-        "description": f"diffusers UNet2DModel, class-conditional (num_class_embeds), {args.seconds:g} s"},
-        indent=1) + "\n")
     record = {"library": "diffusers", "version": importlib.metadata.version("diffusers"), "parameters": parameters,
               "seconds_budget": args.seconds, **figures, "sampling_images_per_s": rate, "solver": "dpm++",
               "sampling_steps": args.steps, "guidance": args.guidance, "samples": len(samples), "seed": args.seed,
@@ -159,9 +148,8 @@ def main(argv=None) -> int:
               "width": args.width, "ema": args.ema if args.ema == "none" else
               {"inv_gamma": EMA_INV_GAMMA, "power": EMA_POWER, "max_decay": EMA_MAX_DECAY},
               "null_drop": NULL_DROP, "data": args.data, "torch": torch.__version__}
-    (out / "baseline.json").write_text(json.dumps(record, indent=1) + "\n")
-    print(f"{figures['steps']} steps in {figures['seconds_trained']} s ({figures['train_images_per_s']} img/s); "
-          f"{len(samples)} samples at {rate} img/s → {out}")
+    write_peer_run(out, samples, sample_labels, f"diffusers UNet2DModel, class-conditional (num_class_embeds), "
+                   f"{args.seconds:g} s", record, figures, rate)
     return 0
 
 

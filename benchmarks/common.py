@@ -82,3 +82,27 @@ def add_peer_arguments(parser, steps_help: str) -> None:
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     parser.add_argument("--config", default=str(REPO / "configs" / "mnist.yaml"))
     parser.add_argument("--overwrite", action="store_true")
+
+
+def peer_output_folder(args) -> Path:
+    """A peer's --out, refused when it exists unless --overwrite."""
+    out = Path(args.out).expanduser()
+    if out.exists() and not args.overwrite:
+        raise SystemExit(f"error: {out} already exists (pass --overwrite)")
+    return out
+
+
+def write_peer_run(out: Path, samples, labels, description: str, record: dict, figures: dict, rate) -> None:
+    """A peer's samples.npz and generator.json (what `visrep evaluate generated --fake` scores) and baseline.json
+    (what it was given and what it did), then one summary line."""
+    import json
+
+    import numpy as np
+
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "samples.npz", images=samples, labels=labels)
+    (out / "generator.json").write_text(json.dumps({"conditioning_weights_sha256": [], "samples": "samples.npz",
+                                                    "description": description}, indent=1) + "\n")
+    (out / "baseline.json").write_text(json.dumps(record, indent=1) + "\n")
+    print(f"{figures['steps']} steps in {figures['seconds_trained']} s ({figures['train_images_per_s']} img/s); "
+          f"{len(samples)} samples at {rate} img/s → {out}")
