@@ -125,9 +125,17 @@ def tiny_trained_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_pipeline(tmp_path_factory) -> Path:
-    """configs/pipeline_tiny.yaml run once per test worker (~20 s): every stage, then the report."""
+def tiny_pipeline(tmp_path_factory, worker_id) -> Path:
+    """configs/pipeline_tiny.yaml run once per test session (~15 s): every stage, then the report. The first
+    xdist worker to ask builds it under a file lock in the session's shared folder; the others then find every
+    stage done and only check it (well under a second). Tests read it and write only new runs of their own
+    (a test that changes a pipeline changes a private copy)."""
+    from filelock import FileLock
+
     from visrep.pipeline import run_pipeline
 
-    root = tmp_path_factory.mktemp("pipeline")
-    return run_pipeline(REPO / "configs" / "pipeline_tiny.yaml", [f"run.root={root}"], progress=False)
+    session = tmp_path_factory.getbasetemp()
+    shared = session if worker_id == "master" else session.parent  # pytest-N/, shared by pytest-N/popen-gw*
+    with FileLock(str(shared / "tiny-pipeline.lock")):
+        return run_pipeline(REPO / "configs" / "pipeline_tiny.yaml", [f"run.root={shared / 'tiny-pipeline-runs'}"],
+                            progress=False)
