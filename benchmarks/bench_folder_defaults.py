@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, machine_line, report_json, unpacked  # noqa: E402
+from common import commit, machine_line, record_run, recorded_runs, report_json, unpacked  # noqa: E402
 from verdicts import defaults_verdict, folder_defaults_met  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
@@ -90,7 +90,7 @@ def overrides_for(name: str, variant: str) -> list[str]:
 
 def finished_runs() -> list[dict]:
     """Every run recorded so far, in the order they finished."""
-    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.is_file() else []
+    return recorded_runs(RUNS)
 
 
 def _cached(name: str, variant: str, seed: int) -> dict | None:
@@ -103,12 +103,6 @@ def _cached(name: str, variant: str, seed: int) -> dict | None:
                 and (run["batch_size"], run["epochs"], run["lr"]) == wanted:
             return {**run, "variant": variant}
     return None
-
-
-def _record(result: dict) -> None:
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    with RUNS.open("a") as stream:
-        stream.write(json.dumps(result) + "\n")
 
 
 def run_once(name: str, variant: str, seed: int, threads: int | None = None) -> dict:
@@ -132,7 +126,7 @@ def run_once(name: str, variant: str, seed: int, threads: int | None = None) -> 
                   "image_size": int(saved.data.image_size), "train_seconds": metrics["train_seconds"],
                   "wall_seconds": wall, "overrides": overrides_for(name, variant),
                   "decoder_version": DECODER_VERSION, "commit": commit()}
-    _record(result)
+    record_run(RUNS, result)
     return result
 
 

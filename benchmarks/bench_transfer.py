@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, machine_line, report_json, unpacked  # noqa: E402
+from common import commit, machine_line, record_run, recorded_runs, report_json, unpacked  # noqa: E402
 from verdicts import transfer_met  # noqa: E402
 
 from bench_folder_defaults import derived_epochs, train_images  # noqa: E402
@@ -56,7 +56,7 @@ def pretrained_file() -> Path:
 
 
 def finished_runs() -> list[dict]:
-    return [json.loads(line) for line in RUNS.read_text().splitlines() if line.strip()] if RUNS.is_file() else []
+    return recorded_runs(RUNS)
 
 
 def expected_schedule(folder: str) -> tuple[int, int]:
@@ -91,9 +91,7 @@ def run_once(folder: str, arm: str, seed: int) -> dict:
                   "wall_seconds": time.perf_counter() - started, "overrides": overrides[1:2] + extra,
                   "pretrained_val_acc": _pretrained_val() if arm == "transfer" else None, "commit": commit(),
                   "host": machine_line()}
-    RUNS.parent.mkdir(parents=True, exist_ok=True)
-    with RUNS.open("a") as stream:
-        stream.write(json.dumps(result) + "\n")
+    record_run(RUNS, result)
     return result
 
 

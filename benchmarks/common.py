@@ -106,3 +106,21 @@ def write_peer_run(out: Path, samples, labels, description: str, record: dict, f
     (out / "baseline.json").write_text(json.dumps(record, indent=1) + "\n")
     print(f"{figures['steps']} steps in {figures['seconds_trained']} s ({figures['train_images_per_s']} img/s); "
           f"{len(samples)} samples at {rate} img/s → {out}")
+
+
+def recorded_runs(path: Path) -> list[dict]:
+    """Every run a resumable benchmark recorded in its JSON-lines file, in the order they finished."""
+    import json
+
+    path = Path(path)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+
+
+def record_run(path: Path, result: dict) -> None:
+    """Append one finished run (a line of JSON): a killed benchmark resumes from what it recorded."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as stream:
+        stream.write(json.dumps(result) + "\n")
