@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, machine_line, record_run, recorded_runs, report_json, unpacked  # noqa: E402
+from common import commit, hosts_of, machine_line, record_run, recorded_runs, report_json, unpacked  # noqa: E402
 from verdicts import defaults_verdict, folder_defaults_met  # noqa: E402
 
 from visrep.config import ClassifierConfig, load_config  # noqa: E402
@@ -125,7 +125,7 @@ def run_once(name: str, variant: str, seed: int, threads: int | None = None) -> 
                   "batch_size": int(saved.data.batch_size), "lr": float(saved.train.lr),
                   "image_size": int(saved.data.image_size), "train_seconds": metrics["train_seconds"],
                   "wall_seconds": wall, "overrides": overrides_for(name, variant),
-                  "decoder_version": DECODER_VERSION, "commit": commit()}
+                  "decoder_version": DECODER_VERSION, "commit": commit(), "host": machine_line()}
     record_run(RUNS, result)
     return result
 
@@ -166,7 +166,7 @@ def results_json(summary: dict, seconds: float) -> dict:
                       "sweep (batch, epochs, lr) on the same folder, over 3 seeds",
             "met": met, "headline": headline or "not run yet",
             "met_note": None if verdicts else "no verdict until the whole sweep has run on both folders",
-            "host": machine_line(), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
+            "host": hosts_of(finished_runs()), "date": time.strftime("%Y-%m-%d"), "commit": commit(),
             "command": "python benchmarks/bench_folder_defaults.py --out benchmarks/results/folder_defaults.json",
             "seeds": list(SEEDS), "seconds": round(seconds, 1),
             "setup": __doc__.split("\n\n", 2)[2].strip().replace("\n", " "),

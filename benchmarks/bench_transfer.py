@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import commit, machine_line, record_run, recorded_runs, report_json, unpacked  # noqa: E402
+from common import commit, hosts_of, machine_line, record_run, recorded_runs, report_json, unpacked  # noqa: E402
 from verdicts import transfer_met  # noqa: E402
 
 from bench_folder_defaults import derived_epochs, train_images  # noqa: E402
@@ -101,9 +101,7 @@ def _pretrained_val() -> float | None:
 
 
 def _hosts() -> str:
-    """The machines the recorded runs trained on (each run records its own)."""
-    hosts = sorted({run["host"] for run in finished_runs() if run.get("host")})
-    return "; ".join(hosts) or machine_line()
+    return hosts_of(finished_runs())
 
 
 def summarise(results: list[dict]) -> dict:

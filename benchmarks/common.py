@@ -124,3 +124,9 @@ def record_run(path: Path, result: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as stream:
         stream.write(json.dumps(result) + "\n")
+
+
+def hosts_of(runs: list[dict]) -> str:
+    """The machines recorded runs were measured on (each run keeps its own ``host``); this one when none says."""
+    hosts = sorted({run["host"] for run in runs if run.get("host")})
+    return "; ".join(hosts) or machine_line()
