@@ -451,6 +451,14 @@ def test_layer_best_takes_the_analysis_best_val_probe_and_needs_an_analysis(tiny
     choice = choose_layer("best", classifier, "best", "gan.layer")
     assert (choice.layer, choice.analysis_best_val_probe) == ("stage2", 0.9) and "best val linear probe" in choice.rule
     assert choose_layer("stage1", classifier, "best", "gan.layer").analysis_best == "stage2"
+    for row, shape in zip(rows, ([16, 4, 4], [32, 2, 2], [32, 1, 1], [32])):
+        row["layer_output_shape"] = shape
+    rows.append({"layer": "penultimate", "probe": {"val": 0.99}, "weights_sha256": sha, "pooling": "avg",
+                 "layer_output_shape": [32]})  # the best of all, but a vector: REPA needs a map
+    (classifier / "embeddings" / "analysis.json").write_text(json.dumps({"layers": rows}))
+    assert choose_layer("best", classifier, "best", "gan.layer").layer == "penultimate"
+    repa = choose_layer("best", classifier, "best", "diffusion.repa_layer", maps_only=True)
+    assert repa.layer == "stage2" and "among its feature maps" in repa.rule
 
 
 def test_a_gan_samples_unconditionally_through_the_learned_embedding_sampler(tiny_trained_run, tmp_path):

@@ -375,7 +375,7 @@ class DiffusionOptions:
     min_snr_gamma: float = ranged(5.0, NON_NEGATIVE)
     # REPA: align the U-Net's middle map with the classifier's map at repa_layer; 0 = off
     repa_weight: float = ranged(0.0, NON_NEGATIVE)
-    repa_layer: str = "stage2"
+    repa_layer: str = "stage2"  # a feature map of the classifier, or best (the analysis's best val probe among maps)
     # the reverse-process solver: ddpm | ddim | dpm++ (diffusers schedulers), what `visrep sample` uses by default
     solver: str = ranged("dpm++", one_of("ddpm", "ddim", "dpm++"))
     sample_steps: int = ranged(20, Rule(lambda v: 1 <= v <= 1000, "in [1, 1000] (the training timesteps)"))

@@ -37,26 +37,29 @@ class LayerChoice:
 
 
 def choose_layer(requested: str, classifier_run: str | Path, weights: str, key: str,
-                 embeddings: Path | None = None) -> LayerChoice:
+                 embeddings: Path | None = None, maps_only: bool = False) -> LayerChoice:
     """The layer for ``requested`` (a name or "best") of ``classifier_run``'s ``weights``, the analysis read from
-    ``embeddings`` (default ``<classifier run>/embeddings``); ``key`` names the setting."""
-    best = best_probe_layer(Path(classifier_run), weights, embeddings)
+    ``embeddings`` (default ``<classifier run>/embeddings``); ``key`` names the setting. ``maps_only``: only
+    feature maps qualify (REPA aligns the U-Net's map with one)."""
+    best = best_probe_layer(Path(classifier_run), weights, embeddings, maps_only)
+    kind = "feature map" if maps_only else "layer"
     if requested == BEST:
         if best is None:
-            raise UserError(f"{key}=best takes the layer with the best val linear probe from the embeddings analysis, "
+            raise UserError(f"{key}=best takes the {kind} with the best val linear probe from the embeddings analysis, "
                             f"and {classifier_run} has none for its {weights} weights: run `visrep embed "
                             f"{classifier_run} --layers all` first, or name a layer")
-        return LayerChoice(best[0], f"{key}=best: the embeddings analysis's best val linear probe ({best[1]:.3f})",
-                           *best)
-    rule = (f"{key}={requested}, the default: the vector the classifier's own head reads" if requested == DEFAULT_LAYER
-            else f"{key}={requested}, set in the config")
+        return LayerChoice(best[0], f"{key}=best: the embeddings analysis's best val linear probe among its "
+                                    f"{kind}s ({best[1]:.3f})", *best)
+    rule = (f"{key}={requested}, the default: the vector the classifier's own head reads"
+            if requested == DEFAULT_LAYER and not maps_only else f"{key}={requested}, set in the config")
     return LayerChoice(requested, rule, *(best or (None, None)))
 
 
-def best_probe_layer(classifier_run: Path, weights: str, embeddings: Path | None = None) -> tuple[str, float] | None:
+def best_probe_layer(classifier_run: Path, weights: str, embeddings: Path | None = None,
+                     maps_only: bool = False) -> tuple[str, float] | None:
     """(layer, val probe accuracy) of the analysis row with the highest val probe, among rows computed from
-    these weights (sha256) in the form a generator conditions on (average-pooled, or a vector layer);
-    None when there is no such analysis."""
+    these weights (sha256) in the form a generator conditions on (average-pooled, or a vector layer; with
+    ``maps_only`` average-pooled feature maps alone); None when there is no such analysis."""
     path = (embeddings or classifier_run / "embeddings") / "analysis.json"
     weights_file = classifier_run / f"{weights}.safetensors"
     if not path.is_file() or not weights_file.is_file():
@@ -64,7 +67,8 @@ def best_probe_layer(classifier_run: Path, weights: str, embeddings: Path | None
     sha = file_sha256(weights_file)
     rows = [row for row in json.loads(path.read_text()).get("layers", [])
             if row.get("weights_sha256") == sha and isinstance(row.get("probe"), dict) and "val" in row["probe"]
-            and (row.get("pooling") == "avg" or len(row.get("layer_output_shape", [])) == 1)]
+            and (row.get("pooling") == "avg" or len(row.get("layer_output_shape", [])) == 1)
+            and (not maps_only or len(row.get("layer_output_shape", [])) == 3)]
     if not rows:
         return None
     top = max(rows, key=lambda row: row["probe"]["val"])

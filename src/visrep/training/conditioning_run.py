@@ -82,14 +82,17 @@ def load_conditioning(run_name: str | None, weights: str | None, layers, device:
     return Conditioning(run, encoder, weights_file, weights_hashes(weights_file))
 
 
-def condition_layer(options: GanOptions | DiffusionOptions, key: str) -> LayerChoice:
-    """The embedding layer of a generator section (``options.layer``) by its rule
-    (:mod:`visrep.representations.layer_choice`); a missing run is left to :func:`load_conditioning`'s line."""
+def condition_layer(options: GanOptions | DiffusionOptions, key: str, requested: str | None = None,
+                    maps_only: bool = False) -> LayerChoice:
+    """A classifier layer a generator section reads (``requested``, default its embedding layer ``options.layer``)
+    by its rule (:mod:`visrep.representations.layer_choice`); a missing run is left to :func:`load_conditioning`'s
+    line."""
+    requested = options.layer if requested is None else requested
     run = Path(options.conditioning_run).expanduser() if options.conditioning_run else None
     if run is None or not run.is_dir():
-        return LayerChoice(options.layer, "")
-    return choose_layer(options.layer, run, options.weights or saved_weights(run), key,
-                        embeddings_folder(run, options.embeddings))
+        return LayerChoice(requested, "")
+    return choose_layer(requested, run, options.weights or saved_weights(run), key,
+                        embeddings_folder(run, options.embeddings), maps_only)
 
 
 def learned_recipe(options: GanOptions | DiffusionOptions) -> SamplerRecipe | None:

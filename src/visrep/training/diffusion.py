@@ -108,7 +108,8 @@ class DiffusionLoop(GeneratorLoop):
 
     def manifest_extra(self) -> dict:
         opts = self.cfg.diffusion
-        return {"solver": opts.solver, "steps": opts.sample_steps, "guidance": opts.guidance,
+        return {**({"repa_layer": opts.repa_layer} if opts.repa_weight > 0 else {}),
+                "solver": opts.solver, "steps": opts.sample_steps, "guidance": opts.guidance,
                 "guidance_interval": list(opts.guidance_interval)}
 
     def describe(self, samples: SampleSet) -> str:
@@ -134,6 +135,8 @@ def prepare_loop(cfg: DiffusionConfig, progress: bool = True, data: PreparedData
     opts = cfg.diffusion
     layer_choice = condition_layer(opts, "diffusion.layer")
     opts.layer = layer_choice.layer  # saved in config.yaml as the layer itself: a resume takes the same one
+    if opts.repa_weight > 0:  # REPA's target map: a named layer, or best (the analysis's best val probe among maps)
+        opts.repa_layer = condition_layer(opts, "diffusion.repa_layer", opts.repa_layer, maps_only=True).layer
     layers = {opts.layer} | ({opts.repa_layer} if opts.repa_weight > 0 else set())
     conditioning = load_conditioning(opts.conditioning_run, opts.weights, layers, ctx.device, "diffusion")
     check_same_data(conditioning, ctx.data)
