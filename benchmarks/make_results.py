@@ -21,7 +21,7 @@ around `tables`, a list of such tables. An image with a caption is shown, one wi
 benchmarks/results/cpu_policy.json (bench_cpu_policy.py's own output) becomes the "Any CPU" section.
 README's "Results at a glance" table is written between its marker lines by glance.py.
 `generated_tables` names tables written from the repository itself rather than typed into the JSON
-(GENERATED_TABLES): they follow the goal's tables on its detail page and are shown on RESULTS.md too.
+(GENERATED_TABLES): they follow the goal's tables on its detail page, like every other table.
 """
 
 from __future__ import annotations
@@ -269,12 +269,12 @@ def check_paths(doc: dict, name: str) -> None:
 
 
 def with_generated(doc: dict, name: str) -> dict:
-    """The goal with the tables its `generated_tables` names appended (and kept apart as `generated`)."""
+    """The goal with the tables its `generated_tables` names appended."""
     unknown = [key for key in doc.get("generated_tables", []) if key not in GENERATED_TABLES]
     if unknown:
         raise SystemExit(f"{name}: generated_tables names {unknown}, not one of {sorted(GENERATED_TABLES)}")
     made = [GENERATED_TABLES[key]() for key in doc.get("generated_tables", [])]
-    return {**doc, "tables": [*doc.get("tables", []), *made], "generated": made}
+    return {**doc, "tables": [*doc.get("tables", []), *made]}
 
 
 def details_name(json_name: str) -> str:
@@ -290,8 +290,7 @@ def render_compact(doc: dict, json_name: str) -> list[str]:
             f"- **Figure**: {doc.get('headline') or '—'} (tables, setup, decisions, notes: "
             f"[results/{details_name(json_name)}](results/{details_name(json_name)}))",
             f"- **Machine**: {doc.get('host') or '—'}; **date** {doc.get('date') or '—'}; "
-            f"**seeds** {seeds_text(doc.get('seeds'))}", *command_lines(entry_commands(doc.get("command"))),
-            *render_tables(doc.get("generated", []))]
+            f"**seeds** {seeds_text(doc.get('seeds'))}", *command_lines(entry_commands(doc.get("command")))]
 
 
 def command_lines(listed: list[str]) -> list[str]:
