@@ -439,7 +439,7 @@ def test_layer_best_takes_the_analysis_best_val_probe_and_needs_an_analysis(tiny
     shutil.copytree(tiny_trained_run, classifier)
     with pytest.raises(UserError, match="gan.layer=best .* has none .*visrep embed"):
         choose_layer("best", classifier, "best", "gan.layer")
-    from visrep.representations.train_embeddings import file_sha256
+    from visrep.inference.independence import file_sha256
 
     sha = file_sha256(classifier / "best.safetensors")
     rows = [{"layer": "stage1", "probe": {"val": 0.8}, "weights_sha256": sha, "pooling": "avg"},

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from visrep.errors import UserError
-from visrep.representations.train_embeddings import file_sha256
+from visrep.inference.independence import file_sha256
 
 BEST = "best"
 DEFAULT_LAYER = "penultimate"

@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from visrep.diffusion.schedule import TRAIN_TIMESTEPS, alphas_cumprod
+from visrep.models.unet import timestep_features
 from visrep.representations.store import write_safetensors
 from visrep.storage import read_safetensors
 
-TIMESTEPS = 1000
 SAMPLER_FILE = "embedding_sampler.safetensors"  # in a generator run, beside the condition bank
 
 
@@ -38,22 +39,6 @@ class SamplerRecipe:
     blocks: int = 3
     sample_steps: int = 50  # DDIM steps when sampling
     seed: int = 0
-
-
-def alphas_cumprod(timesteps: int = TIMESTEPS) -> Tensor:
-    """ᾱ_t of the cosine schedule (Nichol & Dhariwal 2021), (T,) float64, clipped away from 0 and 1."""
-    s = 0.008
-    t = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
-    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
-    return (f[1:] / f[0]).clamp(1e-5, 1 - 1e-5)
-
-
-def timestep_features(t: Tensor, dim: int) -> Tensor:
-    """(B,) integer timesteps → (B, dim) sinusoidal features."""
-    half = dim // 2
-    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    angles = t.float()[:, None] * frequencies[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 class ResidualBlock(nn.Module):
@@ -107,11 +92,11 @@ class LearnedSampler:
             torch.manual_seed(recipe.seed)
             model = VectorDenoiser(x.shape[1], recipe.width, recipe.blocks)
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
-        schedule = alphas_cumprod().float()
+        schedule = alphas_cumprod()  # the diffusion stage's schedule (cosine, T = 1000)
         model.train()
         for step in range(recipe.steps):
             rows = torch.randint(len(data), (recipe.batch_size,), generator=generator)
-            t = torch.randint(TIMESTEPS, (recipe.batch_size,), generator=generator)
+            t = torch.randint(TRAIN_TIMESTEPS, (recipe.batch_size,), generator=generator)
             noise = torch.randn(recipe.batch_size, x.shape[1], generator=generator)
             alpha = schedule[t][:, None]
             noisy = alpha.sqrt() * data[rows] + (1 - alpha).sqrt() * noise
@@ -126,9 +111,9 @@ class LearnedSampler:
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """(n, D) vectors by DDIM (η = 0) from Gaussian noise drawn from ``generator``."""
-        schedule = alphas_cumprod().float()
+        schedule = alphas_cumprod()
         x = torch.randn(n, self.mean.shape[0], generator=generator)
-        times = torch.linspace(TIMESTEPS - 1, 0, self.sample_steps).round().long()
+        times = torch.linspace(TRAIN_TIMESTEPS - 1, 0, self.sample_steps).round().long()
         for index, t in enumerate(times):
             alpha = schedule[t]
             alpha_next = schedule[times[index + 1]] if index + 1 < len(times) else torch.tensor(1.0)

@@ -12,7 +12,6 @@ batch size), so that stored and fresh embeddings are the same numbers, and retur
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from visrep.data.prepare import PreparedData
+from visrep.inference.independence import file_sha256
 from visrep.representations.embed import EXTRACTION_BATCH
 from visrep.representations.bank import BANK_FILE, ConditionBank, read_bank
 from visrep.representations.extract import extract_features
@@ -34,10 +34,6 @@ class TrainEmbeddings:
     source: str  # where they came from: the stored file, or "computed"
     computed: EmbeddingSet | None  # the fresh extraction, to be stored beside the generator (None: read)
     stored_meta: dict = field(default_factory=dict)  # the stored file's metadata (read: what a bank must match)
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def extraction_metadata(run_path: Path, weights: str, manifest_hash: str, pooling: str, l2_normalize: bool,
