@@ -80,7 +80,7 @@ class GeneratorRun:
     @property
     def bank_method(self) -> str:
         """How sampled embeddings are drawn: gaussian | kmeans | learned."""
-        return (self.cfg.gan if "gan" in self.cfg else self.cfg.diffusion).embedding_sampler
+        return self.options.embedding_sampler
 
     def encoder(self) -> FrozenEncoder:
         """The run's copy of the conditioning classifier (to embed given images)."""
